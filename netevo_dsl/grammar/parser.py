@@ -1,0 +1,357 @@
+"""Text to spec IR: the Lark LALR parser plus a transformer into `ir.nodes`.
+
+Parsing never evaluates anything from the spec. Syntax errors become
+`SyntaxError_` with a span; the parser recovers at the next top-level item so
+one run reports every syntax error in a file.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import attrs
+import lark
+from lark import Transformer, v_args
+
+from ..errors import NetevoError, Span, SyntaxError_, raise_all
+from ..ir import nodes as ir
+
+GRAMMAR_PATH = Path(__file__).with_name("netevo.lark")
+TOP_LEVEL_KEYWORDS = ("version", "import", "param", "block", "mask", "network", "genome", "mutate", "evolve")
+_TOP_LEVEL_LINE = re.compile(r"^(?:///?[^\n]*\n)*(%s)\b" % "|".join(TOP_LEVEL_KEYWORDS), re.M)
+
+# Human names for terminals in "expected ..." messages.
+_TERMINAL_NAMES = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string", "$END": "end of file"}
+
+
+@functools.cache
+def lark_parser(strict: bool = False) -> lark.Lark:
+    """The LALR parser. Tests build it with strict=True so any conflict fails CI."""
+    return lark.Lark(
+        GRAMMAR_PATH.read_text(),
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        strict=strict,
+    )
+
+
+def _span(meta, path) -> ir.Span | None:
+    if getattr(meta, "empty", True):
+        return None
+    return Span(path, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _tok_span(tok: lark.Token, path) -> Span:
+    return Span(path, tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+@v_args(meta=True, inline=True)
+class _ToIR(Transformer):
+    """Builds IR nodes; `self.path` goes into every span."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def sp(self, meta):
+        return _span(meta, self.path)
+
+    # expressions
+    def number(self, meta, tok):
+        text = str(tok)
+        value = float(text) if any(c in text for c in ".eE") else int(text)
+        return ir.Num(value, span=self.sp(meta))
+
+    def string(self, meta, tok):
+        return ir.Str(str(tok)[1:-1], span=self.sp(meta))
+
+    def true(self, meta):
+        return ir.Bool(True, span=self.sp(meta))
+
+    def false(self, meta):
+        return ir.Bool(False, span=self.sp(meta))
+
+    def name(self, meta, tok):
+        return ir.Name(str(tok), span=self.sp(meta))
+
+    def neg(self, meta, operand):
+        return ir.Neg(operand, span=self.sp(meta))
+
+    def add(self, meta, left, right):
+        return ir.BinOp("+", left, right, span=self.sp(meta))
+
+    def sub(self, meta, left, right):
+        return ir.BinOp("-", left, right, span=self.sp(meta))
+
+    def mul(self, meta, left, right):
+        return ir.BinOp("*", left, right, span=self.sp(meta))
+
+    def div(self, meta, left, right):
+        return ir.BinOp("/", left, right, span=self.sp(meta))
+
+    def floordiv(self, meta, left, right):
+        return ir.BinOp("//", left, right, span=self.sp(meta))
+
+    def mod(self, meta, left, right):
+        return ir.BinOp("%", left, right, span=self.sp(meta))
+
+    def kwarg(self, meta, key, value):
+        return ir.KwArg(str(key), value, span=self.sp(meta))
+
+    def call(self, meta, func, *args):
+        args = [a for a in args if a is not None]
+        positional = tuple(a for a in args if not isinstance(a, ir.KwArg))
+        kwargs = tuple(a for a in args if isinstance(a, ir.KwArg))
+        seen_kw = False
+        for a in args:
+            if isinstance(a, ir.KwArg):
+                seen_kw = True
+            elif seen_kw:
+                raise SyntaxError_(
+                    "positional argument after keyword argument", a.span, "put positional arguments first"
+                )
+        return ir.Call(str(func), positional, kwargs, span=self.sp(meta))
+
+    def pipe(self, meta, value, call):
+        return ir.Pipe(value, call, span=self.sp(meta))
+
+    def list(self, meta, *items):
+        return ir.ListExpr(tuple(i for i in items if i is not None), span=self.sp(meta))
+
+    def set(self, meta, *items):
+        return ir.SetExpr(tuple(i for i in items if i is not None), span=self.sp(meta))
+
+    # types
+    def tensor_type(self, meta, *dims):
+        return ir.TensorType(tuple(d for d in dims if d is not None), span=self.sp(meta))
+
+    def scalar_type(self, meta, tok):
+        return ir.ScalarType(str(tok), span=self.sp(meta))
+
+    # statements
+    def input(self, meta, name, type_):
+        return ir.Input(str(name), type_, span=self.sp(meta))
+
+    def assign(self, meta, *parts):
+        *targets, value = parts
+        return ir.Assign(tuple(str(t) for t in targets), value, span=self.sp(meta))
+
+    def output(self, meta, name, value):
+        return ir.Output(str(name), value, span=self.sp(meta))
+
+    def return_(self, meta, value):
+        return ir.Return(value, span=self.sp(meta))
+
+    def repeat(self, meta, count, name, *body):
+        return ir.Repeat(count, str(name), body, span=self.sp(meta))
+
+    # items
+    def version(self, meta, tok):
+        return ir.Version(int(float(tok)), span=self.sp(meta))
+
+    def import_(self, meta, tok):
+        return ir.Import(str(tok)[1:-1], span=self.sp(meta))
+
+    def param(self, meta, name, type_, default):
+        return ir.Param(str(name), type_, default, span=self.sp(meta))
+
+    def block_param(self, meta, name, type_, default):
+        return ir.BlockParam(str(name), type_, default, span=self.sp(meta))
+
+    def block(self, meta, name, *rest):
+        params, body, returns = [], [], None
+        for r in rest:
+            if isinstance(r, ir.BlockParam):
+                params.append(r)
+            elif isinstance(r, ir.TensorType):
+                returns = r
+            elif r is not None:
+                body.append(r)
+        return ir.Block(str(name), tuple(params), returns, tuple(body), span=self.sp(meta))
+
+    def mask(self, meta, name, call):
+        return ir.MaskDef(str(name), call, span=self.sp(meta))
+
+    def network(self, meta, name, *body):
+        return ir.Network(str(name), body, span=self.sp(meta))
+
+    def inputs(self, meta, *names):
+        return ("inputs", tuple(str(n) for n in names))
+
+    def outputs(self, meta, *outs):
+        return ("outputs", outs)
+
+    def wann_output(self, meta, name, act):
+        return ir.WannOutput(str(name), str(act), span=self.sp(meta))
+
+    def node(self, meta, name, act):
+        return ir.WannNode(str(name), str(act), span=self.sp(meta))
+
+    def edge(self, meta, src, dst, flag):
+        span = self.sp(meta)
+        if flag is not None and str(flag) not in ("disabled", "enabled"):
+            raise SyntaxError_(
+                f"unknown edge flag `{flag}`", _tok_span(flag, self.path), "an edge flag is [disabled] or [enabled]"
+            )
+        return ir.WannEdge(str(src), str(dst), flag is None or str(flag) == "enabled", span=span)
+
+    def setting(self, meta, key, value):
+        return ir.Setting(str(key), value, span=self.sp(meta))
+
+    def objective(self, meta, direction, metric):
+        return ir.Objective(str(direction), metric, span=self.sp(meta))
+
+    def layer(self, meta, *settings):
+        return ir.TransformerLayer(settings, span=self.sp(meta))
+
+    def genome(self, meta, name, kind, *body):
+        span = self.sp(meta)
+        kind = str(kind)
+        if kind == "wann":
+            inputs, outputs, nodes_, edges, settings = (), (), [], [], []
+            for b in body:
+                if isinstance(b, tuple) and b[0] == "inputs":
+                    inputs += b[1]
+                elif isinstance(b, tuple) and b[0] == "outputs":
+                    outputs += tuple(b[1])
+                elif isinstance(b, ir.WannNode):
+                    nodes_.append(b)
+                elif isinstance(b, ir.WannEdge):
+                    edges.append(b)
+                elif isinstance(b, ir.Setting):
+                    settings.append(b)
+                else:
+                    raise SyntaxError_("`layer` belongs in a transformer genome", b.span, "use `genome NAME: transformer`")
+            return ir.WannGenome(str(name), inputs, outputs, nodes_, edges, settings, span=span)
+        if kind == "transformer":
+            layers, settings = [], []
+            for b in body:
+                if isinstance(b, ir.TransformerLayer):
+                    layers.append(b)
+                elif isinstance(b, ir.Setting):
+                    settings.append(b)
+                else:
+                    where = b.span if hasattr(b, "span") else span
+                    raise SyntaxError_("inputs, outputs, nodes and edges belong in a wann genome", where,
+                                       "use `genome NAME: wann`")
+            return ir.TransformerGenome(str(name), settings, layers, span=span)
+        raise SyntaxError_(f"unknown genome kind `{kind}`", span, "a genome is `wann` or `transformer`")
+
+    def mutate(self, meta, target, *rules):
+        return ir.MutateBlock(str(target), rules, span=self.sp(meta))
+
+    def evolve(self, meta, target, *settings):
+        return ir.EvolveBlock(str(target), settings, span=self.sp(meta))
+
+
+def _attach_docs(items, comments):
+    """`///` lines directly above an item become its doc string.
+
+    Returns the items and the comments that were not consumed as docs.
+    """
+    by_line = {c.line: c for c in comments if c.text.startswith("///") and c.own_line}
+    consumed: set[int] = set()
+    out = []
+    for item in items:
+        if item.span is not None and hasattr(item, "doc"):
+            lines, line = [], item.span.line - 1
+            while line in by_line:
+                lines.append(by_line[line].text[3:].strip())
+                consumed.add(line)
+                line -= 1
+            if lines:
+                item = attrs.evolve(item, doc="\n".join(reversed(lines)))
+        out.append(item)
+    return tuple(out), tuple(c for c in comments if c.line not in consumed or not c.own_line)
+
+
+def _terminal_name(terminal: str) -> str:
+    if terminal in _TERMINAL_NAMES:
+        return _TERMINAL_NAMES[terminal]
+    try:
+        pattern = lark_parser().get_terminal(terminal).pattern
+    except KeyError:
+        return terminal.lower()
+    return f"`{pattern.value}`" if pattern.type == "str" else terminal.lower()
+
+
+def _syntax_error(exc: lark.exceptions.LarkError, path) -> SyntaxError_:
+    if isinstance(exc, lark.exceptions.UnexpectedToken):
+        tok = exc.token
+        expected = sorted({_terminal_name(t) for t in exc.accepts or exc.expected})
+        found = "end of file" if tok.type == "$END" else f"`{tok}`"
+        hint = "expected " + ", ".join(expected[:8]) + (" ..." if len(expected) > 8 else "")
+        line, col = (tok.line, tok.column) if tok.line is not None else (exc.line, exc.column)
+        end = len(str(tok)) if tok.type != "$END" else 1
+        return SyntaxError_(f"unexpected {found}", Span(path, line, col, line, col + end), hint)
+    if isinstance(exc, lark.exceptions.UnexpectedCharacters):
+        return SyntaxError_(
+            f"unexpected character `{exc.char}`",
+            Span(path, exc.line, exc.column, exc.line, exc.column + 1),
+            "names are letters, digits and `_`; strings use double quotes; comments start with //",
+        )
+    if isinstance(exc, lark.exceptions.VisitError) and isinstance(exc.orig_exc, NetevoError):
+        return exc.orig_exc
+    return SyntaxError_(str(exc), None, None)
+
+
+def _parse_chunk(text: str, path):
+    """Parse once; on error, returns (items_so_far=None, error, resume_offset)."""
+    comments: list[ir.Comment] = []
+    parser = lark_parser()
+    try:
+        tree = _parse_with_comments(parser, text, comments)
+        items = _ToIR(path).transform(tree)
+        return list(items.children), comments, None
+    except (lark.exceptions.UnexpectedInput, lark.exceptions.VisitError) as exc:
+        return None, comments, exc
+
+
+def _parse_with_comments(parser, text, comments):
+    tree = parser.parse(text)
+    lines = text.splitlines()
+    for tok in parser.lex(text, dont_ignore=True):
+        if tok.type == "COMMENT":
+            own_line = not lines[tok.line - 1][: tok.column - 1].strip()
+            comments.append(ir.Comment(tok.line, tok.column, str(tok).rstrip(), own_line))
+    return tree
+
+
+def parse(text: str, path: str | None = None) -> ir.Spec:
+    """Parse .net text into a Spec (imports are not followed; see `load`).
+
+    Raises a `NetevoError` (an `ErrorGroup` when there are several) on bad input.
+    """
+    if not isinstance(text, str):
+        raise SyntaxError_("spec text must be a string", None, "read the file first, or use netevo_dsl.load(path)")
+    errors: list[NetevoError] = []
+    items: list = []
+    comments: list[ir.Comment] = []
+    remaining = text
+    while True:
+        got, chunk_comments, exc = _parse_chunk(remaining, path)
+        if exc is None:
+            items += got
+            comments += chunk_comments
+            break
+        err = _syntax_error(exc, path)
+        errors.append(err)
+        # Recover: skip to the next top-level keyword at the start of a line after the error.
+        bad_line = err.span.line if err.span else 1
+        lines = text.splitlines(keepends=True)
+        resume = None
+        for i in range(bad_line, len(lines)):
+            if re.match(r"(%s)\b" % "|".join(TOP_LEVEL_KEYWORDS), lines[i]):
+                resume = i
+                break
+        if resume is None:
+            break
+        # Blank out everything before `resume` so line numbers stay true.
+        remaining = "\n" * resume + "".join(lines[resume:])
+    if errors:
+        raise_all(errors)
+    comments.sort(key=lambda c: (c.line, c.col))
+    items, comments = _attach_docs(items, comments)
+    return ir.Spec(items, path=path, comments=comments)

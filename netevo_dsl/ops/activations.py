@@ -1,0 +1,66 @@
+"""Activation functions, shared by network ops and WANN genomes.
+
+The WANN set follows Gaier & Ha (2019) and the authors' code. In a WANN genome
+`linear` means the identity; in a network, `linear(...)` is the layer and the
+identity activation is spelled `identity()`.
+
+Each entry names the torch expression that computes it, so the compiler,
+the batched evaluator and the reference evaluator share one definition.
+"""
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Activation:
+    name: str
+    id: int  # stable integer id, used when genomes are packed into tensors
+    torch_expr: str  # a torch expression in `x`; `torch` and `math` are in scope
+    idempotent: bool = False  # f(f(x)) == f(x): Net2Deeper may insert an identity after it
+    bounded: tuple | None = None  # (low, high) for saturation analysis
+    doc: str = ""
+
+
+WANN_ACTIVATIONS: tuple[Activation, ...] = (
+    Activation("linear", 0, "x", idempotent=True, doc="identity"),
+    Activation("step", 1, "(x > 0).to(x.dtype)", idempotent=True, bounded=(0.0, 1.0), doc="unsigned step"),
+    Activation("sin", 2, "torch.sin(math.pi * x)", doc="sin(pi x)"),
+    Activation("gauss", 3, "torch.exp(-x * x / 2.0)", bounded=(0.0, 1.0), doc="exp(-x^2 / 2)"),
+    Activation("tanh", 4, "torch.tanh(x)", bounded=(-1.0, 1.0)),
+    Activation("sigmoid", 5, "torch.sigmoid(x)", bounded=(0.0, 1.0), doc="logistic"),
+    Activation("inverse", 6, "-x", doc="-x"),
+    Activation("abs", 7, "torch.abs(x)", idempotent=True),
+    Activation("relu", 8, "torch.relu(x)", idempotent=True),
+    Activation("cos", 9, "torch.cos(math.pi * x)", doc="cos(pi x)"),
+    Activation("square", 10, "x * x", doc="x^2"),
+)
+
+WANN_BY_NAME = {a.name: a for a in WANN_ACTIVATIONS}
+
+# Activations available as network ops (`relu()`, `gelu()`, ...). `linear` is a layer there.
+NETWORK_ACTIVATIONS: tuple[Activation, ...] = tuple(a for a in WANN_ACTIVATIONS if a.name != "linear") + (
+    Activation("identity", 11, "x", idempotent=True),
+    Activation("gelu", 12, "torch.nn.functional.gelu(x)"),
+    Activation("gelu_tanh", 13, "torch.nn.functional.gelu(x, approximate='tanh')", doc="GPT-2's gelu"),
+    Activation("silu", 14, "torch.nn.functional.silu(x)"),
+)
+
+NETWORK_BY_NAME = {a.name: a for a in NETWORK_ACTIVATIONS}
+ALL_BY_ID = {a.id: a for a in WANN_ACTIVATIONS + NETWORK_ACTIVATIONS}
+
+
+def wann_activation(name: str) -> Activation:
+    return WANN_BY_NAME[name]
+
+
+def torch_fn(name: str, wann: bool = True):
+    """The activation as a callable on tensors (imports torch lazily)."""
+    import math
+
+    import torch
+
+    table = WANN_BY_NAME if wann else NETWORK_BY_NAME
+    expr = table[name].torch_expr
+    code = compile(expr, f"<activation {name}>", "eval")
+    return lambda x: eval(code, {"torch": torch, "math": math, "x": x})  # noqa: S307 - our own table, never spec text
