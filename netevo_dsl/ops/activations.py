@@ -56,11 +56,36 @@ def wann_activation(name: str) -> Activation:
 
 def torch_fn(name: str, wann: bool = True):
     """The activation as a callable on tensors (imports torch lazily)."""
-    import math
-
-    import torch
-
     table = WANN_BY_NAME if wann else NETWORK_BY_NAME
-    expr = table[name].torch_expr
-    code = compile(expr, f"<activation {name}>", "eval")
-    return lambda x: eval(code, {"torch": torch, "math": math, "x": x})  # noqa: S307 - our own table, never spec text
+    return _torch_impls()[table[name].name]
+
+
+def _torch_impls() -> dict:
+    global _IMPLS
+    if _IMPLS is None:
+        import math
+
+        import torch
+        import torch.nn.functional as F
+
+        _IMPLS = {
+            "linear": lambda x: x,
+            "identity": lambda x: x,
+            "step": lambda x: (x > 0).to(x.dtype),
+            "sin": lambda x: torch.sin(math.pi * x),
+            "gauss": lambda x: torch.exp(-x * x / 2.0),
+            "tanh": torch.tanh,
+            "sigmoid": torch.sigmoid,
+            "inverse": lambda x: -x,
+            "abs": torch.abs,
+            "relu": torch.relu,
+            "cos": lambda x: torch.cos(math.pi * x),
+            "square": lambda x: x * x,
+            "gelu": F.gelu,
+            "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+            "silu": F.silu,
+        }
+    return _IMPLS
+
+
+_IMPLS = None
