@@ -1,0 +1,160 @@
+"""The `netevo` command. Each subcommand imports what it needs lazily, so
+`netevo check` and `netevo fmt` never import torch.
+
+User errors print as diagnostics (or JSON with --error-format json) and exit 1;
+they never print a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import NetevoError, UsageError, errors_to_json, flatten
+
+
+def _overrides(pairs) -> dict:
+    from .passes.elaborate import parse_override
+
+    return dict(parse_override(p) for p in pairs or [])
+
+
+def _sources(paths) -> dict:
+    out = {}
+    for p in paths:
+        try:
+            out[str(p)] = Path(p).read_text(encoding="utf-8")
+        except OSError:
+            pass
+    return out
+
+
+def cmd_check(args) -> int:
+    from . import check, load
+    from .ir.dims import shape_str
+
+    for path in args.files:
+        spec = load(path)
+        result = check(spec, _overrides(args.define))
+        if args.shapes:
+            for name, graph in result.graphs.items():
+                print(f"network {name}")
+                for i in graph.inputs:
+                    print(f"  input  {i.name:<28} {shape_str(i.shape)}")
+                for n in graph.nodes:
+                    shape = " ".join(shape_str(s) for s in n.shape) if n.shape and isinstance(n.shape[0], tuple) \
+                        else shape_str(n.shape)
+                    where = f"  ({Path(n.span.file).name}:{n.span.line})" if n.span and n.span.file else ""
+                    print(f"  {n.op:<14} {n.name:<28} {shape}{where}")
+        if args.groups:
+            from .evolve.groups import dependency_groups
+
+            for name, graph in result.graphs.items():
+                print(f"network {name}: dependency groups")
+                for g in dependency_groups(graph):
+                    print(f"  {g.describe()}")
+        if not args.quiet:
+            print(f"{path}: ok ({len(result.graphs)} network(s), {len(spec.genomes)} genome(s))")
+    return 0
+
+
+def cmd_fmt(args) -> int:
+    from . import format as format_spec
+    from .grammar.loader import read_text
+    from .grammar.parser import parse
+
+    changed = 0
+    for path in args.files:
+        text = read_text(path)
+        spec = parse(text, path)
+        out = format_spec(spec)
+        if parse(out, path) != spec:
+            raise NetevoError(f"{path}: formatting would change the meaning; file left untouched", None,
+                              "please report this as a bug", code="E002")
+        if out != text:
+            changed += 1
+            if args.check:
+                print(f"would reformat {path}")
+            else:
+                Path(path).write_text(out, encoding="utf-8")
+                print(f"reformatted {path}")
+    return 1 if args.check and changed else 0
+
+
+def cmd_compile(args) -> int:
+    from . import emit_source, load
+
+    spec = load(args.spec)
+    source = emit_source(spec, name=args.network, overrides=_overrides(args.define))
+    if args.output:
+        Path(args.output).write_text(source, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(source)
+    return 0
+
+
+def cmd_ops(args) -> int:
+    from .ops.registry import all_ops
+
+    for op in all_ops():
+        params = ", ".join(p.name + ("" if p.required else f"={p.default!r}") for p in op.params)
+        print(f"{op.name}({params})  - {op.doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="netevo", description="A genome DSL with a compiler for evolving neural networks.")
+    p.add_argument("--version", action="version", version=f"netevo {__version__}")
+    p.add_argument("--error-format", choices=("human", "json"), default="human", help="how errors are printed")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check", help="parse, resolve, infer shapes and check spec files")
+    c.add_argument("files", nargs="+")
+    c.add_argument("--shapes", action="store_true", help="print every op's inferred shape")
+    c.add_argument("--groups", action="store_true", help="print the dependency groups of each network")
+    c.add_argument("-D", dest="define", action="append", metavar="NAME=VALUE", help="override a param")
+    c.add_argument("-q", "--quiet", action="store_true")
+    c.set_defaults(func=cmd_check)
+
+    f = sub.add_parser("fmt", help="rewrite spec files in canonical form (comments kept)")
+    f.add_argument("files", nargs="+")
+    f.add_argument("--check", action="store_true", help="exit 1 if a file would change; write nothing")
+    f.set_defaults(func=cmd_fmt)
+
+    k = sub.add_parser("compile", help="emit standalone PyTorch source for a network or genome")
+    k.add_argument("spec")
+    k.add_argument("--network", help="which network or genome (when the spec has several)")
+    k.add_argument("-o", "--output", help="write here instead of stdout")
+    k.add_argument("-D", dest="define", action="append", metavar="NAME=VALUE", help="override a param")
+    k.set_defaults(func=cmd_compile)
+
+    o = sub.add_parser("ops", help="list the registered ops and their parameters")
+    o.set_defaults(func=cmd_ops)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NetevoError as e:
+        if args.error_format == "json":
+            print(errors_to_json(e))
+        else:
+            files = [str(s.span.file) for s in flatten(e) if s.span and s.span.file]
+            print(e.render(_sources(set(files))), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""netevo_dsl.compiler"""

@@ -1,0 +1,223 @@
+"""PyTorch building blocks used by compiled networks.
+
+The emitter copies the source of the classes a network needs into the emitted
+file (via `inspect.getsource`), so the directly compiled module and the emitted
+one run the very same code. Keep each class small and self-contained: it may
+use only `torch`, `nn`, `F` and `math`.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MaskedLinear(nn.Linear):
+    """A linear layer whose effective weight is weight * mask (a persistent bool buffer).
+
+    With `shared_weight` set (a 1-D tensor of W values), the layer runs in WANN
+    mode: the effective weight is w * mask for each w, and inputs and outputs
+    carry a leading weight dimension [W, ...].
+    """
+
+    def __init__(self, in_features, out_features, bias=True, mask=None):
+        super().__init__(in_features, out_features, bias=bias)
+        if mask is None:
+            mask = torch.ones(out_features, in_features, dtype=torch.bool)
+        self.register_buffer("mask", mask.to(torch.bool).clone())
+        self.shared_weight = None
+        self.weight.register_hook(lambda grad: grad * self.mask)
+
+    def forward(self, x):
+        if self.shared_weight is not None:
+            w = self.shared_weight.to(x.dtype).view(-1, *([1] * (x.dim() - 2)), 1, 1)
+            return torch.matmul(x, (w * self.mask.to(x.dtype)).transpose(-1, -2))
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+    @property
+    def density(self):
+        return self.mask.float().mean().item()
+
+    @property
+    def nnz(self):
+        return int(self.mask.sum())
+
+    @torch.no_grad()
+    def apply_mask_(self):
+        self.weight.mul_(self.mask)
+
+    @torch.no_grad()
+    def grow(self, idx, value=0.0):
+        """Enable connections at flat indices `idx` (new weights start at `value`)."""
+        flat = self.mask.view(-1)
+        flat[idx] = True
+        self.weight.view(-1)[idx] = value
+
+    @torch.no_grad()
+    def prune(self, idx):
+        """Disable connections at flat indices `idx`."""
+        self.mask.view(-1)[idx] = False
+        self.weight.view(-1)[idx] = 0.0
+
+
+class MaskedConv1d(nn.Conv1d):
+    """Conv1d with a bool mask over (out_channels, in_channels / groups) connectivity."""
+
+    def __init__(self, *args, mask=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if mask is None:
+            mask = torch.ones(self.weight.shape[:2], dtype=torch.bool)
+        self.register_buffer("mask", mask.to(torch.bool).clone())
+        self.weight.register_hook(lambda grad: grad * self.mask[..., None])
+
+    def forward(self, x):
+        return self._conv_forward(x, self.weight * self.mask[..., None], self.bias)
+
+    @property
+    def density(self):
+        return self.mask.float().mean().item()
+
+    @property
+    def nnz(self):
+        return int(self.mask.sum())
+
+    @torch.no_grad()
+    def apply_mask_(self):
+        self.weight.mul_(self.mask[..., None])
+
+    @torch.no_grad()
+    def grow(self, idx, value=0.0):
+        self.mask.view(-1)[idx] = True
+        self.weight.view(self.mask.numel(), -1)[idx] = value
+
+    @torch.no_grad()
+    def prune(self, idx):
+        self.mask.view(-1)[idx] = False
+        self.weight.view(self.mask.numel(), -1)[idx] = 0.0
+
+
+class MaskedConv2d(nn.Conv2d):
+    """Conv2d with a bool mask over (out_channels, in_channels / groups) connectivity."""
+
+    def __init__(self, *args, mask=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if mask is None:
+            mask = torch.ones(self.weight.shape[:2], dtype=torch.bool)
+        self.register_buffer("mask", mask.to(torch.bool).clone())
+        self.weight.register_hook(lambda grad: grad * self.mask[..., None, None])
+
+    def forward(self, x):
+        return self._conv_forward(x, self.weight * self.mask[..., None, None], self.bias)
+
+    @property
+    def density(self):
+        return self.mask.float().mean().item()
+
+    @property
+    def nnz(self):
+        return int(self.mask.sum())
+
+    @torch.no_grad()
+    def apply_mask_(self):
+        self.weight.mul_(self.mask[..., None, None])
+
+    @torch.no_grad()
+    def grow(self, idx, value=0.0):
+        self.mask.view(-1)[idx] = True
+        self.weight.view(self.mask.numel(), -1)[idx] = value
+
+    @torch.no_grad()
+    def prune(self, idx):
+        self.mask.view(-1)[idx] = False
+        self.weight.view(self.mask.numel(), -1)[idx] = 0.0
+
+
+class Activation(nn.Module):
+    """A named elementwise activation; an explicit module so hooks see post-activation values."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+    def forward(self, x):
+        if self.name == "identity":
+            return x
+        if self.name == "step":
+            return (x > 0).to(x.dtype)
+        if self.name == "sin":
+            return torch.sin(math.pi * x)
+        if self.name == "cos":
+            return torch.cos(math.pi * x)
+        if self.name == "gauss":
+            return torch.exp(-x * x / 2.0)
+        if self.name == "inverse":
+            return -x
+        if self.name == "abs":
+            return torch.abs(x)
+        if self.name == "square":
+            return x * x
+        if self.name == "gelu_tanh":
+            return F.gelu(x, approximate="tanh")
+        if self.name == "gelu":
+            return F.gelu(x)
+        if self.name == "relu":
+            return torch.relu(x)
+        if self.name == "silu":
+            return F.silu(x)
+        if self.name == "tanh":
+            return torch.tanh(x)
+        if self.name == "sigmoid":
+            return torch.sigmoid(x)
+        raise ValueError(f"unknown activation {self.name}")
+
+    def extra_repr(self):
+        return self.name
+
+
+class PositionalEmbedding(nn.Module):
+    """Adds a learned position embedding (GPT-2's wpe) to x of shape [B, T, E]."""
+
+    def __init__(self, context, dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(context, dim))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x):
+        return x + self.weight[: x.shape[-2]]
+
+
+class CausalSelfAttention(nn.Module):
+    """GPT-2 causal multi-head self-attention: one fused qkv projection, one output projection."""
+
+    def __init__(self, dim, heads, bias=True, dropout=0.0):
+        super().__init__()
+        assert dim % heads == 0, "heads must divide the embedding size"
+        self.heads = heads
+        self.c_attn = nn.Linear(dim, 3 * dim, bias=bias)
+        self.c_proj = nn.Linear(dim, dim, bias=bias)
+        self.dropout = dropout
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        k = k.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.c_proj(y)
+
+
+class GPT2MLP(nn.Module):
+    """GPT-2 feed-forward: c_fc, activation (an explicit module), c_proj."""
+
+    def __init__(self, dim, hidden, activation="gelu_tanh", bias=True):
+        super().__init__()
+        self.c_fc = nn.Linear(dim, hidden, bias=bias)
+        self.act = Activation(activation)
+        self.c_proj = nn.Linear(hidden, dim, bias=bias)
+
+    def forward(self, x):
+        return self.c_proj(self.act(self.c_fc(x)))
+

@@ -1,0 +1,1 @@
+"""The op registry (one module per op family), activations, masks, mutation rules and task declarations."""

@@ -1,0 +1,59 @@
+"""GPT-2 sublayers: attention(heads) (causal multi-head self-attention) and gpt2_mlp(hidden, activation)."""
+from .registry import OpDef, ParamDef, divisible, rank, register, src
+
+
+def _attn_infer(shapes, p):
+    (x,) = shapes
+    rank(x, 3)
+    divisible("attention embedding vs heads", x[-1], p["heads"], "`heads` must divide the embedding size")
+    return x
+
+
+def _attn_build(shapes, p):
+    from ..compiler.modules import CausalSelfAttention
+
+    return CausalSelfAttention(int(shapes[0][-1]), int(p["heads"]), bias=p["bias"], dropout=float(p["dropout"]))
+
+
+def _attn_emit(shapes, p, mask_expr=None):
+    extra = ("" if p["bias"] else ", bias=False") + (f", dropout={src(p['dropout'])}" if p["dropout"] else "")
+    return f"CausalSelfAttention({src(shapes[0][-1])}, {src(p['heads'])}{extra})"
+
+
+register(OpDef(
+    name="attention",
+    params=(ParamDef("heads", "int", minimum=1), ParamDef("bias", "bool", True), ParamDef("dropout", "float", 0.0)),
+    infer=_attn_infer, build=_attn_build, emit=_attn_emit, helper_classes=("CausalSelfAttention",),
+    coupling="attention", neuron_axis=-1, doc="GPT-2 causal multi-head self-attention on [B, T, E]."))
+
+
+def _mlp_infer(shapes, p):
+    (x,) = shapes
+    return x
+
+
+def _hidden(shapes, p):
+    return p["hidden"] if p["hidden"] is not None else 4 * shapes[0][-1]
+
+
+def _mlp_build(shapes, p):
+    from ..compiler.modules import GPT2MLP
+
+    return GPT2MLP(int(shapes[0][-1]), int(_hidden(shapes, p)), activation=p["activation"], bias=p["bias"])
+
+
+def _mlp_emit(shapes, p, mask_expr=None):
+    extra = (f", activation={src(p['activation'])}" if p["activation"] != "gelu_tanh" else "") + (
+        "" if p["bias"] else ", bias=False")
+    return f"GPT2MLP({src(shapes[0][-1])}, {src(_hidden(shapes, p))}{extra})"
+
+
+_MLP_ACTIVATIONS = ("gelu_tanh", "gelu", "relu", "silu", "tanh", "sigmoid", "identity", "step", "sin", "cos", "gauss",
+                    "inverse", "abs", "square")
+
+register(OpDef(
+    name="gpt2_mlp",
+    params=(ParamDef("hidden", "int", None, minimum=1, doc="hidden width; default 4 x embedding"),
+            ParamDef("activation", "str", "gelu_tanh", choices=_MLP_ACTIVATIONS), ParamDef("bias", "bool", True)),
+    infer=_mlp_infer, build=_mlp_build, emit=_mlp_emit, helper_classes=("GPT2MLP", "Activation"),
+    coupling="elementwise", neuron_axis=-1, doc="GPT-2 feed-forward: c_fc, activation, c_proj."))

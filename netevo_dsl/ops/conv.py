@@ -1,0 +1,98 @@
+"""conv1d / conv2d(out, k, stride=1, pad=0|"same"|"valid", dilation=1, groups=1, bias=true, mask=none)."""
+from ..ir.dims import Dim
+from .registry import OpDef, ParamDef, ShapeFailure, divisible, ival, mask_param, positive, rank, register, src
+
+
+def _padding(p, spatial: int):
+    pad = p["pad"]
+    if pad == "valid":
+        return 0
+    if pad == "same":
+        if ival(p["stride"]) != 1:
+            raise ShapeFailure('pad="same" needs stride 1', "use an explicit integer padding with strides")
+        total = ival(p["dilation"]) * (ival(p["k"]) - 1)
+        if total % 2:
+            raise ShapeFailure('pad="same" needs an odd effective kernel size', "use an odd k")
+        return total // 2
+    return pad
+
+
+def make_infer(spatial: int):
+    def infer(shapes, p):
+        (x,) = shapes
+        rank(x, spatial + 2)
+        positive("out", p["out"])
+        divisible("conv input channels vs groups", x[1], p["groups"], "groups must divide the input channels")
+        divisible("conv output channels vs groups", p["out"], p["groups"], "groups must divide `out`")
+        k, s, d, pad = p["k"], p["stride"], p["dilation"], _padding(p, spatial)
+        out_spatial = []
+        for size in x[2:]:
+            o = (Dim.of(size) + 2 * Dim.of(pad) - Dim.of(d) * (Dim.of(k) - 1) - 1) // Dim.of(s) + 1
+            if o.is_concrete and o.value < 1:
+                raise ShapeFailure(f"conv output size would be {o} for input size {size}", "use a smaller kernel or stride")
+            out_spatial.append(o)
+        return (x[0], p["out"], *out_spatial)
+
+    return infer
+
+
+def make_build(spatial: int):
+    def build(shapes, p):
+        import torch.nn as nn
+
+        from ..compiler import modules
+
+        args = (int(shapes[0][1]), int(p["out"]), int(p["k"]))
+        kw = dict(stride=int(p["stride"]), padding=_padding(p, spatial), dilation=int(p["dilation"]),
+                  groups=int(p["groups"]), bias=p["bias"])
+        if p["mask"] is None:
+            return (nn.Conv1d if spatial == 1 else nn.Conv2d)(*args, **kw)
+        cls = modules.MaskedConv1d if spatial == 1 else modules.MaskedConv2d
+        return cls(*args, mask=p["mask"], **kw)
+
+    return build
+
+
+def make_emit(spatial: int):
+    def emit(shapes, p, mask_expr=None):
+        cls = f"Conv{spatial}d" if p["mask"] is None else f"MaskedConv{spatial}d"
+        parts = [src(shapes[0][1]), src(p["out"]), src(p["k"])]
+        pad = _padding(p, spatial)
+        for name, value, default in (("stride", p["stride"], 1), ("padding", pad, 0), ("dilation", p["dilation"], 1),
+                                     ("groups", p["groups"], 1), ("bias", p["bias"], True)):
+            if not (isinstance(value, (int, bool)) and value == default):
+                parts.append(f"{name}={src(value)}")
+        if p["mask"] is not None:
+            parts.append(f"mask={mask_expr}")
+        return ("nn." if p["mask"] is None else "") + f"{cls}({', '.join(parts)})"
+
+    return emit
+
+
+def _params():
+    return (
+        ParamDef("out", "int", minimum=1, doc="output channels"),
+        ParamDef("k", "int", minimum=1, doc="kernel size"),
+        ParamDef("stride", "int", 1, minimum=1),
+        ParamDef("pad", "int_or_str", 0, choices=("same", "valid"), minimum=0, doc='padding, or "same" / "valid"'),
+        ParamDef("dilation", "int", 1, minimum=1),
+        ParamDef("groups", "int", 1, minimum=1),
+        ParamDef("bias", "bool", True),
+        mask_param(),
+    )
+
+
+for _spatial in (1, 2):
+    register(
+        OpDef(
+            name=f"conv{_spatial}d",
+            params=_params(),
+            infer=make_infer(_spatial),
+            build=make_build(_spatial),
+            emit=make_emit(_spatial),
+            coupling="produce",
+            neuron_axis=1,
+            weight_bearing=True,
+            doc=f"{_spatial}-D convolution over [B, C, {'L' if _spatial == 1 else 'H, W'}].",
+        )
+    )

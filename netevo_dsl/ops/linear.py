@@ -1,0 +1,43 @@
+"""linear(out, bias=true, mask=none): y = x W^T + b over the last axis."""
+from .registry import OpDef, ParamDef, ShapeFailure, mask_param, positive, register, src
+
+
+def infer(shapes, p):
+    (x,) = shapes
+    if len(x) < 1:
+        raise ShapeFailure("linear needs an input with at least one axis")
+    positive("out", p["out"])
+    return (*x[:-1], p["out"])
+
+
+def build(shapes, p):
+    import torch.nn as nn
+
+    from ..compiler.modules import MaskedLinear
+
+    in_f, out = int(shapes[0][-1]), int(p["out"])
+    if p["mask"] is None:
+        return nn.Linear(in_f, out, bias=p["bias"])
+    return MaskedLinear(in_f, out, bias=p["bias"], mask=p["mask"])
+
+
+def emit(shapes, p, mask_expr=None):
+    args = f"{src(shapes[0][-1])}, {src(p['out'])}" + ("" if p["bias"] else ", bias=False")
+    if p["mask"] is None:
+        return f"nn.Linear({args})"
+    return f"MaskedLinear({args}, mask={mask_expr})"
+
+
+LINEAR = register(
+    OpDef(
+        name="linear",
+        params=(ParamDef("out", "int", minimum=1, doc="output features"), ParamDef("bias", "bool", True), mask_param()),
+        infer=infer,
+        build=build,
+        emit=emit,
+        coupling="produce",
+        neuron_axis=-1,
+        weight_bearing=True,
+        doc="Fully connected layer over the last axis.",
+    )
+)

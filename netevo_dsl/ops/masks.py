@@ -1,0 +1,91 @@
+"""Mask kinds for `mask=`: random(density, seed), band(halfwidth), block(blocks), bits(rows).
+
+A mask is a bool matrix over (out, in) connectivity of a weight-bearing op (for
+convs: out channels x in channels per group; the kernel is broadcast). Density
+means the fraction of connections kept. Generation imports numpy lazily.
+"""
+from __future__ import annotations
+
+import attrs
+
+from .registry import ParamDef, REQUIRED
+
+
+@attrs.frozen
+class MaskKind:
+    name: str
+    params: tuple
+    doc: str
+
+
+MASK_KINDS = {
+    k.name: k
+    for k in (
+        MaskKind("random", (ParamDef("density", "float"), ParamDef("seed", "int", 0)),
+                 "each connection kept with exactly round(density * n) kept, chosen by seed"),
+        MaskKind("band", (ParamDef("halfwidth", "int", minimum=0),),
+                 "keep |i * in/out - j| <= halfwidth (a diagonal band, scaled for non-square)"),
+        MaskKind("block", (ParamDef("blocks", "int", minimum=1),), "block-diagonal with `blocks` blocks"),
+        MaskKind("bits", (ParamDef("rows", "strs"),), 'explicit rows of 0/1, e.g. rows=["101", "011"]'),
+        MaskKind("dense", (), "all connections"),
+    )
+}
+
+
+@attrs.frozen
+class MaskSpec:
+    """A resolved mask: its kind and params (name is the `mask` item, if any)."""
+
+    kind: str
+    params: tuple  # ((key, value), ...)
+    name: str | None = attrs.field(default=None, eq=False)
+
+    def get(self, key, default=None):
+        return dict(self.params).get(key, default)
+
+
+def check_mask(mask: MaskSpec, out: int, inp: int) -> str | None:
+    """A problem with this mask for an (out, in) weight, or None."""
+    if mask.kind == "random":
+        d = mask.get("density")
+        if not 0.0 < float(d) <= 1.0:
+            return f"density must be in (0, 1], got {d}"
+    if mask.kind == "block":
+        b = mask.get("blocks")
+        if out % b or inp % b:
+            return f"{b} blocks do not divide the ({out}, {inp}) weight"
+    if mask.kind == "bits":
+        rows = mask.get("rows")
+        if len(rows) != out or any(len(r) != inp for r in rows):
+            return f"bit rows are {len(rows)} x {len(rows[0]) if rows else 0}, the weight is {out} x {inp}"
+        if any(set(r) - {"0", "1"} for r in rows):
+            return "bit rows may contain only 0 and 1"
+    return None
+
+
+def make_mask(mask: MaskSpec, out: int, inp: int):
+    """The bool matrix as a numpy array."""
+    import numpy as np
+
+    if mask.kind == "dense":
+        return np.ones((out, inp), dtype=bool)
+    if mask.kind == "random":
+        n = out * inp
+        keep = int(round(float(mask.get("density")) * n))
+        flat = np.zeros(n, dtype=bool)
+        flat[np.random.default_rng(int(mask.get("seed", 0))).choice(n, size=keep, replace=False)] = True
+        return flat.reshape(out, inp)
+    if mask.kind == "band":
+        i = np.arange(out)[:, None] * (inp / out)
+        j = np.arange(inp)[None, :]
+        return np.abs(i - j) <= int(mask.get("halfwidth"))
+    if mask.kind == "block":
+        b = int(mask.get("blocks"))
+        ro, ri = np.arange(out) // (out // b), np.arange(inp) // (inp // b)
+        return ro[:, None] == ri[None, :]
+    if mask.kind == "bits":
+        return np.array([[c == "1" for c in r] for r in mask.get("rows")], dtype=bool)
+    raise ValueError(mask.kind)
+
+
+del REQUIRED

@@ -1,0 +1,71 @@
+"""Pooling: maxpool1d/2d, avgpool1d/2d (k, stride=k, pad=0), adaptive_avgpool(size) for 1-D or 2-D inputs."""
+from ..ir.dims import Dim
+from .registry import OpDef, ParamDef, ShapeFailure, ival, rank, register, src
+
+
+def _pool_infer(spatial):
+    def infer(shapes, p):
+        (x,) = shapes
+        rank(x, spatial + 2)
+        k = ival(p["k"])
+        s = ival(p["stride"]) if p["stride"] is not None else k
+        pad = ival(p["pad"])
+        if pad * 2 > k:
+            raise ShapeFailure(f"pool padding {pad} is more than half the kernel {k}")
+        out = [(Dim.of(size) + 2 * pad - k) // s + 1 for size in x[2:]]
+        return (*x[:2], *out)
+
+    return infer
+
+
+def _pool_build(kind, spatial):
+    def build(shapes, p):
+        import torch.nn as nn
+
+        cls = getattr(nn, f"{kind}Pool{spatial}d")
+        return cls(int(p["k"]), stride=int(p["stride"] if p["stride"] is not None else p["k"]), padding=int(p["pad"]))
+
+    return build
+
+
+def _pool_emit(kind, spatial):
+    def emit(shapes, p, mask_expr=None):
+        args = [src(p["k"])]
+        if p["stride"] is not None and p["stride"] != p["k"]:
+            args.append(f"stride={src(p['stride'])}")
+        if p["pad"] != 0:
+            args.append(f"padding={src(p['pad'])}")
+        return f"nn.{kind}Pool{spatial}d({', '.join(args)})"
+
+    return emit
+
+
+for _kind in ("Max", "Avg"):
+    for _spatial in (1, 2):
+        register(OpDef(
+            name=f"{_kind.lower()}pool{_spatial}d",
+            params=(ParamDef("k", "int", minimum=1), ParamDef("stride", "int", None, minimum=1),
+                    ParamDef("pad", "int", 0, minimum=0)),
+            infer=_pool_infer(_spatial), build=_pool_build(_kind, _spatial), emit=_pool_emit(_kind, _spatial),
+            coupling="elementwise", neuron_axis=1, doc=f"{_kind} pooling; stride defaults to k."))
+
+
+def _adaptive_infer(shapes, p):
+    (x,) = shapes
+    rank(x, 3, 4)
+    return (*x[:2], *([p["size"]] * (len(x) - 2)))
+
+
+def _adaptive_build(shapes, p):
+    import torch.nn as nn
+
+    return (nn.AdaptiveAvgPool1d if len(shapes[0]) == 3 else nn.AdaptiveAvgPool2d)(int(p["size"]))
+
+
+def _adaptive_emit(shapes, p, mask_expr=None):
+    return f"nn.AdaptiveAvgPool{len(shapes[0]) - 2}d({src(p['size'])})"
+
+
+register(OpDef(name="adaptive_avgpool", params=(ParamDef("size", "int", 1, minimum=1),), infer=_adaptive_infer,
+               build=_adaptive_build, emit=_adaptive_emit, coupling="elementwise", neuron_axis=1,
+               doc="Adaptive average pooling to `size` per spatial axis (1-D or 2-D by input rank)."))

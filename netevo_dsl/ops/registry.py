@@ -1,0 +1,181 @@
+"""The op registry: the one place an op is defined.
+
+Each op module declares an `OpDef`: its parameters, its shape rule, how it is
+built in PyTorch and emitted as source, how its channels couple to its
+neighbours and which axis holds its neurons. The parser does not know ops; the
+checker, compiler, mutator and tracker all read them from here.
+
+Shape rules are pure Python over `Dim`s, so they run for concrete and symbolic
+shapes alike. Torch is imported lazily, inside `build`, by the compiler only.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+
+from ..ir.dims import Dim, to_source
+
+REQUIRED = object()
+
+
+class ShapeFailure(Exception):
+    """Raised by a shape rule; the checker turns it into a ShapeError with spans."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@attrs.frozen
+class ParamDef:
+    name: str
+    type: str  # int | float | bool | str | ints | mask | int_or_str
+    default: Any = REQUIRED
+    choices: tuple = ()  # allowed strings for str / int_or_str
+    minimum: float | None = None
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+# How an op's channels tie to its neighbours, read by dependency-group analysis:
+#   produce     - output neuron axis is a fresh group (linear, conv, embedding); input axis is consumed
+#   elementwise - output axis is the input axis, position for position (norms, activations, dropout, pools)
+#   tie         - all inputs and the output share one group (add, mul)
+#   concat      - output axis is the inputs' groups laid end to end
+#   split       - each output is a slice of the input group
+#   flatten     - output features are input channels times a spatial factor
+#   reshape     - sizes regrouped; channels tied only when the neuron axis is untouched
+#   attention   - output tied to input; heads partition the embedding in blocks
+#   none        - no neuron axis
+COUPLINGS = ("produce", "elementwise", "tie", "concat", "split", "flatten", "reshape", "attention", "none")
+
+
+@attrs.frozen
+class OpDef:
+    name: str
+    params: tuple  # tuple[ParamDef]
+    infer: Callable  # (in_shapes: list[tuple[Dim]], params: dict) -> shape or list of shapes
+    min_inputs: int = 1
+    max_inputs: int | None = 1  # None: any number
+    module: bool = True  # builds an nn.Module that appears in the state dict path
+    build: Callable | None = None  # (in_shapes, params) -> nn.Module   (concrete ints)
+    emit: Callable | None = None  # (in_shapes, params, src) -> constructor source
+    functional: Callable | None = None  # non-module ops: (tensors, params) -> tensor(s)
+    emit_functional: Callable | None = None  # (input_exprs, params, src) -> expression source
+    coupling: str = "none"
+    neuron_axis: int | None = None
+    weight_bearing: bool = False  # accepts mask= and shared-weight (WANN) mode
+    activation: str | None = None  # name in ops.activations when the op is an activation
+    n_outputs: Callable | None = None  # (params) -> int for multi-output ops (split)
+    helper_classes: tuple = ()  # compiler.modules classes whose source the emitter must include
+    doc: str = ""
+
+    def param(self, name: str) -> ParamDef | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+
+_REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    if op.name in _REGISTRY:
+        raise ValueError(f"op {op.name} registered twice")
+    if op.coupling not in COUPLINGS:
+        raise ValueError(f"op {op.name}: unknown coupling {op.coupling}")
+    _REGISTRY[op.name] = op
+    return op
+
+
+def get_op(name: str) -> OpDef | None:
+    _load_all()
+    return _REGISTRY.get(name)
+
+
+def op_names() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def all_ops() -> list[OpDef]:
+    _load_all()
+    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+
+
+_LOADED = False
+
+
+def _load_all():
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        from . import (  # noqa: F401 - registration side effects
+            activation_ops,
+            attention,
+            combine,
+            conv,
+            dropout,
+            embedding,
+            linear,
+            norm,
+            pool,
+            reshape,
+        )
+
+
+# --- helpers shared by op definitions ------------------------------------------
+
+
+def src(value) -> str:
+    """Python source for a param or dim value (ints, floats, bools, Dims, tuples)."""
+    if isinstance(value, Dim):
+        return to_source(value, integer_division=True)
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value)  # only registry-validated choices reach here
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(src(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if value is None:
+        return "None"
+    raise TypeError(f"cannot emit {value!r}")
+
+
+def rank(shape, *ranks: int, what: str = "input"):
+    if len(shape) not in ranks:
+        want = " or ".join(str(r) for r in ranks)
+        raise ShapeFailure(f"{what} has rank {len(shape)}, expected rank {want}", "check the op's input shape")
+
+
+def ival(value) -> int:
+    """A concrete integer param (kernel sizes, strides): symbolic values are not allowed here."""
+    d = Dim.of(value)
+    if not d.is_int():
+        raise ShapeFailure(f"`{d}` must be a concrete integer here")
+    return int(d)
+
+
+def positive(name: str, value):
+    d = Dim.of(value)
+    if d.is_concrete and d.value <= 0:
+        raise ShapeFailure(f"`{name}` must be positive, got {d}")
+
+
+def divisible(what: str, total, by, hint: str | None = None):
+    total, by = Dim.of(total), Dim.of(by)
+    if total.is_concrete and by.is_concrete and (by.value == 0 or total.value % by.value != 0):
+        raise ShapeFailure(f"{what}: {total} is not divisible by {by}", hint)
+
+
+def mask_param() -> ParamDef:
+    return ParamDef("mask", "mask", None, doc="connectivity mask (name of a `mask` item, or a mask call)")

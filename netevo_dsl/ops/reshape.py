@@ -1,0 +1,76 @@
+"""Shape-only ops: flatten(start=1, end=-1), reshape(shape), transpose(dim0, dim1). No modules."""
+from functools import reduce
+
+from ..ir.dims import Dim
+from .registry import OpDef, ParamDef, ShapeFailure, register, src
+
+
+def _axis(i, n, what="axis"):
+    i = int(i)
+    j = i + n if i < 0 else i
+    if not 0 <= j < n:
+        raise ShapeFailure(f"{what} {i} is out of range for rank {n}")
+    return j
+
+
+def _flatten_infer(shapes, p):
+    (x,) = shapes
+    a, b = _axis(p["start"], len(x), "start"), _axis(p["end"], len(x), "end")
+    if a > b:
+        raise ShapeFailure("flatten start comes after end")
+    merged = reduce(lambda u, v: Dim.of(u) * v, x[a : b + 1], Dim.of(1))
+    return (*x[:a], merged, *x[b + 1 :])
+
+
+register(OpDef(
+    name="flatten", params=(ParamDef("start", "int", 1), ParamDef("end", "int", -1)), infer=_flatten_infer,
+    module=False,
+    functional=lambda t, p: t[0].flatten(p["start"], p["end"]),
+    emit_functional=lambda xs, p, s=src: f"{xs[0]}.flatten({s(p['start'])}, {s(p['end'])})",
+    coupling="flatten", doc="Merge axes start..end into one."))
+
+
+def _reshape_infer(shapes, p):
+    (x,) = shapes
+    target = list(p["shape"])
+    total = reduce(lambda u, v: Dim.of(u) * v, x, Dim.of(1))
+    free = [i for i, d in enumerate(target) if Dim.of(d) == -1 or not Dim.of(d).is_concrete]
+    if len(free) > 1:
+        raise ShapeFailure("reshape takes at most one -1 or symbolic size")
+    known = reduce(lambda u, v: Dim.of(u) * v, [d for i, d in enumerate(target) if i not in free], Dim.of(1))
+    if free:
+        rest = total / known
+        if rest.is_concrete and rest.value.denominator != 1:
+            raise ShapeFailure(f"cannot reshape {len(x)}-D input of {total} elements into {target}")
+        target[free[0]] = rest
+    elif Dim.of(known) != total and Dim.of(known).is_concrete and total.is_concrete:
+        raise ShapeFailure(f"cannot reshape {total} elements into {target} ({known} elements)")
+    return tuple(Dim.of(d) for d in target)
+
+
+def _runtime_sizes(target):
+    """Symbolic dims (the batch, say) become -1: torch infers them from the tensor."""
+    return [int(Dim.of(d)) if Dim.of(d).is_concrete else -1 for d in target]
+
+
+register(OpDef(
+    name="reshape", params=(ParamDef("shape", "ints"),), infer=_reshape_infer, module=False,
+    functional=lambda t, p: t[0].reshape(*_runtime_sizes(p["shape"])),
+    emit_functional=lambda xs, p, s=src: f"{xs[0]}.reshape({', '.join(map(str, _runtime_sizes(p['shape'])))})",
+    coupling="reshape", doc="Reshape; one -1 is inferred. Symbolic dims may be named (e.g. [B, -1])."))
+
+
+def _transpose_infer(shapes, p):
+    (x,) = shapes
+    a, b = _axis(p["dim0"], len(x)), _axis(p["dim1"], len(x))
+    out = list(x)
+    out[a], out[b] = out[b], out[a]
+    return tuple(out)
+
+
+register(OpDef(
+    name="transpose", params=(ParamDef("dim0", "int"), ParamDef("dim1", "int")), infer=_transpose_infer,
+    module=False,
+    functional=lambda t, p: t[0].transpose(p["dim0"], p["dim1"]),
+    emit_functional=lambda xs, p, s=src: f"{xs[0]}.transpose({s(p['dim0'])}, {s(p['dim1'])})",
+    coupling="reshape", doc="Swap two axes."))
