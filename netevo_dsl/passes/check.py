@@ -190,11 +190,12 @@ def _check_mutate(spec, m: ir.MutateBlock) -> list[NetevoError]:
             if not isinstance(a, (ir.Name, ir.Str)):
                 errors.append(RuleError("a rule target is a name or a glob string like \"conv*\"", a.span))
         choices = r.kwarg("choices")
-        if choices is not None and r.func == "change_activation":
+        if choices is not None and r.func in ("change_activation", "activation"):
+            table = WANN_BY_NAME if kind == "wann" else NETWORK_BY_NAME
             for c in choices.items:
-                if not (isinstance(c, ir.Name) and c.id in WANN_BY_NAME):
-                    errors.append(RuleError(f"unknown WANN activation `{getattr(c, 'id', c)}`", c.span,
-                                            did_you_mean(getattr(c, "id", ""), WANN_BY_NAME)))
+                if not (isinstance(c, ir.Name) and c.id in table):
+                    errors.append(RuleError(f"unknown activation `{getattr(c, 'id', c)}` for a {kind}", c.span,
+                                            did_you_mean(getattr(c, "id", ""), table)))
     return errors
 
 
