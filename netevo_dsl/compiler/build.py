@@ -1,0 +1,140 @@
+"""Build a torch.nn.Module straight from an elaborated Graph.
+
+Modules are installed at their graph names (`layer1.0.conv1`), so state-dict
+keys equal the emitted source's and torchvision's where the spec follows it.
+`forward` runs the nodes in order; inputs are checked against the spec's
+declared (symbolic) shapes with errors that name the spec input.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..errors import RuntimeShapeError
+from ..ir.dims import Dim, shape_str
+from ..ir.graph import Graph
+from ..ops.masks import make_mask
+from ..ops.registry import get_op
+
+
+def _concrete(shape, where: str):
+    from ..errors import CompileError
+
+    out = []
+    for d in shape:
+        d = Dim.of(d)
+        if not d.is_int():
+            raise CompileError(f"{where}: size `{d}` must be known to build the layer", None,
+                               "give the input a concrete size, or bind the symbol with -D / a param")
+        out.append(int(d))
+    return tuple(out)
+
+
+def mask_tensor(node, in_shape) -> torch.Tensor | None:
+    p = node.param_dict
+    if p.get("mask") is None:
+        return None
+    fan_in = Dim.of(in_shape[1]) / p.get("groups", 1) if node.op.startswith("conv") else Dim.of(in_shape[-1])
+    return torch.from_numpy(make_mask(p["mask"], int(p["out"]), int(fan_in)))
+
+
+def build_module(node, in_shapes):
+    """The node's nn.Module with concrete sizes (params that are Dims become ints)."""
+    op = get_op(node.op)
+    params = {k: (int(v) if isinstance(v, Dim) and v.is_int() else v) for k, v in node.params}
+    try:
+        if op.weight_bearing and params.get("mask") is not None:
+            params["mask"] = mask_tensor(node, in_shapes[0])
+        return op.build([tuple(Dim.of(d) for d in s) for s in in_shapes], params)
+    except ValueError as e:  # int() of a symbolic size the layer needs
+        from ..errors import CompileError
+
+        raise CompileError(f"`{node.name}` ({node.op}): {e}; the layer needs a concrete size", node.span,
+                           "give the input a concrete size here, or bind the symbol with a param and -D") from None
+
+
+class CompiledNetwork(nn.Module):
+    """A network compiled from a spec. `neuron_sites` tells the tracker each layer's neuron axis."""
+
+    def __init__(self, graph: Graph):
+        super().__init__()
+        self.graph_name = graph.name
+        self._inputs = [(i.name, i.shape) for i in graph.inputs]
+        self._outputs = [ref for _, ref in graph.outputs]
+        self._output_names = [name for name, _ in graph.outputs]
+        self._steps = []
+        self.neuron_sites = {}
+        for node in graph.nodes:
+            op = get_op(node.op)
+            in_shapes = [graph.shape_of(r) for r in node.inputs]
+            if node.module:
+                _install(self, node.name, build_module(node, in_shapes))
+                if op.neuron_axis is not None or op.activation:
+                    self.neuron_sites[node.name] = {"axis": op.neuron_axis if op.neuron_axis is not None else 1,
+                                                    "op": node.op, "activation": op.activation}
+                self._steps.append((node.name, None, node.inputs, node.name))
+            else:
+                self._steps.append((None, (op.functional, node.param_dict), node.inputs, node.name))
+        self._modules_by_name = None
+
+    def _lookup(self):
+        if self._modules_by_name is None:
+            self._modules_by_name = dict(self.named_modules())
+        return self._modules_by_name
+
+    def check_inputs(self, tensors):
+        bound: dict[str, int] = {}
+        for (name, shape), t in zip(self._inputs, tensors):
+            ok = t.dim() == len(shape)
+            if ok:
+                for d, actual in zip(shape, t.shape):
+                    d = Dim.of(d)
+                    if d.is_concrete:
+                        ok = ok and int(d) == actual
+                    elif len(d.terms) == 1 and next(iter(d.terms)) != () and len(next(iter(d.terms))) == 1 \
+                            and isinstance(next(iter(d.terms))[0], str) and d.terms[next(iter(d.terms))] == 1:
+                        sym = next(iter(d.terms))[0]
+                        ok = ok and bound.setdefault(sym, actual) == actual
+            if not ok:
+                raise RuntimeShapeError(f"input `{name}` of network `{self.graph_name}` expects shape {shape_str(shape)}, "
+                                        f"got {list(t.shape)}", None,
+                                        "symbolic dims (B, H, ...) may take any size, but the same size everywhere")
+
+    def forward(self, *inputs):
+        if len(inputs) != len(self._inputs):
+            raise RuntimeShapeError(f"network `{self.graph_name}` takes {len(self._inputs)} input(s) "
+                                    f"({', '.join(n for n, _ in self._inputs)}), got {len(inputs)}")
+        self.check_inputs(inputs)
+        env = {name: t for (name, _), t in zip(self._inputs, inputs)}
+        modules = self._lookup()
+        for module_name, functional, refs, out in self._steps:
+            args = [_get(env, r) for r in refs]
+            if module_name is not None:
+                env[out] = modules[module_name](*args)
+            else:
+                fn, params = functional
+                env[out] = fn(args, params)
+        outs = [_get(env, r) for r in self._outputs]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def train(self, mode: bool = True):
+        self._modules_by_name = None
+        return super().train(mode)
+
+
+def _get(env, ref):
+    base, _, idx = ref.partition(":")
+    v = env[base]
+    return v[int(idx)] if idx else v
+
+
+def _install(root: nn.Module, path: str, module: nn.Module):
+    parts = path.split(".")
+    parent = root
+    for part in parts[:-1]:
+        child = parent._modules.get(part)
+        if child is None:
+            child = nn.Module()
+            parent.add_module(part, child)
+        parent = child
+    parent.add_module(parts[-1], module)
