@@ -37,16 +37,37 @@ def initial_shift(x: torch.Tensor) -> torch.Tensor:
     return x[0].to(F64, copy=True)
 
 
-def batch_centered(x: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_centered(
+    x: torch.Tensor, shift: torch.Tensor, out: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Float64 column means of a (samples, width) batch relative to `shift`, and the centred batch.
 
     The first pass of the two-pass algorithm; callers feeding both moments and
-    co-moments center once and share the result.
+    co-moments center once and share the result. `out` (float64, x's shape)
+    receives the centred batch.
     """
-    centered = torch.sub(x, shift)  # promotes to float64: one new tensor, centred in place below
+    centered = torch.sub(x, shift, out=out)  # promotes to float64
     mean = centered.mean(dim=0)
     centered.sub_(mean)
     return mean, centered
+
+
+class Scratch:
+    """Reusable work buffers, reallocated only when a batch's shape changes.
+
+    Not statistics state: it is sized by the batch, not the stream. Reusing it
+    matters on CPU, where a fresh multi-megabyte tensor per batch costs page
+    faults that can exceed the arithmetic.
+    """
+
+    def __init__(self):
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != dtype or buffer.device != device:
+            buffer = self._buffers[name] = torch.empty(shape, dtype=dtype, device=device)
+        return buffer
 
 
 def _chan_merge(count_a: int, mean_a: torch.Tensor, count_b: int, mean_b: torch.Tensor):
@@ -128,6 +149,7 @@ class NeuronMoments(_ShiftedMean):
         self.firing = torch.zeros(self.width, **f64)
         self.zeros = torch.zeros(self.width, **f64)
         self.saturated = torch.zeros(self.width, **f64) if self.bounds is not None else None
+        self.scratch = Scratch()
 
     # --- updates ------------------------------------------------------------------
 
@@ -135,7 +157,8 @@ class NeuronMoments(_ShiftedMean):
         """Add a batch shaped (samples, width)."""
         self.begin(x)
         if x.shape[0]:
-            self.update_centered(x, *batch_centered(x, self.shift))
+            out = self.scratch.get("centered", x.shape, F64, x.device)
+            self.update_centered(x, *batch_centered(x, self.shift, out))
 
     def update_centered(self, x: torch.Tensor, batch_mean_rel: torch.Tensor, centered: torch.Tensor) -> None:
         """Add a batch whose float64 mean (relative to `self.shift`) and centred values are known."""
@@ -156,19 +179,25 @@ class NeuronMoments(_ShiftedMean):
         # sign() plus float sums is several times faster on CPU than summing
         # bool masks. With s = sign(x - t): sum(s) = above - below and
         # sum(|s|) = above + below, hence above = (sum(s) + sum(|s|)) / 2.
-        sign = torch.sign(x - self.threshold if self.threshold else x)
+        sign = self.scratch.get("sign", x.shape, x.dtype, x.device)
+        if self.threshold:
+            torch.sub(x, self.threshold, out=sign).sign_()
+        else:
+            torch.sign(x, out=sign)
         signed_sum = sign.sum(dim=0)
         nonequal = sign.abs_().sum(dim=0)
         self.firing.add_(signed_sum.add_(nonequal), alpha=0.5)
-        if not self.threshold:
-            self.zeros.add_(n - nonequal)  # "equal to the threshold 0" is "exactly zero"
-        else:
-            self.zeros.add_(n - torch.sign(x).abs_().sum(dim=0))
+        if self.threshold:
+            nonequal = torch.sign(x, out=sign).abs_().sum(dim=0)
+        self.zeros.add_(n - nonequal)  # with threshold 0, "not above or below" is "exactly zero"
         if self.saturated is not None:
             low, high = self.bounds
             margin = self.saturation_margin * (high - low)
-            near_bound = (x <= low + margin) | (x >= high - margin)
-            self.saturated.add_(near_bound.sum(dim=0))
+            near_low = self.scratch.get("near_low", x.shape, torch.bool, x.device)
+            near_high = self.scratch.get("near_high", x.shape, torch.bool, x.device)
+            torch.le(x, low + margin, out=near_low)
+            torch.ge(x, high - margin, out=near_high)
+            self.saturated.add_(near_low.logical_or_(near_high).sum(dim=0))
 
     def merge(self, other: "NeuronMoments") -> None:
         """Fold another accumulator (e.g. from another worker) into this one."""
@@ -235,6 +264,7 @@ class CoMoments(_ShiftedMean):
         self.blocks = math.ceil(self.width / self.block) if self.width else 0
         self.product_dtype = product_dtype
         self.comoment = torch.zeros(self.blocks, self.block, self.block, dtype=F64, device=device)
+        self.scratch = Scratch()
 
     @property
     def padded_width(self) -> int:
@@ -244,36 +274,49 @@ class CoMoments(_ShiftedMean):
         """Add a batch shaped (samples, width)."""
         self.begin(x)
         if x.shape[0]:
-            self.update_centered(x.shape[0], *batch_centered(x, self.shift))
+            out = self.scratch.get("centered", x.shape, F64, x.device)
+            self.update_centered(x.shape[0], *batch_centered(x, self.shift, out))
 
     def update_centered(self, n: int, batch_mean_rel: torch.Tensor, centered: torch.Tensor) -> None:
         """Add a batch whose mean (relative to `self.shift`) and centred values are known."""
         if n == 0:
             return
         delta, cross = _chan_merge(self.count, self.mean_rel, n, batch_mean_rel)
-        rows = centered if self.product_dtype == F64 else centered.to(self.product_dtype)
         if self.blocks == 1:
             matrix = self.comoment[0]
-            if rows.dtype == F64:
-                matrix.addmm_(rows.T, rows)
+            if self.product_dtype == F64:
+                matrix.addmm_(centered.T, centered)
             else:
-                matrix.add_(rows.T @ rows)
+                rows = self.scratch.get("rows", centered.shape, self.product_dtype, centered.device)
+                rows.copy_(centered)
+                product = self.scratch.get("product", matrix.shape, self.product_dtype, centered.device)
+                matrix.add_(torch.mm(rows.T, rows, out=product))
             if cross:
                 matrix.addr_(delta, delta, alpha=cross)
         else:
-            blocked = self._as_blocks(rows)  # (blocks, n, block)
-            self.comoment.add_(torch.bmm(blocked.transpose(1, 2), blocked))
+            blocked = self._as_blocks(centered, "rows", self.product_dtype)  # (blocks, n, block)
+            product = self.scratch.get("product", self.comoment.shape, self.product_dtype, centered.device)
+            self.comoment.add_(torch.bmm(blocked.transpose(1, 2), blocked, out=product))
             if cross:
                 d = self._as_blocks(delta[None, :])  # (blocks, 1, block)
                 self.comoment.baddbmm_(d.transpose(1, 2), d, alpha=cross)
         self.count += n
 
-    def _as_blocks(self, rows: torch.Tensor) -> torch.Tensor:
+    def _as_blocks(self, rows: torch.Tensor, scratch_name: str | None = None, dtype=F64) -> torch.Tensor:
         """(n, width) -> (blocks, n, block), zero-padding the last block."""
-        pad = self.padded_width - self.width
-        if pad:
-            rows = torch.nn.functional.pad(rows, (0, pad))
-        return rows.reshape(rows.shape[0], self.blocks, self.block).transpose(0, 1)
+        n, full = rows.shape[0], self.width // self.block
+        shape = (self.blocks, n, self.block)
+        if scratch_name is None:
+            blocked = torch.empty(shape, dtype=dtype, device=rows.device)
+        else:
+            blocked = self.scratch.get(scratch_name, shape, dtype, rows.device)
+        if full:
+            blocked[:full].copy_(rows[:, : full * self.block].reshape(n, full, self.block).transpose(0, 1))
+        rest = self.width - full * self.block
+        if rest:
+            blocked[full, :, :rest].copy_(rows[:, full * self.block :])
+            blocked[full, :, rest:].zero_()
+        return blocked
 
     def merge(self, other: "CoMoments") -> None:
         _check_same("width", self.width, other.width)

@@ -1,0 +1,230 @@
+"""Reports of a tracker's statistics: tables, rankings, heatmaps, recommendations.
+
+Everything here reads the tracker's public API; nothing is computed that the
+tracker does not already answer. Heatmaps use matplotlib's Agg canvas
+directly, so writing them never touches pyplot or the user's backend.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from netevo_dsl.runtime.history import TrainingHistory
+    from netevo_dsl.runtime.tracker import NeuronTracker
+
+LAYER_COLUMNS = ("layer", "op", "neurons", "samples", "dead", "redundant", "saturated", "mean_firing_rate")
+
+
+def layer_summary(
+    tracker: "NeuronTracker",
+    dead_rate: float = 0.0,
+    redundancy_threshold: float = 0.9,
+    saturation_threshold: float = 0.9,
+) -> list[dict]:
+    """One row per tracked layer with data. None marks a count that does not apply:
+    dead without an activation, redundant without correlations, saturated without bounds."""
+    dead = tracker.dead_neurons(dead_rate)
+    saturated = tracker.saturated_neurons(saturation_threshold)
+    redundant = tracker.redundancy_summary(redundancy_threshold) if tracker.correlation else {}
+    rows = []
+    for name in tracker.layer_names:
+        info = tracker.layer_info(name)
+        if not info["samples"]:
+            continue
+        rate = tracker.layer_stats(name)["firing_rate"]
+        rows.append({
+            "layer": name,
+            "op": info["op"],
+            "neurons": info["width"],
+            "samples": info["samples"],
+            "dead": len(dead[name]) if name in dead else None,
+            "redundant": redundant[name]["redundant_neurons"] if name in redundant else None,
+            "saturated": len(saturated[name]) if name in saturated else None,
+            "mean_firing_rate": float(rate.mean()) if rate.numel() else None,
+        })  # fmt: skip
+    return rows
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value) or "<model>"
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    """A plain-text table with aligned columns."""
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max([len(column)] + [len(line[k]) for line in cells]) for k, column in enumerate(columns)]
+    lines = ["  ".join(column.ljust(width) for column, width in zip(columns, widths))]
+    lines.append("  ".join("-" * width for width in widths))
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in cells]
+    return "\n".join(lines)
+
+
+def totals_row(rows: Sequence[dict]) -> dict:
+    def total(key):
+        values = [row[key] for row in rows if row[key] is not None]
+        return sum(values) if values else None
+
+    return {"layer": "TOTAL", "neurons": total("neurons"), "dead": total("dead"),
+            "redundant": total("redundant"), "saturated": total("saturated")}  # fmt: skip
+
+
+def print_layer_table(rows: Sequence[dict], console=None) -> None:
+    """Print the layer table with rich when it is installed, as plain text otherwise."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(format_table(list(rows) + [totals_row(rows)], LAYER_COLUMNS))
+        return
+    table = Table(title="neurons per layer")
+    for column in LAYER_COLUMNS:
+        table.add_column(column, justify="left" if column in ("layer", "op") else "right")
+    for row in list(rows) + [totals_row(rows)]:
+        table.add_row(*(_cell(row.get(column)) for column in LAYER_COLUMNS))
+    (console or Console()).print(table)
+
+
+def neuron_ranking(tracker: "NeuronTracker", k: int = 10, key: str = "firing_rate") -> tuple[list[dict], list[dict]]:
+    """The k most and k least active neurons over all layers, by `key` (a layer_stats key)."""
+    entries = []
+    offsets = tracker.layer_offsets()
+    for name in tracker.layer_names:
+        if not tracker.layer_info(name)["samples"]:
+            continue
+        stats = tracker.layer_stats(name)
+        for position, index in enumerate(stats["index"].tolist()):
+            entries.append({
+                "neuron_id": offsets[name] + index if offsets else None,
+                "layer": name,
+                "index": index,
+                "firing_rate": float(stats["firing_rate"][position]),
+                "mean": float(stats["mean"][position]),
+                key: float(stats[key][position]),
+            })  # fmt: skip
+    ranked = sorted(entries, key=lambda entry: entry[key], reverse=True)
+    return ranked[:k], ranked[::-1][:k]
+
+
+RANKING_COLUMNS = ("neuron_id", "layer", "index", "firing_rate", "mean")
+
+
+def text_report(tracker: "NeuronTracker", k: int = 10, recommendations: dict | None = None, **thresholds) -> str:
+    """The layer table, top and bottom neurons, and a recommendations summary as plain text."""
+    table_keys = ("dead_rate", "redundancy_threshold", "saturation_threshold")
+    rows = layer_summary(tracker, **{key: value for key, value in thresholds.items() if key in table_keys})
+    top, bottom = neuron_ranking(tracker, k)
+    parts = [
+        f"firing threshold: {tracker.threshold:g}",
+        "",
+        format_table(rows + [totals_row(rows)], LAYER_COLUMNS),
+        "",
+        f"top {len(top)} neurons by firing rate",
+        format_table(top, RANKING_COLUMNS),
+        "",
+        f"bottom {len(bottom)} neurons by firing rate",
+        format_table(bottom, RANKING_COLUMNS),
+    ]
+    if recommendations is not None:
+        counts = recommendations["summary"]
+        parts += ["", f"recommendations: prune {counts['prune']}, merge {counts['merge']}, expand {counts['expand']}"]
+        parts += [f"note: {note}" for note in recommendations.get("notes", [])]
+    return "\n".join(parts) + "\n"
+
+
+# --- heatmaps ----------------------------------------------------------------------------
+
+
+def _file_stem(layer: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", layer) or "model"
+
+
+def _save_image(path: Path, matrix, title: str, xlabel: str = "", ylabel: str = "") -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4.5))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, aspect="auto", interpolation="nearest", cmap="viridis")
+    figure.colorbar(image, ax=axes)
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    figure.savefig(path, dpi=80)
+    return path
+
+
+def save_heatmaps(tracker: "NeuronTracker", out_dir: str | Path, key: str = "firing_rate") -> list[Path]:
+    """One PNG per layer: the layer's neurons laid out on a near-square grid, coloured by `key`."""
+    import numpy as np
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in tracker.layer_names:
+        if not tracker.layer_info(name)["samples"]:
+            continue
+        values = tracker.layer_stats(name)[key].numpy()
+        columns = max(1, math.ceil(math.sqrt(values.size)))
+        grid = np.full(columns * math.ceil(values.size / columns), np.nan)
+        grid[: values.size] = values
+        title = f"{name or '<model>'}: {key} per neuron (row-major index)"
+        paths.append(_save_image(out_dir / f"{_file_stem(name)}.png", grid.reshape(-1, columns), title))
+    return paths
+
+
+def save_history_heatmaps(history: "TrainingHistory", out_dir: str | Path, key: str = "firing_rate") -> list[Path]:
+    """One PNG per layer: epochs down, neurons across, coloured by `key` (layers that kept their width)."""
+    import numpy as np
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    names = {name for snap in history.epochs for name in snap["layers"]}
+    for name in sorted(names):
+        series = [snap["layers"][name][key] for snap in history.epochs if name in snap["layers"]]
+        if len({len(values) for values in series}) != 1:
+            continue  # the layer changed width; a rectangular image would misalign neurons
+        matrix = np.array([[np.nan if v is None else v for v in values] for values in series], dtype=float)
+        title = f"{name or '<model>'}: {key} per epoch"
+        paths.append(_save_image(out_dir / f"{_file_stem(name)}.png", matrix, title, "neuron", "epoch"))
+    return paths
+
+
+# --- files -------------------------------------------------------------------------------
+
+
+def write_recommendations(tracker: "NeuronTracker", path: str | Path, **thresholds) -> Path:
+    """tracker.recommendations(**thresholds) as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tracker.recommendations(**thresholds), indent=1))
+    return path
+
+
+def write_report(
+    tracker: "NeuronTracker", out_dir: str | Path, history: "TrainingHistory | None" = None, k: int = 10, **thresholds
+) -> dict[str, Path | list[Path]]:
+    """Write summary.txt, recommendations.json, heatmaps/*.png and, with a history,
+    history.json and history_heatmaps/*.png into out_dir. `thresholds` go to recommendations()."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recommendations = tracker.recommendations(**thresholds)
+    written: dict[str, Path | list[Path]] = {}
+    written["recommendations"] = out_dir / "recommendations.json"
+    written["recommendations"].write_text(json.dumps(recommendations, indent=1))
+    written["summary"] = out_dir / "summary.txt"
+    written["summary"].write_text(text_report(tracker, k, recommendations, **thresholds))
+    written["heatmaps"] = save_heatmaps(tracker, out_dir / "heatmaps")
+    if history is not None:
+        written["history"] = history.save(out_dir / "history.json")
+        written["history_heatmaps"] = save_history_heatmaps(history, out_dir / "history_heatmaps")
+    return written
