@@ -100,26 +100,56 @@ class CompiledNetwork(nn.Module):
                                         f"got {list(t.shape)}", None,
                                         "symbolic dims (B, H, ...) may take any size, but the same size everywhere")
 
-    def forward(self, *inputs):
+    def forward(self, *inputs, w=None):
+        """Run the network. With `w` (a 1-D tensor of shared weights), every weight-bearing layer
+        uses w x mask (no bias) and the outputs get a leading weight dimension [W, ...]."""
         if len(inputs) != len(self._inputs):
             raise RuntimeShapeError(f"network `{self.graph_name}` takes {len(self._inputs)} input(s) "
                                     f"({', '.join(n for n, _ in self._inputs)}), got {len(inputs)}")
         self.check_inputs(inputs)
+        if w is not None:
+            w = torch.as_tensor(w).flatten()
+            # The weight dim is folded into the batch: [W * B, ...]; only weight-bearing layers unfold it.
+            inputs = tuple(t.unsqueeze(0).expand(len(w), *t.shape).reshape(-1, *t.shape[1:]) for t in inputs)
         env = {name: t for (name, _), t in zip(self._inputs, inputs)}
         modules = self._lookup()
         for module_name, functional, refs, out in self._steps:
             args = [_get(env, r) for r in refs]
             if module_name is not None:
-                env[out] = modules[module_name](*args)
+                module = modules[module_name]
+                if w is not None and isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+                    env[out] = shared_weight_forward(module, args[0], w)
+                else:
+                    env[out] = module(*args)
             else:
                 fn, params = functional
                 env[out] = fn(args, params)
         outs = [_get(env, r) for r in self._outputs]
+        if w is not None:
+            outs = [o.reshape(len(w), -1, *o.shape[1:]) for o in outs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def train(self, mode: bool = True):
         self._modules_by_name = None
         return super().train(mode)
+
+
+def shared_weight_forward(module: nn.Module, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """A linear or conv layer in WANN mode on x folded as [W * B, ...]: y_i = conv(x_i, w_i * mask).
+
+    The layer is linear in its weight, so y_i = w_i * layer(x_i; mask) with no bias: one call for all w.
+    """
+    mask = getattr(module, "mask", None)
+    if isinstance(module, nn.Linear):
+        m = torch.ones_like(module.weight) if mask is None else mask.to(module.weight.dtype)
+        y = torch.nn.functional.linear(x, m.to(x.dtype))
+    else:
+        kernel = torch.ones_like(module.weight, dtype=x.dtype)
+        if mask is not None:
+            kernel = kernel * mask.to(x.dtype).view(*mask.shape, *([1] * (kernel.dim() - 2)))
+        y = module._conv_forward(x, kernel, None)
+    scale = w.to(device=y.device, dtype=y.dtype).view(-1, *([1] * y.dim()))
+    return (y.reshape(len(w), -1, *y.shape[1:]) * scale).reshape(y.shape)
 
 
 def _get(env, ref):
