@@ -7,6 +7,7 @@ one run reports every syntax error in a file.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from pathlib import Path
 
@@ -60,9 +61,7 @@ class _ToIR(Transformer):
 
     # expressions
     def number(self, meta, tok):
-        text = str(tok)
-        value = float(text) if any(c in text for c in ".eE") else int(text)
-        return ir.Num(value, span=self.sp(meta))
+        return ir.Num(_number_value(tok, self.path), span=self.sp(meta))
 
     def string(self, meta, tok):
         return ir.Str(str(tok)[1:-1], span=self.sp(meta))
@@ -90,9 +89,6 @@ class _ToIR(Transformer):
 
     def div(self, meta, left, right):
         return ir.BinOp("/", left, right, span=self.sp(meta))
-
-    def floordiv(self, meta, left, right):
-        return ir.BinOp("//", left, right, span=self.sp(meta))
 
     def mod(self, meta, left, right):
         return ir.BinOp("%", left, right, span=self.sp(meta))
@@ -149,7 +145,11 @@ class _ToIR(Transformer):
 
     # items
     def version(self, meta, tok):
-        return ir.Version(int(float(tok)), span=self.sp(meta))
+        value = _number_value(tok, self.path)
+        if not isinstance(value, int):
+            raise SyntaxError_(f"version is a whole number, not `{tok}`", _tok_span(tok, self.path),
+                               "write e.g. `version 1`")
+        return ir.Version(value, span=self.sp(meta))
 
     def import_(self, meta, tok):
         return ir.Import(str(tok)[1:-1], span=self.sp(meta))
@@ -246,6 +246,19 @@ class _ToIR(Transformer):
         return ir.EvolveBlock(str(target), settings, span=self.sp(meta))
 
 
+def _number_value(tok: lark.Token, path) -> int | float:
+    """A NUMBER token's value; too long or infinite numbers are syntax errors, not crashes."""
+    text = str(tok)
+    try:
+        value = float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:  # more digits than Python converts
+        value = math.inf
+    if not math.isfinite(value):
+        raise SyntaxError_(f"number `{text[:20]}{'...' if len(text) > 20 else ''}` is too large",
+                           _tok_span(tok, path), "numbers must be finite")
+    return value
+
+
 def _attach_docs(items, comments):
     """`///` lines directly above an item become its doc string.
 
@@ -294,7 +307,8 @@ def _syntax_error(exc: lark.exceptions.LarkError, path) -> SyntaxError_:
         )
     if isinstance(exc, lark.exceptions.VisitError) and isinstance(exc.orig_exc, NetevoError):
         return exc.orig_exc
-    return SyntaxError_(str(exc), None, None)
+    meta = getattr(getattr(exc, "obj", None), "meta", None)
+    return SyntaxError_(str(exc), _span(meta, path) if meta is not None else None, None)
 
 
 def _parse_chunk(text: str, path):
@@ -309,13 +323,26 @@ def _parse_chunk(text: str, path):
         return None, comments, exc
 
 
+@functools.cache
+def _string_or_comment() -> re.Pattern:
+    """The grammar's STRING and COMMENT terminals: outside strings, `//` always starts a comment."""
+    terminal = lark_parser().get_terminal
+    return re.compile(f"(?:{terminal('STRING').pattern.to_regexp()})|({terminal('COMMENT').pattern.to_regexp()})")
+
+
 def _parse_with_comments(parser, text, comments):
     tree = parser.parse(text)
-    lines = text.splitlines()
-    for tok in parser.lex(text, dont_ignore=True):
-        if tok.type == "COMMENT":
-            own_line = not lines[tok.line - 1][: tok.column - 1].strip()
-            comments.append(ir.Comment(tok.line, tok.column, str(tok).rstrip(), own_line))
+    # Scanning for comments is exact once the text has parsed, and far cheaper than
+    # `parser.lex(dont_ignore=True)`, which builds a new lexer on every call.
+    line, line_start, pos = 1, 0, 0
+    for m in _string_or_comment().finditer(text):
+        if m.group(1) is None:
+            continue
+        line += text.count("\n", pos, m.start())
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        pos = m.start()
+        own_line = not text[line_start : m.start()].strip()
+        comments.append(ir.Comment(line, m.start() - line_start + 1, m.group(1).rstrip(), own_line))
     return tree
 
 
@@ -330,6 +357,7 @@ def parse(text: str, path: str | None = None) -> ir.Spec:
     items: list = []
     comments: list[ir.Comment] = []
     remaining = text
+    resume = -1
     while True:
         got, chunk_comments, exc = _parse_chunk(remaining, path)
         if exc is None:
@@ -339,7 +367,8 @@ def parse(text: str, path: str | None = None) -> ir.Spec:
         err = _syntax_error(exc, path)
         errors.append(err)
         # Recover: skip to the next top-level keyword at the start of a line after the error.
-        bad_line = err.span.line if err.span else 1
+        # Always move forward, even when an error has no span.
+        bad_line = max(err.span.line if err.span else 1, resume + 1)
         lines = text.splitlines(keepends=True)
         resume = None
         for i in range(bad_line, len(lines)):

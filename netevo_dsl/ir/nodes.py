@@ -64,7 +64,7 @@ class Neg:
 
 @frozen
 class BinOp:
-    op: str  # one of + - * / // %
+    op: str  # one of + - * / % (the parser makes no `//`: it starts a comment)
     left: "Expr"
     right: "Expr"
     span: Span | None = span_field()

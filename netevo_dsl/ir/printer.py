@@ -48,6 +48,8 @@ def expr(e) -> str:
         inner = expr(e.operand)
         return f"-{inner}" if _prec(e.operand) >= _UNARY_PREC else f"-({inner})"
     if isinstance(e, ir.BinOp):
+        if e.op == "//":
+            raise ValueError("`//` starts a comment in a spec; floor division cannot be written")
         p = _PREC[e.op]
         left = expr(e.left) if _prec(e.left) >= p else f"({expr(e.left)})"
         right = expr(e.right) if _prec(e.right) > p else f"({expr(e.right)})"
@@ -182,7 +184,8 @@ def format_spec(spec: ir.Spec) -> str:
     out = _Out()
     prev = None
     for item in spec.items:
-        if prev is not None and not (type(prev) is type(item) and isinstance(item, _ONE_LINERS) and not item.doc):
+        if prev is not None and not (type(prev) is type(item) and isinstance(item, _ONE_LINERS)
+                                     and not getattr(item, "doc", "")):
             out.add(0, "", None)
         _item(out, item)
         prev = item
