@@ -12,6 +12,7 @@ sizes are always checked exactly when the network is compiled or run.
 """
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 from typing import Union
 
@@ -22,13 +23,14 @@ class Dim:
     __slots__ = ("terms", "_hash")
 
     def __init__(self, terms: dict):
-        self.terms = {m: Fraction(c) for m, c in terms.items() if c != 0}
+        # Building Fractions dominates shape inference; skip it for coefficients that already are.
+        self.terms = {m: c if type(c) is Fraction else Fraction(c) for m, c in terms.items() if c != 0}
         self._hash = None
 
     # construction -------------------------------------------------------------
     @staticmethod
     def const(value) -> "Dim":
-        return Dim({(): Fraction(value)})
+        return Dim({(): value})
 
     @staticmethod
     def sym(name: str) -> "Dim":
@@ -36,6 +38,8 @@ class Dim:
 
     @staticmethod
     def of(value) -> "Dim":
+        if type(value) is int:  # the common case; a Dim is never mutated, so small ones are shared
+            return _small_const(value) if -64 <= value <= 4096 else Dim.const(value)
         if isinstance(value, Dim):
             return value
         if isinstance(value, bool):
@@ -170,6 +174,11 @@ class Dim:
                 term = term * _subst_atom(atom, mapping)
             out = out + term
         return out
+
+
+@functools.cache
+def _small_const(value: int) -> Dim:
+    return Dim.const(value)
 
 
 def _divides(small: tuple, big: tuple) -> bool:

@@ -384,6 +384,8 @@ class GraphBuilder:
         self.nodes: list[Node] = []
         self.outputs: list[tuple[str, str]] = []
         self.used: set[str] = set()
+        self._prefixes: set[str] = set()  # every `a`, `a.b` of a used `a.b.c`: a module path's parents
+        self._next_suffix: dict[str, int] = {}  # base -> k of the last `base_k` handed out
         self.block_stack: list[tuple[str, str]] = []
         self.name_override: str | None = None
         self._prefix, self._target, self._count, self._index = "", "t", 0, 0
@@ -394,11 +396,20 @@ class GraphBuilder:
         self._base = self._unique(base) if n_modules else base
 
     def _unique(self, base):
-        name, k = base, 0
-        while name in self.used or any(u.startswith(name + ".") for u in self.used):
+        # Names are never released, so every `base_j` below the last k handed out is still taken:
+        # start there. With `_prefixes` this keeps naming O(1) per op instead of O(ops).
+        k = self._next_suffix.get(base, 0)
+        name = f"{base}_{k}" if k else base
+        while name in self.used or name in self._prefixes:
             k += 1
             name = f"{base}_{k}"
+        self._next_suffix[base] = k
         return name
+
+    def _use(self, name):
+        self.used.add(name)
+        parts = name.split(".")
+        self._prefixes.update(".".join(parts[:i]) for i in range(1, len(parts)))
 
     def _module_name(self):
         if self.name_override is not None:
@@ -407,12 +418,12 @@ class GraphBuilder:
             base = self._base
         name = base if self._count == 1 else f"{base}.{self._index}"
         self._index += 1
-        self.used.add(name)
+        self._use(name)
         return name
 
     def add_input(self, name, shape, span):
         self.inputs.append(GraphInput(name, shape, span=span))
-        self.used.add(name)
+        self._use(name)
         return TensorVal(name, shape, f"input {name}", span)
 
     def add_op(self, op: OpDef, tensors, params, out, span):
@@ -420,7 +431,7 @@ class GraphBuilder:
             name = self._module_name()
         else:
             name = self._unique(f"{self._prefix}{self._target}_{op.name}")
-            self.used.add(name)
+            self._use(name)
         multi = op.n_outputs is not None
         shape = tuple(tuple(Dim.of(d) for d in s) for s in out) if multi else tuple(Dim.of(d) for d in out)
         self.nodes.append(Node(name, op.name, tuple(t.ref for t in tensors), tuple(params.items()), shape,
