@@ -158,13 +158,23 @@ def _get(env, ref):
     return v[int(idx)] if idx else v
 
 
+class Scope(nn.Module):
+    """A container for modules under a dotted path (`layer1.0.conv1`); `scope[0]` and `scope.conv1` both work."""
+
+    def __getitem__(self, key):
+        return self._modules[str(key)]
+
+    def __len__(self):
+        return len(self._modules)
+
+
 def _install(root: nn.Module, path: str, module: nn.Module):
     parts = path.split(".")
     parent = root
     for part in parts[:-1]:
         child = parent._modules.get(part)
         if child is None:
-            child = nn.Module()
+            child = Scope()
             parent.add_module(part, child)
         parent = child
     parent.add_module(parts[-1], module)

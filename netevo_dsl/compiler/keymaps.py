@@ -26,7 +26,7 @@ _TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "m
 def hf_gpt2_state_dict(hf_state: dict, head: str = "logits") -> dict:
     out = {}
     for key, value in hf_state.items():
-        if key.endswith(("attn.bias", "attn.masked_bias")):
+        if key.endswith((".attn.bias", ".attn.masked_bias")):
             continue
         if key == "lm_head.weight":
             out[f"{head}.weight"] = value
