@@ -1,0 +1,238 @@
+"""Batched WANN evaluation: population x shared weights x samples in one pass per level.
+
+`evaluate` packs the population (`wann_pack`) and runs every individual at
+every shared weight on every sample together: each topological level is one
+gather-sum plus one call per activation, so there is no Python loop over
+individuals or weights. Classification data are streamed in blocks of samples
+whose outputs are scored at once, so memory stays bounded and the values stay
+in cache; large populations are additionally split into chunks.
+
+An individual that cannot be evaluated (invalid genome, inputs/outputs that do
+not fit the task, non-finite outputs) appears in `Scores.failures` with its
+reason and has NaN scores; it is never silently scored 0.
+"""
+from __future__ import annotations
+
+import attrs
+import torch
+
+from ..errors import UsageError
+from ..ir import nodes as ir
+from ..ir.wann import DEFAULT_WEIGHTS, shared_weights
+from ..errors import GenomeError
+from .tasks import make_task
+from .wann_pack import pack_population, plan_chunks
+
+# Value buffer per sample block: small enough to stay in a CPU's cache between the
+# gather and the activation, large enough that per-call overhead stays small.
+BLOCK_BYTES = 24 << 20
+MIN_BLOCK_SAMPLES = 16
+# Whole-chunk budget; larger populations are evaluated chunk by chunk.
+CHUNK_BYTES = 1 << 30
+
+
+@attrs.define
+class Scores:
+    """Rewards of a population. Rows are individuals, in population order."""
+
+    per_weight: torch.Tensor  # [P, W] reward at each shared weight (float64, CPU)
+    weights: torch.Tensor  # [W]
+    metrics: dict  # name -> [P, W] or [P] tensor; always includes "reward"
+    failures: dict  # individual index -> reason; their scores are NaN
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """[P] the WANN fitness: mean reward over the shared weights."""
+        return self.per_weight.mean(1)
+
+    @property
+    def max(self) -> torch.Tensor:
+        """[P] best reward over the shared weights."""
+        return self.per_weight.max(1).values
+
+
+def evaluate(population, task, weights=None, device="auto", *, dtype=torch.float32,
+             block_bytes: int = BLOCK_BYTES, chunk_bytes: int = CHUNK_BYTES) -> Scores:
+    """Score every individual at every shared weight on `task`.
+
+    population: a list of `ir.Spec` (each with one genome) or `ir.WannGenome`.
+    task: a registered name, a `(name, kwargs)` pair, or a task object.
+    weights: shared-weight values; default the population's `weights` setting.
+    device: "auto" (CUDA when available, else CPU), or any torch device.
+    """
+    genomes, failures = wann_genomes_of(population)
+    task = make_task(task)
+    device = resolve_device(device)
+    weights = resolve_weights(genomes, weights, dtype, device)
+    if task.kind == "classification":
+        scores = _classification(genomes, task, weights, block_bytes, chunk_bytes)
+    elif task.kind == "control":
+        scores = _control(genomes, task, weights, chunk_bytes)
+    else:
+        raise wrong_task_kind(task)
+    return finalize(scores, failures)
+
+
+# --- shared by the batched and the reference evaluator ----------------------------------
+
+
+def wann_genomes_of(population) -> tuple[list, dict[int, str]]:
+    """The WANN genome of every individual; individuals without exactly one get a failure."""
+    if isinstance(population, (ir.Spec, ir.WannGenome)):
+        raise UsageError("evaluate takes a list of individuals", hint="wrap a single genome or spec in a list")
+    genomes, failures = [], {}
+    for i, individual in enumerate(population):
+        genome = individual
+        if isinstance(individual, ir.Spec):
+            found = individual.of_kind(ir.WannGenome, ir.TransformerGenome)
+            if len(found) != 1:
+                failures[i] = f"a spec must hold exactly one genome to be evaluated, it holds {len(found)}"
+                genomes.append(None)
+                continue
+            genome = found[0]
+        if isinstance(genome, ir.TransformerGenome):
+            raise UsageError(
+                f"genome `{genome.name}` is a transformer genome; this evaluator scores WANN node/edge genomes only",
+                genome.span, "evaluate transformer genomes with their own evaluator",
+            )
+        if isinstance(genome, ir.Network):
+            raise UsageError(f"`{genome.name}` is a layered network, not a WANN genome", genome.span,
+                             "train layered networks instead of evaluating them with shared weights")
+        if not isinstance(genome, ir.WannGenome):
+            raise UsageError(f"cannot evaluate {type(genome).__name__}", hint="pass ir.Spec or ir.WannGenome items")
+        genomes.append(genome)
+    return genomes, failures
+
+
+def resolve_device(device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_weights(genomes: list, weights, dtype, device) -> torch.Tensor:
+    if weights is None:
+        found = set()
+        for genome in genomes:
+            if genome is None:
+                continue
+            try:
+                found.add(shared_weights(genome))
+            except GenomeError:
+                continue  # reported as that genome's failure
+        if len(found) > 1:
+            raise UsageError("the genomes declare different shared weights",
+                             hint="pass weights=... to evaluate them on one set")
+        weights = found.pop() if found else DEFAULT_WEIGHTS
+    weights = torch.as_tensor(weights, dtype=dtype).to(device).reshape(-1)
+    if len(weights) == 0:
+        raise UsageError("no shared weights to evaluate", hint="pass e.g. weights=[-2, -1, -0.5, 0.5, 1, 2]")
+    return weights
+
+
+def wrong_task_kind(task) -> UsageError:
+    return UsageError(
+        f"task `{task.name}` is a {task.kind} task; WANN genomes are scored on classification and control tasks",
+        hint="sequence tasks are for transformer genomes",
+    )
+
+
+def nonfinite_reason(weights: torch.Tensor, bad: torch.Tensor) -> str:
+    values = ", ".join(f"{w:g}" for w in weights[bad.to(weights.device)].tolist())
+    return f"non-finite outputs (overflow or NaN) at shared weight(s) {values}"
+
+
+@attrs.define
+class ScoreTable:
+    """Scores being assembled: rows of individuals not yet written stay NaN."""
+
+    per_weight: torch.Tensor
+    weights: torch.Tensor
+    metrics: dict
+    failures: dict
+
+    @classmethod
+    def empty(cls, n: int, weights: torch.Tensor) -> "ScoreTable":
+        return cls(torch.full((n, len(weights)), float("nan"), dtype=torch.float64), weights.cpu(), {}, {})
+
+    def write(self, rows: list[int], reward: torch.Tensor, metrics: dict, bad: torch.Tensor) -> None:
+        """Store scores for population `rows`; bad [len(rows), W] flags non-finite outputs."""
+        index = torch.as_tensor(rows, dtype=torch.long)
+        self.per_weight[index] = reward.detach().to("cpu", torch.float64)
+        for name, value in metrics.items():
+            if name not in self.metrics:
+                shape = (len(self.per_weight),) + tuple(value.shape[1:])
+                self.metrics[name] = torch.full(shape, float("nan"), dtype=torch.float64)
+            self.metrics[name][index] = value.detach().to("cpu", torch.float64)
+        bad = bad.cpu()
+        for k, row in enumerate(rows):
+            if bool(bad[k].any()):
+                self.failures[row] = nonfinite_reason(self.weights, bad[k])
+
+
+def finalize(partial: ScoreTable, early_failures: dict[int, str]) -> Scores:
+    failures = {**partial.failures, **early_failures}
+    if failures:
+        rows = torch.as_tensor(sorted(failures), dtype=torch.long)
+        partial.per_weight[rows] = float("nan")
+        for value in partial.metrics.values():
+            value[rows] = float("nan")
+    metrics = dict(partial.metrics)
+    metrics["reward"] = partial.per_weight
+    return Scores(partial.per_weight, partial.weights, metrics, dict(sorted(failures.items())))
+
+
+# --- batched drivers --------------------------------------------------------------------
+
+
+def _chunks(genomes: list, weights: torch.Tensor, min_samples: int, chunk_bytes: int):
+    usable = [i for i, g in enumerate(genomes) if g is not None]
+    if not usable:
+        return []
+    rows = sum(len(genomes[i].nodes) + len(genomes[i].outputs) for i in usable) / len(usable)
+    itemsize = torch.empty(0, dtype=weights.dtype).element_size()
+    return [[usable[k] for k in r] for r in plan_chunks(len(usable), rows, len(weights), min_samples, itemsize,
+                                                          chunk_bytes)]
+
+
+def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int) -> ScoreTable:
+    result = ScoreTable.empty(len(genomes), weights)
+    features = task.features.to(weights.device, weights.dtype)
+    batch_mask = task.next_batch_mask()
+    n = task.n_samples
+    for chunk in _chunks(genomes, weights, MIN_BLOCK_SAMPLES, chunk_bytes):
+        pack, failures = pack_population([genomes[i] for i in chunk], task.n_inputs, task.n_outputs, weights,
+                                         shared_inputs=True, indices=chunk)
+        result.failures.update(failures)
+        if not pack.members:
+            continue
+        row_bytes = pack.n_rows * len(weights) * weights.element_size()
+        block = int(min(n, max(MIN_BLOCK_SAMPLES, block_bytes // row_bytes)))
+        storage = pack.buffer(block).view(-1)
+        scorer = task.scorer(len(pack.members), weights, batch_mask)
+        bad = torch.zeros(len(pack.members), len(weights), dtype=torch.bool, device=weights.device)
+        for first in range(0, n, block):
+            stop = min(first + block, n)
+            values = storage[: pack.n_rows * len(weights) * (stop - first)].view(pack.n_rows, len(weights), -1)
+            outputs = pack.forward(features[first:stop], values)
+            bad |= ~torch.isfinite(outputs).all(-1).all(-1)
+            scorer.add(outputs, slice(first, stop))
+        reward, metrics = scorer.finish()
+        result.write(pack.members, reward, metrics, bad)
+    return result
+
+
+def _control(genomes, task, weights, chunk_bytes: int) -> ScoreTable:
+    result = ScoreTable.empty(len(genomes), weights)
+    for chunk in _chunks(genomes, weights, task.repeats, chunk_bytes):
+        pack, failures = pack_population([genomes[i] for i in chunk], task.n_inputs, task.n_outputs, weights,
+                                         shared_inputs=False, indices=chunk)
+        result.failures.update(failures)
+        if not pack.members:
+            continue
+        values = pack.buffer(task.repeats)
+        outcome = task.rollout(lambda obs: pack.forward(obs, values), (len(pack.members), len(weights)),
+                               weights.dtype, weights.device)
+        metrics = {"steps": outcome["steps"]}
+        result.write(pack.members, outcome["reward"], metrics, outcome["nonfinite"])
+    return result

@@ -1,0 +1,174 @@
+"""Control tasks: batched cart-pole simulations over population x weights x repeats.
+
+Every (individual, weight) pair faces the same `repeats` starting states
+(common random numbers, as the WANN code tests a population on the same seeds),
+so differences in reward come from the networks, not from luck.
+
+swingup: a port of the WANN authors' environment, google/brain-tokyo-workshop,
+  WANNRelease/WANN/domain/cartpole_swingup.py (itself from DeepPILCO), with the
+  episode loop of WANNRelease/WANN/wann_src/task.py: same constants, dt, starting
+  state N([0, 0, pi, 0], 0.2), reward, 1,000-step limit and termination when the
+  cart leaves [-2.4, 2.4] (the terminating step is still rewarded).
+cartpole: gymnasium's CartPole-v1 (euler integrator, bang-bang force, +1 per
+  step including the terminating one, 500-step limit).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+# --- swing-up constants, from cartpole_swingup.py ---------------------------------
+SWINGUP_GRAVITY = 9.82
+SWINGUP_CART_MASS = 0.5
+SWINGUP_POLE_MASS = 0.5
+SWINGUP_POLE_LENGTH = 0.6
+SWINGUP_FORCE = 10.0
+SWINGUP_DT = 0.01
+SWINGUP_FRICTION = 0.1
+SWINGUP_X_LIMIT = 2.4
+
+# --- balance constants, from gymnasium CartPole-v1 ---------------------------------
+CARTPOLE_GRAVITY = 9.8
+CARTPOLE_CART_MASS = 1.0
+CARTPOLE_POLE_MASS = 0.1
+CARTPOLE_HALF_LENGTH = 0.5
+CARTPOLE_FORCE = 10.0
+CARTPOLE_TAU = 0.02
+CARTPOLE_X_LIMIT = 2.4
+CARTPOLE_THETA_LIMIT = 12 * 2 * math.pi / 360
+
+
+def swingup_physics(state: torch.Tensor, force: torch.Tensor) -> torch.Tensor:
+    """One explicit-Euler step of the swing-up dynamics; state [..., 4] = x, x_dot, theta, theta_dot."""
+    x, x_dot, theta, theta_dot = state.unbind(-1)
+    m_p, total_m, length = SWINGUP_POLE_MASS, SWINGUP_CART_MASS + SWINGUP_POLE_MASS, SWINGUP_POLE_LENGTH
+    m_p_l, g, b = m_p * length, SWINGUP_GRAVITY, SWINGUP_FRICTION
+    s, c = torch.sin(theta), torch.cos(theta)
+    xdot_update = (-2 * m_p_l * theta_dot**2 * s + 3 * m_p * g * s * c + 4 * force - 4 * b * x_dot) / (
+        4 * total_m - 3 * m_p * c**2
+    )
+    thetadot_update = (-3 * m_p_l * theta_dot**2 * s * c + 6 * total_m * g * s + 6 * (force - b * x_dot) * c) / (
+        4 * length * total_m - 3 * m_p_l * c**2
+    )
+    dt = SWINGUP_DT
+    return torch.stack(
+        [x + x_dot * dt, x_dot + xdot_update * dt, theta + theta_dot * dt, theta_dot + thetadot_update * dt], -1
+    )
+
+
+def swingup_reward(state: torch.Tensor) -> torch.Tensor:
+    x, theta = state[..., 0], state[..., 2]
+    return (torch.cos(theta) + 1.0) / 2.0 * torch.cos((x / SWINGUP_X_LIMIT) * (math.pi / 2.0))
+
+
+def cartpole_physics(state: torch.Tensor, force: torch.Tensor) -> torch.Tensor:
+    """One euler step of CartPole-v1's dynamics, same operations as gymnasium's `step`."""
+    x, x_dot, theta, theta_dot = state.unbind(-1)
+    total_mass = CARTPOLE_POLE_MASS + CARTPOLE_CART_MASS
+    polemass_length = CARTPOLE_POLE_MASS * CARTPOLE_HALF_LENGTH
+    costheta, sintheta = torch.cos(theta), torch.sin(theta)
+    temp = (force + polemass_length * theta_dot**2 * sintheta) / total_mass
+    thetaacc = (CARTPOLE_GRAVITY * sintheta - costheta * temp) / (
+        CARTPOLE_HALF_LENGTH * (4.0 / 3.0 - CARTPOLE_POLE_MASS * costheta**2 / total_mass)
+    )
+    xacc = temp - polemass_length * thetaacc * costheta / total_mass
+    tau = CARTPOLE_TAU
+    return torch.stack([x + tau * x_dot, x_dot + tau * xacc, theta + tau * theta_dot, theta_dot + tau * thetaacc], -1)
+
+
+Policy = Callable[[torch.Tensor], torch.Tensor]  # observations [..., n_inputs] -> outputs [..., n_outputs]
+
+
+class ControlTask:
+    kind = "control"
+    n_outputs = 1
+
+    def __init__(self, name: str, repeats: int, max_steps: int, seed: int, params: dict | None = None):
+        self.name = name
+        self.repeats = int(repeats)
+        self.max_steps = int(max_steps)
+        self.seed = int(seed)
+        self.params = dict(params or {})
+
+    def rollout(self, policy: Policy, batch_shape: tuple, dtype=torch.float64, device="cpu") -> dict:
+        """Run `repeats` episodes for every element of `batch_shape` (e.g. population x weights).
+
+        `policy` gets observations [*batch_shape, repeats, n_inputs] and returns
+        outputs [*batch_shape, repeats, n_outputs]. Returns reward and steps
+        averaged over repeats, and `nonfinite`: True where the policy produced a
+        NaN or infinity while its episode was still running.
+        """
+        start = self.initial_states(dtype, device)
+        state = start.expand(*batch_shape, *start.shape).clone()
+        alive = torch.ones(state.shape[:-1], dtype=torch.bool, device=device)
+        total = torch.zeros(state.shape[:-1], dtype=torch.float64, device=device)
+        steps = torch.zeros(state.shape[:-1], dtype=torch.float64, device=device)
+        nonfinite = torch.zeros(state.shape[:-1], dtype=torch.bool, device=device)
+        for _ in range(self.max_steps):
+            outputs = policy(self.observe(state))
+            finite = torch.isfinite(outputs).all(-1)
+            nonfinite |= alive & ~finite
+            force = self.force(torch.where(finite, outputs[..., 0], torch.zeros_like(outputs[..., 0])))
+            state = self.physics(state, force)
+            reward, done = self.reward_and_done(state)
+            # where, not multiply: finished episodes keep simulating and may overflow to NaN
+            total += torch.where(alive, reward, torch.zeros_like(reward)).to(torch.float64)
+            steps += alive.to(torch.float64)
+            alive &= ~done
+            if not bool(alive.any()):
+                break
+        return {"reward": total.mean(-1), "steps": steps.mean(-1), "nonfinite": nonfinite.any(-1)}
+
+
+class SwingUpTask(ControlTask):
+    n_inputs = 5
+
+    def initial_states(self, dtype, device) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed)
+        mean = torch.tensor([0.0, 0.0, math.pi, 0.0], dtype=torch.float64)
+        return (mean + 0.2 * torch.randn(self.repeats, 4, generator=gen, dtype=torch.float64)).to(device, dtype)
+
+    def observe(self, state: torch.Tensor) -> torch.Tensor:
+        x, x_dot, theta, theta_dot = state.unbind(-1)
+        return torch.stack([x, x_dot, torch.cos(theta), torch.sin(theta), theta_dot], -1)
+
+    def force(self, output: torch.Tensor) -> torch.Tensor:
+        return output.clamp(-1.0, 1.0) * SWINGUP_FORCE
+
+    def physics(self, state, force):
+        return swingup_physics(state, force)
+
+    def reward_and_done(self, state):
+        x = state[..., 0]
+        return swingup_reward(state), (x < -SWINGUP_X_LIMIT) | (x > SWINGUP_X_LIMIT)
+
+
+class CartPoleTask(ControlTask):
+    n_inputs = 4
+
+    def initial_states(self, dtype, device) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed)
+        return (torch.rand(self.repeats, 4, generator=gen, dtype=torch.float64) * 0.1 - 0.05).to(device, dtype)
+
+    def observe(self, state: torch.Tensor) -> torch.Tensor:
+        return state
+
+    def force(self, output: torch.Tensor) -> torch.Tensor:
+        # CartPole-v1 has two discrete actions; a positive output pushes right.
+        return torch.where(output > 0, CARTPOLE_FORCE, -CARTPOLE_FORCE).to(output.dtype)
+
+    def physics(self, state, force):
+        return cartpole_physics(state, force)
+
+    def reward_and_done(self, state):
+        x, theta = state[..., 0], state[..., 2]
+        done = (x < -CARTPOLE_X_LIMIT) | (x > CARTPOLE_X_LIMIT) | (theta < -CARTPOLE_THETA_LIMIT) | (
+            theta > CARTPOLE_THETA_LIMIT)
+        return torch.ones_like(x), done
+
+
+def load_control_task(name: str, params: dict) -> ControlTask:
+    cls = {"swingup": SwingUpTask, "cartpole": CartPoleTask}[name]
+    return cls(name, params["repeats"], params["max_steps"], params["seed"], params)
