@@ -1,0 +1,200 @@
+"""Streaming statistics against float64 two-pass numpy on the same activations."""
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from netevo_dsl.errors import UsageError
+from netevo_dsl.runtime.stats import CoMoments, NeuronMoments, StreamingStats
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tensors are tiny: on a busy 2-core machine, OpenMP hand-offs between two
+    threads cost 10x the arithmetic, so run single-threaded and restore afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def stream(data: torch.Tensor, sizes):
+    """Split rows into batches of the given sizes (the last takes the rest)."""
+    batches, start = [], 0
+    for size in sizes:
+        batches.append(data[start : start + size])
+        start += size
+    batches.append(data[start:])
+    return batches
+
+
+def feed(accumulator, batches):
+    for batch in batches:
+        accumulator.update(batch)
+    return accumulator
+
+
+def two_pass_columns(data: torch.Tensor) -> np.ndarray:
+    """Columns as contiguous float64 rows, so numpy reduces each with pairwise summation
+    (reducing a strided axis sums sequentially, which is itself off by ~1e-9 at offset 3e8)."""
+    return np.ascontiguousarray(data.double().numpy().T)
+
+
+def offset_data(offset, scale, rows=1200, width=5, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return offset + scale * torch.randn(rows, width, dtype=torch.float64, generator=generator)
+
+
+@pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (1e6, 1e-4), (-3e8, 1e-2)])
+def test_moments_equal_float64_two_pass(offset, scale):
+    data = offset_data(offset, scale)
+    moments = feed(NeuronMoments(5), stream(data, [1, 7, 300, 2, 511]))
+    result = moments.summary()
+    columns = two_pass_columns(data)
+    mean = columns.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(result["mean"].numpy(), mean[:, 0], rtol=1e-14, atol=1e-14 * scale)
+    np.testing.assert_allclose(result["var"].numpy(), ((columns - mean) ** 2).mean(axis=1), rtol=1e-10)
+    np.testing.assert_array_equal(result["min"].numpy(), columns.min(axis=1))
+    np.testing.assert_array_equal(result["max"].numpy(), columns.max(axis=1))
+    assert (result["count"] == 1200).all()
+
+
+def test_variance_with_offset_is_exact_to_rounding():
+    data = offset_data(1e6, 1e-4, rows=300, width=1)
+    values = [Fraction(v) for v in data[:, 0].tolist()]
+    mean = sum(values) / len(values)
+    exact = float(sum((v - mean) ** 2 for v in values) / len(values))
+    ours = float(feed(NeuronMoments(1), data.split(64)).summary()["var"][0])
+    assert ours == pytest.approx(exact, rel=1e-14)
+
+
+def test_naive_variance_fails_where_chan_merge_holds():
+    data = offset_data(1e6, 1e-4)
+    reference = two_pass_columns(data).var(axis=1)
+    naive = (data**2).mean(dim=0) - data.mean(dim=0) ** 2  # E[x^2] - E[x]^2, in float64
+    naive_error = np.abs(naive.numpy() / reference - 1).max()
+    ours = feed(NeuronMoments(5), data.split(64)).summary()["var"].numpy()
+    assert naive_error > 1.0  # catastrophic cancellation: not even the order of magnitude
+    assert np.abs(ours / reference - 1).max() < 1e-9
+
+
+def test_float32_activations_match_two_pass_of_the_same_values():
+    data = offset_data(1e3, 1e-2).float()
+    result = feed(NeuronMoments(5), data.split(100)).summary()
+    columns = two_pass_columns(data)
+    np.testing.assert_allclose(result["var"].numpy(), columns.var(axis=1), rtol=1e-10)
+    np.testing.assert_allclose(result["mean"].numpy(), columns.mean(axis=1), rtol=1e-14)
+
+
+def test_firing_zero_and_saturation_counts():
+    generator = torch.Generator().manual_seed(1)
+    data = torch.tanh(3 * torch.randn(500, 4, generator=generator))
+    data[::7, 0] = 0.0  # exact zeros
+    data[::5, 1] = 0.25  # values equal to the threshold do not fire
+    moments = feed(NeuronMoments(4, threshold=0.25, bounds=(-1.0, 1.0), saturation_margin=0.05), data.split(33))
+    result = moments.summary()
+    values = data.numpy()
+    np.testing.assert_array_equal(result["firing_rate"].numpy(), (values > 0.25).mean(axis=0))
+    np.testing.assert_array_equal(result["zero_fraction"].numpy(), (values == 0).mean(axis=0))
+    near_bound = (values <= -1 + 0.1) | (values >= 1 - 0.1)
+    np.testing.assert_array_equal(result["saturation"].numpy(), near_bound.mean(axis=0))
+    assert result["zero_fraction"][0] > 0.1
+
+
+def test_no_saturation_without_bounds():
+    result = feed(NeuronMoments(3), [torch.ones(4, 3)]).summary()
+    assert "saturation" not in result
+
+
+@settings(max_examples=25, deadline=None, database=None)
+@given(st.lists(st.integers(min_value=0, max_value=40), max_size=8), st.integers(min_value=0, max_value=2**31 - 1))
+def test_any_batching_gives_the_same_statistics(sizes, seed):
+    data = offset_data(50.0, 3.0, rows=200, width=3, seed=seed)
+    whole = feed(StreamingStats(3, correlation=True), [data])
+    pieces = feed(StreamingStats(3, correlation=True), stream(data, sizes))
+    for key, value in whole.moments.summary().items():
+        torch.testing.assert_close(pieces.moments.summary()[key], value, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(pieces.comoments.correlation(), whole.comoments.correlation(), rtol=1e-12, atol=1e-12)
+
+
+def test_parallel_merge_equals_one_stream():
+    data = offset_data(1e6, 1e-4, rows=900)
+    single = feed(StreamingStats(5, correlation=True), data.split(100))
+    left = feed(StreamingStats(5, correlation=True), data[:250].split(100))
+    right = feed(StreamingStats(5, correlation=True), data[250:].split(100))
+    left.merge(right)
+    for key, value in single.moments.summary().items():
+        torch.testing.assert_close(left.moments.summary()[key], value, rtol=1e-10, atol=0)
+    torch.testing.assert_close(left.comoments.correlation(), single.comoments.correlation(), rtol=1e-9, atol=1e-12)
+
+
+def test_merge_rejects_different_options():
+    with pytest.raises(UsageError, match="threshold"):
+        NeuronMoments(3, threshold=0.0).merge(NeuronMoments(3, threshold=0.5))
+    with pytest.raises(UsageError, match="width"):
+        CoMoments(3).merge(CoMoments(4))
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_correlation_equals_numpy(offset):
+    data = offset_data(offset, 1e-3, rows=700, width=6)
+    data[:, 4] = 0.5 * data[:, 1] + 0.5 * data[:, 2]
+    corr = feed(CoMoments(6), data.split(128)).correlation()
+    np.testing.assert_allclose(corr.numpy(), np.corrcoef(data.numpy().T), atol=1e-9)
+
+
+def test_duplicate_neuron_correlates_exactly_and_constants_never_pair():
+    data = offset_data(0.0, 1.0, rows=400, width=5)
+    data[:, 3] = data[:, 1]
+    data[:, 0] = 0.1  # constant: no correlation is defined
+    data[:, 4] = 0.1
+    comoments = feed(CoMoments(5), data.split(50))
+    i, j, corr = comoments.pairs_above(0.9)
+    assert list(zip(i.tolist(), j.tolist())) == [(1, 3)]
+    assert abs(float(corr[0]) - 1.0) < 1e-9
+    assert torch.isnan(comoments.correlation()[0, 4])
+
+
+def test_block_diagonal_co_moments_are_the_blocks_of_the_full_matrix():
+    data = offset_data(3.0, 2.0, rows=300, width=10)
+    data[:, 5] = -2 * data[:, 4] + 1  # same block (4..7) when blocks are 4 wide
+    data[:, 9] = data[:, 0]  # different blocks: not found
+    full = feed(CoMoments(10), data.split(64))
+    blocked = feed(CoMoments(10, block_size=4), data.split(64))
+    corr, blocks = full.correlation(), blocked.correlation_blocks()
+    torch.testing.assert_close(blocks[1], corr[4:8, 4:8], rtol=0, atol=1e-12)
+    torch.testing.assert_close(blocks[2, :2, :2], corr[8:, 8:], rtol=0, atol=1e-12)
+    assert torch.isnan(blocks[2, 3, 3])  # padding is not a neuron
+    i, j, c = blocked.pairs_above(0.99)
+    assert list(zip(i.tolist(), j.tolist())) == [(4, 5)] and float(c[0]) == pytest.approx(-1.0, abs=1e-12)
+    assert blocked.state_nbytes() < full.state_nbytes()
+    with pytest.raises(UsageError):
+        blocked.correlation()
+
+
+def test_affine_fit_recovers_the_linear_relation():
+    data = offset_data(0.0, 1.0, rows=200, width=2)
+    data[:, 1] = 3.0 * data[:, 0] - 2.0
+    slope, intercept = feed(CoMoments(2), data.split(30)).affine_fit(torch.tensor([0]), torch.tensor([1]))
+    assert float(slope[0]) == pytest.approx(3.0, rel=1e-12)
+    assert float(intercept[0]) == pytest.approx(-2.0, rel=1e-12)
+
+
+def test_float32_products_stay_close_to_float64():
+    data = offset_data(1.0, 1.0, rows=600, width=8).float()
+    exact = feed(CoMoments(8), data.split(100)).correlation()
+    fast = feed(CoMoments(8, product_dtype=torch.float32), data.split(100)).correlation()
+    assert (exact - fast).abs().max() < 1e-6
+
+
+def test_state_size_does_not_grow_with_batches():
+    def state_after(batches):
+        stats = StreamingStats(6, bounds=(0.0, 1.0), correlation=True, corr_block_size=4)
+        for k in range(batches):
+            stats.update(torch.rand(8, 6, generator=torch.Generator().manual_seed(k)))
+        return stats.state_nbytes()
+
+    assert state_after(10) == state_after(1000) > 0
