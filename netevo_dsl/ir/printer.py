@@ -111,10 +111,15 @@ def _statement(out: _Out, s, depth: int):
         raise TypeError(f"not a statement: {s!r}")
 
 
+def _unary(e) -> str:
+    """Settings and objectives take a unary expression in the grammar: parenthesize anything looser."""
+    return expr(e) if _prec(e) >= _UNARY_PREC else f"({expr(e)})"
+
+
 def _setting(s) -> str:
     if isinstance(s, ir.Objective):
-        return f"objective {s.direction} {expr(s.metric)}"
-    return f"{s.key} {expr(s.value)}"
+        return f"objective {s.direction} {_unary(s.metric)}"
+    return f"{s.key} {_unary(s.value)}"
 
 
 def _item(out: _Out, item):

@@ -38,9 +38,9 @@ def check(spec: ir.Spec, overrides: dict | None = None) -> CheckResult:
             graphs[net.name] = elaborate(spec, net.name, overrides)
         except NetevoError as e:
             errors += flatten(e)
-    if not spec.networks and overrides:
+    if not spec.networks:
         try:
-            elaborate  # params are still bound so bad -D values are reported
+            # Params and masks are still bound, so bad -D values and bad masks are reported.
             from .elaborate import Elaborator
 
             errors += Elaborator(spec, overrides).errors
@@ -221,9 +221,9 @@ def _check_evolve(spec, e: ir.EvolveBlock) -> list[NetevoError]:
                 errors.append(EvolveError("task is a name or call, e.g. task digits or task swingup(steps=1000)", s.span))
                 continue
             try:
-                task_spec = get_task_spec(call.func)
-                task_params = task_spec.resolve({k.name: _literal(k.value) for k in call.kwargs})
-                metrics = set(task_spec.metrics)
+                found = get_task_spec(call.func)
+                task_params = found.resolve({k.name: _literal(k.value) for k in call.kwargs})
+                task_spec, metrics = found, set(found.metrics)  # only once resolved: no follow-on errors
             except NetevoError as err:
                 errors.append(NetevoError(err.message, s.span, err.hint, code="E071"))
         elif s.key == "selection":
