@@ -321,7 +321,7 @@ class Elaborator:
                     self.run_repeat(s, env, prefix)
             except NetevoError as e:
                 self.errors.extend(flatten(e))
-                for t in getattr(s, "targets", ()):
+                for t in getattr(s, "targets", ()) or ((s.name,) if isinstance(s, ir.Input) else ()):
                     env[t] = POISON
                 if isinstance(s, ir.Return):
                     result = POISON
