@@ -1,0 +1,198 @@
+"""Run settings: the spec's `evolve` block, then a YAML config or preset, then command-line flags.
+
+Every setting is validated with a clear error; the resolved settings are saved
+in the run folder as `config.yaml`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import yaml
+
+from ..errors import EvolveError, UsageError, did_you_mean
+from ..ir import nodes as ir
+
+PRESETS = {
+    "quick": {"population": 32, "generations": 5},
+    "small": {"population": 64, "generations": 20},
+    "paper": {"population": 192, "generations": 1024},
+}
+
+
+@attrs.frozen
+class Objective:
+    direction: str  # maximize | minimize
+    metric: str  # reward, connections, test_accuracy, ...
+    aggregate: str | None = None  # mean | max | min over shared weights; None for per-individual values
+
+    @property
+    def label(self) -> str:
+        return f"{self.aggregate}({self.metric})" if self.aggregate else self.metric
+
+
+WANN_OBJECTIVES = (Objective("maximize", "reward", "mean"), Objective("maximize", "reward", "max"),
+                   Objective("minimize", "connections"))
+
+
+@attrs.frozen
+class Settings:
+    target: str
+    task: str
+    task_params: dict = attrs.field(factory=dict, hash=False)
+    population: int = 64
+    generations: int = 20
+    selection: str = "wann"
+    objectives: tuple = WANN_OBJECTIVES
+    seed: int = 0
+    weights: tuple | None = None  # shared weights; None: the genome's own setting
+    cull: float = 0.2
+    elite: float = 0.2
+    tournament: int = 8
+    init_density: float = 0.5
+    prob_moo: float = 0.8
+    device: str = "auto"
+    backend: str = "local"
+    address: str | None = None
+    chunk: int = 0  # individuals per Ray task; 0: split evenly over the cluster's CPUs
+
+    def to_dict(self) -> dict:
+        d = attrs.asdict(self, recurse=False)
+        d["objectives"] = [[o.direction, o.metric, o.aggregate] for o in self.objectives]
+        d["weights"] = list(self.weights) if self.weights is not None else None
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> "Settings":
+        d = dict(d)
+        d["objectives"] = tuple(Objective(*o) for o in d.get("objectives", []))
+        if d.get("weights") is not None:
+            d["weights"] = tuple(float(w) for w in d["weights"])
+        return Settings(**d)
+
+
+def _literal(e):
+    if isinstance(e, ir.Num):
+        return e.value
+    if isinstance(e, ir.Neg) and isinstance(e.operand, ir.Num):
+        return -e.operand.value
+    if isinstance(e, (ir.Str, ir.Bool)):
+        return e.value
+    if isinstance(e, ir.Name):
+        return e.id
+    if isinstance(e, ir.SetExpr):
+        return tuple(_literal(i) for i in e.items)
+    raise EvolveError("expected a literal value", getattr(e, "span", None))
+
+
+def from_evolve_block(block: ir.EvolveBlock) -> dict:
+    out: dict = {"target": block.target}
+    objectives = []
+    for s in block.settings:
+        if isinstance(s, ir.Objective):
+            m = s.metric
+            if isinstance(m, ir.Call):
+                objectives.append([s.direction, m.args[0].id, m.func])
+            else:
+                objectives.append([s.direction, m.id, None])
+        elif s.key == "task":
+            if isinstance(s.value, ir.Call):
+                out["task"] = s.value.func
+                out["task_params"] = {k.name: _literal(k.value) for k in s.value.kwargs}
+            else:
+                out["task"] = s.value.id
+        elif s.key == "weights":
+            out["weights"] = [float(v) for v in _literal(s.value)]
+        else:
+            out[s.key] = _literal(s.value)
+    if objectives:
+        out["objectives"] = objectives
+    return out
+
+
+FIELDS = {f.name for f in attrs.fields(Settings)}
+
+
+def resolve_settings(spec: ir.Spec, target: str | None = None, config: str | Path | None = None,
+                     preset: str | None = None, overrides: dict | None = None) -> Settings:
+    blocks = spec.of_kind(ir.EvolveBlock)
+    if target is not None:
+        blocks = [b for b in blocks if b.target == target]
+    if not blocks:
+        raise EvolveError("the spec has no `evolve` block" + (f" for `{target}`" if target else ""), None,
+                          "add one: evolve NAME { task digits  population 64  generations 20 }")
+    if len(blocks) > 1:
+        raise EvolveError("the spec has several `evolve` blocks", blocks[1].span, "pick one with --target NAME")
+    merged = from_evolve_block(blocks[0])
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UsageError(f"unknown preset `{preset}`", hint=did_you_mean(preset, PRESETS) or
+                             "presets: " + ", ".join(PRESETS))
+        merged.update(PRESETS[preset])
+    if config is not None:
+        merged.update(_read_config(config))
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return validate(merged)
+
+
+def _read_config(path) -> dict:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"cannot read config {path}: {e.strerror}", hint="check the path") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"{path}: not valid YAML ({e})", hint="settings are `key: value` lines") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of settings", hint="e.g. population: 64")
+    preset = data.pop("preset", None)
+    out = dict(PRESETS.get(preset, {})) if preset else {}
+    if preset and preset not in PRESETS:
+        raise UsageError(f"{path}: unknown preset `{preset}`", hint="presets: " + ", ".join(PRESETS))
+    out.update(data)
+    return out
+
+
+def validate(d: dict) -> Settings:
+    for k in d:
+        if k not in FIELDS:
+            raise UsageError(f"unknown setting `{k}`", hint=did_you_mean(k, FIELDS) or "settings: " + ", ".join(sorted(FIELDS)))
+    if "task" not in d:
+        raise EvolveError("no task given", None, "add `task NAME` to the evolve block or `task:` to the config")
+
+    def need(cond, msg, hint=None):
+        if not cond:
+            raise UsageError(msg, hint=hint)
+
+    for k in ("population", "generations", "tournament", "seed", "chunk"):
+        if k in d:
+            need(isinstance(d[k], int) and not isinstance(d[k], bool) and d[k] >= 0, f"`{k}` must be a non-negative integer, got {d[k]!r}")
+    need(d.get("population", 64) >= 2, "`population` must be at least 2")
+    for k in ("cull", "elite", "init_density", "prob_moo"):
+        if k in d:
+            need(isinstance(d[k], (int, float)) and 0.0 <= d[k] <= 1.0, f"`{k}` must be in [0, 1], got {d[k]!r}")
+    need(d.get("selection", "wann") in ("wann", "nsga2"), f"selection is `wann` or `nsga2`, not `{d.get('selection')}`")
+    need(d.get("device", "auto") in ("auto", "cpu", "cuda"), "device is auto, cpu or cuda")
+    need(d.get("backend", "local") in ("local", "ray"), "backend is local or ray")
+    if "objectives" in d:
+        d = {**d, "objectives": tuple(o if isinstance(o, Objective) else Objective(*o) for o in d["objectives"])}
+        for o in d["objectives"]:
+            need(o.direction in ("maximize", "minimize"), f"objective direction `{o.direction}`")
+            need(o.aggregate in (None, "mean", "max", "min"), f"objective aggregate `{o.aggregate}`")
+    if d.get("weights") is not None:
+        d = {**d, "weights": tuple(float(w) for w in d["weights"])}
+    if d.get("selection", "wann") == "nsga2":
+        need(len(d.get("objectives", WANN_OBJECTIVES)) >= 1, "nsga2 needs at least one objective")
+    return Settings(**d)
+
+
+def save_settings(settings: Settings, path: Path) -> None:
+    path.write_text(yaml.safe_dump(settings.to_dict(), sort_keys=True), encoding="utf-8")
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Settings.from_dict(data)
+    except (OSError, yaml.YAMLError, TypeError) as e:
+        raise UsageError(f"{path}: cannot read the run's settings ({e})", hint="is this a netevo run folder?") from None
