@@ -95,6 +95,39 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_evolve(args) -> int:
+    from . import check, load
+    from .evolve.run import Evolution
+    from .evolve.settings import load_settings, resolve_settings
+
+    spec = load(args.spec)
+    check(spec, _overrides(args.define))
+    flags = {"population": args.population, "generations": args.generations, "seed": args.seed,
+             "device": args.device, "backend": args.backend, "address": args.address}
+    if args.resume:
+        out = Path(args.resume)
+        settings = load_settings(out / "config.yaml")
+        changed = {k: v for k, v in flags.items() if v is not None and getattr(settings, k) != v}
+        if changed:
+            raise UsageError(f"--resume keeps the run's settings; these flags differ: {', '.join(changed)}",
+                             hint="drop them, or start a new run with --out")
+    else:
+        settings = resolve_settings(spec, args.target, args.config, args.preset, flags)
+        out = Path(args.out) if args.out else Path("runs") / f"{settings.target}-seed{settings.seed}"
+    run = Evolution(spec, settings, out, resume=bool(args.resume), overwrite=args.overwrite,
+                    progress=not args.no_progress)
+    try:
+        result = run.execute()
+    except KeyboardInterrupt:
+        print(f"interrupted; the last checkpoint is in {out}. Resume with: netevo evolve {args.spec} --resume {out}",
+              file=sys.stderr)
+        return 130
+    scores = ", ".join(f"{k} {v}" for k, v in result.champion_scores.items())
+    print(f"champion: {scores}")
+    print(f"report: {result.report or out}")
+    return 0
+
+
 def cmd_ops(args) -> int:
     from .ops.registry import all_ops
 
@@ -131,6 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("-o", "--output", help="write here instead of stdout")
     k.add_argument("-D", dest="define", action="append", metavar="NAME=VALUE", help="override a param")
     k.set_defaults(func=cmd_compile)
+
+    e = sub.add_parser("evolve", help="run the spec's evolve block (checkpointed, resumable)")
+    e.add_argument("spec")
+    e.add_argument("--target", help="which evolve block, when the spec has several")
+    e.add_argument("--generations", type=int)
+    e.add_argument("--population", type=int)
+    e.add_argument("--seed", type=int)
+    e.add_argument("--out", help="run folder (default runs/TARGET-seedS)")
+    e.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    e.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
+    e.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    e.add_argument("--backend", choices=("local", "ray"))
+    e.add_argument("--address", help="Ray cluster address (with --backend ray)")
+    e.add_argument("--config", help="YAML file with settings (same keys as the evolve block)")
+    e.add_argument("--preset", help="named settings: quick, small, paper")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.add_argument("-D", dest="define", action="append", metavar="NAME=VALUE", help="override a param")
+    e.set_defaults(func=cmd_evolve)
 
     o = sub.add_parser("ops", help="list the registered ops and their parameters")
     o.set_defaults(func=cmd_ops)

@@ -1,0 +1,36 @@
+"""Individuals as IR, their text form, and the WANN initial population."""
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from ..grammar.parser import parse
+from ..ir import nodes as ir
+from ..ir.hashing import canonical_hash
+from ..ir.printer import format_spec
+
+
+def genome_text(genome) -> str:
+    return format_spec(ir.Spec((genome,)))
+
+
+def genome_from_text(text: str):
+    return parse(text).items[0]
+
+
+def identity(genome) -> str:
+    return canonical_hash(genome)[:16]
+
+
+def wann_initial_population(seed: ir.WannGenome, n: int, rng: np.random.Generator,
+                            density: float = 0.5) -> list[ir.WannGenome]:
+    """WANN's initial population: every input (bias included) linked to every output, each link
+    enabled with probability `density` (the paper: 0.5; 0.05 for MNIST). Hidden nodes of the seed
+    genome are not used; its inputs, outputs (with activations) and weights are."""
+    edges = [(i, o.name) for o in seed.outputs for i in seed.inputs]
+    population = []
+    for _ in range(n):
+        enabled = rng.random(len(edges)) < density
+        population.append(attrs.evolve(
+            seed, nodes=(), edges=tuple(ir.WannEdge(s, d, bool(e)) for (s, d), e in zip(edges, enabled))))
+    return population

@@ -1,0 +1,59 @@
+"""Evaluate population chunks as Ray tasks, on an existing cluster (`--address`) or a local one.
+
+Results are identical to the local backend: each individual's scores depend only
+on itself, and chunks are merged back in population order. Point a run at a
+multi-machine cluster with `ray start --head` on one machine, `ray start
+--address HEAD:6379` on the others, then `netevo evolve SPEC --backend ray
+--address HEAD:6379`.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import UsageError
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("the ray backend needs Ray", hint="pip install 'netevo[ray]'") from None
+    return ray
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None):
+    ray = _ray()
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+    return ray
+
+
+def _evaluate_chunk(population, task, weights, device):
+    from .run import evaluate_population
+
+    return evaluate_population(population, task, weights, device)
+
+
+def evaluate_on_ray(population: list, task, weights, settings):
+    ray = ensure_ray(settings.address)
+    from ..runtime.evaluate import Scores
+
+    n_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    size = settings.chunk or max(1, -(-len(population) // n_workers))
+    remote = ray.remote(_evaluate_chunk)
+    task_ref = ray.put(task)
+    chunks = [population[i:i + size] for i in range(0, len(population), size)]
+    results = ray.get([remote.remote(c, task_ref, weights, "cpu" if settings.device == "auto" else settings.device)
+                       for c in chunks])
+    failures, offset = {}, 0
+    for chunk, r in zip(chunks, results):
+        failures.update({offset + i: reason for i, reason in r.failures.items()})
+        offset += len(chunk)
+    metrics = {}
+    for k in results[0].metrics:
+        metrics[k] = torch.cat([r.metrics[k] for r in results])
+    return Scores(per_weight=torch.cat([r.per_weight for r in results]), weights=results[0].weights,
+                  metrics=metrics, failures=failures)

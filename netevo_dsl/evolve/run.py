@@ -1,0 +1,335 @@
+"""`netevo evolve`: an evolutionary run from a spec, checkpointed every generation.
+
+Each generation: evaluate, select, log, write the champion, checkpoint. The
+checkpoint holds everything the next generation needs (population as .net text,
+parents' objective values for NSGA-II, the RNG state, how many log lines are
+valid), so a run killed at any instant and resumed finishes with exactly the
+same log and champion as an uninterrupted one. `log.jsonl` holds only
+deterministic fields; wall-clock times go to `timing.jsonl`.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import attrs
+import numpy as np
+
+from ..errors import EvolveError, UsageError
+from ..ir import nodes as ir
+from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
+from .population import genome_from_text, genome_text, identity, wann_initial_population
+from .selection import nsga2_select, nsga_rank, pareto_fronts, wann_breeding_plan, wann_rank
+from .settings import Settings, load_settings, save_settings
+
+
+@attrs.frozen
+class RunResult:
+    out_dir: Path
+    champion: object  # genome IR
+    champion_scores: dict
+    generations: int
+    report: Path | None
+
+
+def objective_matrix(settings: Settings, population: list, scores) -> tuple[np.ndarray, dict]:
+    """[P, k] objective values, all oriented to be maximised, and the raw values by label."""
+    from ..ir.wann import connection_count
+
+    cols, raw = [], {}
+    for o in settings.objectives:
+        if o.metric == "connections":
+            v = np.array([_connections(g, connection_count) for g in population], dtype=float)
+        elif o.metric == "nodes":
+            v = np.array([len(getattr(g, "nodes", ())) for g in population], dtype=float)
+        else:
+            t = scores.per_weight if o.metric == "reward" else scores.metrics.get(o.metric)
+            if t is None:
+                raise EvolveError(f"the task reports no metric `{o.metric}`", None,
+                                  "metrics: " + ", ".join(sorted(scores.metrics)))
+            t = t.double()
+            if t.dim() == 2:
+                agg = o.aggregate or "mean"
+                t = {"mean": t.mean(1), "max": t.max(1).values, "min": t.min(1).values}[agg]
+            v = t.cpu().numpy().astype(float)
+        raw[o.label] = v
+        oriented = v if o.direction == "maximize" else -v
+        cols.append(np.where(np.isfinite(oriented), oriented, -np.inf))
+    return np.stack(cols, axis=1), raw
+
+
+def _connections(genome, connection_count):
+    if isinstance(genome, ir.WannGenome):
+        return connection_count(genome)
+    from ..compiler.transformer import config_of, masks_for
+
+    return float(sum(int(m.sum()) for v in masks_for(config_of(genome)).values()
+                     for m in (v.values() if isinstance(v, dict) else [v])))
+
+
+def _summary(values: np.ndarray) -> dict:
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return {"min": None, "median": None, "max": None}
+    return {"min": round(float(finite.min()), 10), "median": round(float(np.median(finite)), 10),
+            "max": round(float(finite.max()), 10)}
+
+
+class Evolution:
+    """One run. `execute()` runs (or resumes) it to the end and writes the report."""
+
+    def __init__(self, spec: ir.Spec, settings: Settings, out_dir: Path, *, resume: bool = False,
+                 overwrite: bool = False, progress: bool = True, report: bool = True):
+        self.spec, self.settings, self.out = spec, settings, Path(out_dir)
+        self.progress, self.make_report = progress, report
+        self.seed_genome = spec.find(settings.target, (ir.WannGenome, ir.TransformerGenome))
+        if self.seed_genome is None:
+            raise EvolveError(f"no genome named `{settings.target}` to evolve", None,
+                              "netevo evolves `genome` items (wann or transformer)")
+        if resume:
+            if not (self.out / "checkpoint.json").exists():
+                raise UsageError(f"{self.out} has no checkpoint.json to resume", hint="start a new run with --out")
+        elif self.out.exists() and any(self.out.iterdir()) and not overwrite:
+            raise UsageError(f"run folder {self.out} exists and is not empty",
+                             hint="resume it with --resume, pick another --out, or pass --overwrite")
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "champions").mkdir(exist_ok=True)
+        self.resume = resume
+        from ..runtime.tasks import make_task
+
+        self.task = make_task((settings.task, settings.task_params))
+        self._interrupted = False
+
+    # --- evaluation -----------------------------------------------------------------------
+    def evaluate(self, population: list, generation: int):
+        if hasattr(self.task, "evaluations"):
+            self.task.evaluations = generation  # the minibatch depends on the generation only
+        weights = self.settings.weights
+        if self.settings.backend == "ray":
+            from .ray_backend import evaluate_on_ray
+
+            return evaluate_on_ray(population, self.task, weights, self.settings)
+        return evaluate_population(population, self.task, weights, self.settings.device)
+
+    # --- mutation -------------------------------------------------------------------------
+    def child_of(self, genome, rng: np.random.Generator):
+        from .mutations.engine import mutate_genome
+
+        rules = next((m for m in self.spec.of_kind(ir.MutateBlock) if m.target == self.settings.target), None)
+        return mutate_genome(genome, rng, rules)
+
+    def initial_population(self, rng) -> list:
+        s = self.settings
+        if isinstance(self.seed_genome, ir.WannGenome):
+            return wann_initial_population(self.seed_genome, s.population, rng, s.init_density)
+        return [self.seed_genome] + [self.child_of(self.seed_genome, rng) for _ in range(s.population - 1)]
+
+    # --- the loop ---------------------------------------------------------------------------
+    def execute(self) -> RunResult:
+        s = self.settings
+        if self.resume:
+            state = load_checkpoint(self.out / "checkpoint.json")
+            saved = load_settings(self.out / "config.yaml")
+            if saved.to_dict() != s.to_dict():
+                raise UsageError("the settings differ from the run being resumed",
+                                 hint="resume without changing flags; the run's settings are in config.yaml")
+            rng = np.random.default_rng()
+            rng.bit_generator.state = state["rng"]
+            population = [genome_from_text(t) for t in state["population"]]
+            parent_objs = np.array(state["objectives"], dtype=float) if state.get("objectives") else None
+            start, evaluations = state["generation"], state["evaluations"]
+            _truncate_lines(self.out / "log.jsonl", state["log_lines"])
+            _truncate_lines(self.out / "timing.jsonl", state["log_lines"])
+            log_lines = state["log_lines"]
+        else:
+            save_settings(s, self.out / "config.yaml")
+            for name in ("log.jsonl", "timing.jsonl", "failures.jsonl"):
+                (self.out / name).write_text("")
+            rng = np.random.default_rng(s.seed)
+            population = self.initial_population(rng)
+            parent_objs, start, evaluations, log_lines = None, 0, 0, 0
+            state = {}
+        last = state.get("last")
+        bar = _progress(s.generations, start, self.progress)
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            for generation in range(start, s.generations):
+                t0 = time.perf_counter()
+                if s.selection == "wann":
+                    population, evaluated, raw, ranking, front, scores = self._wann_generation(population, generation, rng)
+                    evaluations += len(evaluated)
+                    parent_objs = None
+                else:
+                    population, parent_objs, evaluated, raw, front, scores, n_eval = self._nsga2_generation(
+                        population, parent_objs, generation, rng)
+                    evaluations += n_eval
+                    ranking = "nsga2"
+                champion_index = _champion(raw, s)
+                champion = evaluated[champion_index]
+                line = {"generation": generation, "evaluations": evaluations, "ranking": ranking,
+                        "front_size": front, "failures": len(scores.failures),
+                        "objectives": {k: _summary(v) for k, v in raw.items()},
+                        "champion": {"id": identity(champion), **{k: _round(v[champion_index]) for k, v in raw.items()}}}
+                self._write_generation(generation, line, champion, scores, evaluated)
+                log_lines += 1
+                last = {"population": [genome_text(g) for g in evaluated],
+                        "objectives": {k: [_round(x) for x in v] for k, v in raw.items()}, "champion": champion_index}
+                save_checkpoint(self.out / "checkpoint.json", {
+                    "generation": generation + 1, "population": [genome_text(g) for g in population],
+                    "objectives": parent_objs.tolist() if parent_objs is not None else None,
+                    "rng": rng.bit_generator.state, "log_lines": log_lines, "evaluations": evaluations, "last": last})
+                with open(self.out / "timing.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"generation": generation, "seconds": round(time.perf_counter() - t0, 4)}) + "\n")
+                bar.update(1)
+                bar.set_postfix_str(" ".join(f"{k}={_round(v[champion_index])}" for k, v in list(raw.items())[:2]))
+                if self._interrupted:
+                    bar.close()
+                    raise KeyboardInterrupt
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            bar.close()
+        return self.finish(last)
+
+    def _on_sigint(self, signum, frame):
+        if self._interrupted:  # a second Ctrl-C stops at once; the last checkpoint stays valid
+            raise KeyboardInterrupt
+        self._interrupted = True
+        print("\nstopping after this generation's checkpoint (Ctrl-C again to stop now)")
+
+    def _wann_generation(self, population, generation, rng):
+        from ..ir.wann import connection_count
+
+        s = self.settings
+        scores = self.evaluate(population, generation)
+        objs, raw = objective_matrix(s, population, scores)
+        mean = objs[:, 0]
+        best = objs[:, 1] if objs.shape[1] > 1 else mean
+        conns = np.array([connection_count(g) for g in population], dtype=float)
+        rank, used = wann_rank(mean, best, conns, rng, s.prob_moo)
+        pair = np.c_[mean, 1 / np.maximum(conns, 1)] if used == "mean+connections" else np.c_[mean, best]
+        front = len(pareto_fronts(pair)[0])
+        elites, parents = wann_breeding_plan(rank, s.population, rng, s.cull, s.elite, s.tournament)
+        children = [population[i] for i in elites] + [self.child_of(population[i], rng) for i in parents]
+        return children, population, raw, used, front, scores
+
+    def _nsga2_generation(self, population, parent_objs, generation, rng):
+        s = self.settings
+        if parent_objs is None:  # the first generation evaluates the initial population itself
+            scores = self.evaluate(population, generation)
+            objs, raw = objective_matrix(s, population, scores)
+            front = len(pareto_fronts(objs)[0])
+            return population, objs, population, raw, front, scores, len(population)
+        rank = nsga_rank(parent_objs)
+        picks = np.minimum(rng.integers(len(population), size=len(population)),
+                           rng.integers(len(population), size=len(population)))
+        order = np.argsort(rank, kind="stable")
+        offspring = [self.child_of(population[order[i]], rng) for i in picks]
+        scores = self.evaluate(offspring, generation)
+        child_objs, _ = objective_matrix(s, offspring, scores)
+        combined = population + offspring
+        all_objs = np.vstack([parent_objs, child_objs])
+        keep = nsga2_select(all_objs, s.population)
+        survivors = [combined[i] for i in keep]
+        survivor_objs = all_objs[keep]
+        raw = {o.label: (survivor_objs[:, j] if o.direction == "maximize" else -survivor_objs[:, j])
+               for j, o in enumerate(s.objectives)}
+        front = len(pareto_fronts(survivor_objs)[0])
+        return survivors, survivor_objs, survivors, raw, front, scores, len(offspring)
+
+    # --- outputs ----------------------------------------------------------------------------
+    def _write_generation(self, generation, line, champion, scores, evaluated):
+        with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(line, sort_keys=True) + "\n")
+        stem = self.out / "champions" / f"gen_{generation:04d}"
+        write_atomic(stem.with_suffix(".net"), genome_text(champion))
+        write_atomic(stem.with_suffix(".py"), _source(champion))
+        if scores.failures:
+            with open(self.out / "failures.jsonl", "a", encoding="utf-8") as f:
+                for i, reason in sorted(scores.failures.items()):
+                    if i < len(evaluated):
+                        f.write(json.dumps({"generation": generation, "id": identity(evaluated[i]),
+                                            "reason": reason}) + "\n")
+
+    def finish(self, last: dict | None) -> RunResult:
+        if last is None:
+            raise EvolveError("the run has no evaluated generation", None, "run at least one generation")
+        s = self.settings
+        population = [genome_from_text(t) for t in last["population"]]
+        raw = {k: np.array([np.nan if v is None else v for v in vals], dtype=float) for k, vals in last["objectives"].items()}
+        oriented = np.stack([np.nan_to_num(raw[o.label] if o.direction == "maximize" else -raw[o.label], nan=-np.inf)
+                             for o in s.objectives], axis=1)
+        front_dir = self.out / "pareto"
+        front_dir.mkdir(exist_ok=True)
+        for old in front_dir.glob("*.net"):
+            old.unlink()
+        front = sorted(pareto_fronts(oriented)[0], key=lambda i: -oriented[i, 0])
+        for k, i in enumerate(front):
+            write_atomic(front_dir / f"front_{k:03d}.net", genome_text(population[i]))
+        champion = population[last["champion"]]
+        write_atomic(self.out / "champion.net", genome_text(champion))
+        write_atomic(self.out / "champion.py", _source(champion))
+        report = None
+        if self.make_report:
+            from .report import write_report
+
+            report = write_report(self.out, s, champion, self.task, population, oriented, front)
+        return RunResult(self.out, champion, {k: _round(v[last["champion"]]) for k, v in raw.items()},
+                         s.generations, report)
+
+
+def evaluate_population(population, task, weights, device):
+    if population and isinstance(population[0], ir.TransformerGenome):
+        from ..runtime.evaluate_transformer import evaluate_transformers
+
+        return evaluate_transformers(population, task, weights, device)
+    from ..runtime.evaluate import evaluate
+
+    return evaluate(population, task, weights, device)
+
+
+def _source(genome) -> str:
+    from ..compiler import emit_source
+
+    return emit_source(genome)
+
+
+def _champion(raw: dict, settings: Settings) -> int:
+    first = settings.objectives[0]
+    v = raw[first.label] if first.direction == "maximize" else -raw[first.label]
+    v = np.where(np.isfinite(v), v, -np.inf)
+    return int(np.argmax(v))
+
+
+def _round(x) -> float | None:
+    x = float(x)
+    return round(x, 10) if np.isfinite(x) else None
+
+
+def _truncate_lines(path: Path, n: int) -> None:
+    if not path.exists():
+        path.write_text("")
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    complete = [l for l in lines if l.endswith("\n")][:n]
+    write_atomic(path, "".join(complete))
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix_str(self, s):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total, start, enabled):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, unit="gen", desc="evolve", dynamic_ncols=True)
