@@ -79,6 +79,11 @@ def _check_wann(g: ir.WannGenome) -> list[NetevoError]:
     from ..ir.wann import validate_genome
 
     errors: list[NetevoError] = list(validate_genome(g))
+    declared = [(name, g.span) for name in g.inputs] + [(n.name, n.span or g.span) for n in (*g.nodes, *g.outputs)]
+    for name, span in declared:  # keywords are E050 in validate_genome; dunders would reach emitted code
+        if name.startswith("__"):
+            errors.append(NameError_(f"`{name}` cannot name a genome node", span, "names do not start with __",
+                                     code="E021"))
     for s in g.settings:
         if s.key != "weights":
             errors.append(TypeError_(f"unknown genome setting `{s.key}`", s.span, "a wann genome takes `weights {...}`"))
