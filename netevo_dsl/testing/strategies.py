@@ -1,0 +1,274 @@
+"""Hypothesis strategies over the spec IR, for property tests of the language layer.
+
+* `expressions()`: any printable expression (numbers are non-negative; `-` is `Neg`).
+* `specs()`: random, printable, parseable specs: every kind of item, with doc comments. They need not
+  make sense (`check` may reject them); `format` then `parse` must give them back.
+* `networks()`: specs of one MLP or conv network that also pass `check`.
+* `genomes()`: valid WANN genomes, from `netevo_dsl.testing.wann_strategies` when it exists.
+
+Names are identifiers that are neither grammar keywords nor Python keywords, never start with `__`
+and avoid the names emitted code uses itself (see `passes.elaborate.check_identifier`).
+"""
+from __future__ import annotations
+
+import keyword
+import math
+import string
+
+from hypothesis import strategies as st
+
+from ..ir import nodes as ir
+
+GRAMMAR_KEYWORDS = frozenset(
+    "version import param block mask network input output return repeat as genome inputs outputs node edge "
+    "layer mutate evolve objective true false".split()
+)
+_RESERVED = frozenset({"self", "torch", "nn", "F", "math", "super"})
+BINARY_OPS = ("+", "-", "*", "/", "%")  # `//` has no spelling: it starts a comment
+
+
+def is_name(text: str) -> bool:
+    return (
+        text.isidentifier()
+        and text.isascii()
+        and text not in GRAMMAR_KEYWORDS
+        and not keyword.iskeyword(text)
+        and not keyword.issoftkeyword(text)
+        and not text.startswith("__")
+        and text not in _RESERVED
+    )
+
+
+_FIRST = string.ascii_letters + "_"
+_REST = _FIRST + string.digits
+
+
+def names() -> st.SearchStrategy[str]:
+    return st.builds(lambda a, b: a + b, st.sampled_from(_FIRST), st.text(_REST, max_size=7)).filter(is_name)
+
+
+def numbers() -> st.SearchStrategy[ir.Num]:
+    floats = st.floats(min_value=0.0, allow_nan=False, allow_infinity=False).filter(
+        lambda x: math.copysign(1.0, x) > 0)
+    return st.builds(ir.Num, st.one_of(st.integers(0, 10**12), floats))
+
+
+def strings() -> st.SearchStrategy[str]:
+    """What a STRING token can hold: no double quote, backslash or newline."""
+    return st.text(st.characters(exclude_characters='"\\\n', exclude_categories=("Cs",)), max_size=12)
+
+
+def _atoms():
+    return st.one_of(
+        numbers(),
+        st.builds(ir.Str, strings()),
+        st.builds(ir.Bool, st.booleans()),
+        st.builds(ir.Name, names()),
+    )
+
+
+def _calls(children):
+    return st.builds(
+        ir.Call,
+        names(),
+        st.lists(children, max_size=3),
+        st.lists(st.builds(ir.KwArg, names(), children), max_size=3),
+    )
+
+
+def expressions(max_leaves: int = 12) -> st.SearchStrategy:
+    def extend(children):
+        return st.one_of(
+            st.builds(ir.Neg, children),
+            st.builds(ir.BinOp, st.sampled_from(BINARY_OPS), children, children),
+            _calls(children),
+            st.builds(ir.Pipe, children, _calls(children)),
+            st.builds(ir.ListExpr, st.lists(children, max_size=3)),
+            st.builds(ir.SetExpr, st.lists(children, max_size=3)),
+        )
+
+    return st.recursive(_atoms(), extend, max_leaves=max_leaves)
+
+
+def calls(max_leaves: int = 8) -> st.SearchStrategy[ir.Call]:
+    return _calls(expressions(max_leaves))
+
+
+def tensor_types() -> st.SearchStrategy[ir.TensorType]:
+    return st.builds(ir.TensorType, st.lists(expressions(4), max_size=4))
+
+
+def scalar_types() -> st.SearchStrategy[ir.ScalarType]:
+    return st.builds(ir.ScalarType, st.one_of(st.sampled_from(["int", "float", "bool"]), names()))
+
+
+def statements() -> st.SearchStrategy:
+    simple = st.one_of(
+        st.builds(ir.Input, names(), tensor_types()),
+        st.builds(ir.Assign, st.lists(names(), min_size=1, max_size=3), expressions()),
+        st.builds(ir.Output, names(), expressions()),
+        st.builds(ir.Return, expressions()),
+    )
+    return st.recursive(
+        simple, lambda body: st.builds(ir.Repeat, expressions(4), names(), st.lists(body, max_size=3)), max_leaves=6
+    )
+
+
+def docs() -> st.SearchStrategy[str]:
+    """Doc comments as the parser returns them: lines without outer whitespace."""
+    line = st.text(st.characters(exclude_categories=("Cs", "Cc", "Zl", "Zp")), max_size=20).map(str.strip)
+    return st.one_of(st.just(""), st.lists(line, min_size=1, max_size=3).map("\n".join))
+
+
+def settings() -> st.SearchStrategy[ir.Setting]:
+    return st.builds(ir.Setting, names(), expressions(6))
+
+
+def wann_genome_items() -> st.SearchStrategy[ir.WannGenome]:
+    """Printable WANN genomes (at least one input and one output; not necessarily valid)."""
+    return st.builds(
+        ir.WannGenome,
+        names(),
+        st.lists(names(), min_size=1, max_size=4),
+        st.lists(st.builds(ir.WannOutput, names(), names()), min_size=1, max_size=3),
+        st.lists(st.builds(ir.WannNode, names(), names()), max_size=3),
+        st.lists(st.builds(ir.WannEdge, names(), names(), st.booleans()), max_size=4),
+        st.lists(settings(), max_size=2),
+        doc=docs(),
+    )
+
+
+def transformer_genome_items() -> st.SearchStrategy[ir.TransformerGenome]:
+    return st.builds(
+        ir.TransformerGenome,
+        names(),
+        st.lists(settings(), max_size=4),
+        st.lists(st.builds(ir.TransformerLayer, st.lists(settings(), max_size=4)), max_size=3),
+        doc=docs(),
+    )
+
+
+def items() -> st.SearchStrategy:
+    body = st.lists(statements(), max_size=4)
+    return st.one_of(
+        st.builds(ir.Version, st.integers(0, 10**6)),
+        st.builds(ir.Import, strings()),
+        st.builds(ir.Param, names(), scalar_types(), st.none() | expressions(6), doc=docs()),
+        st.builds(
+            ir.Block,
+            names(),
+            st.lists(st.builds(ir.BlockParam, names(), tensor_types() | scalar_types(), st.none() | expressions(4)),
+                     max_size=3),
+            st.none() | tensor_types(),
+            body,
+            doc=docs(),
+        ),
+        st.builds(ir.MaskDef, names(), calls(), doc=docs()),
+        st.builds(ir.Network, names(), body, doc=docs()),
+        wann_genome_items(),
+        transformer_genome_items(),
+        st.builds(ir.MutateBlock, names(), st.lists(calls(), max_size=3), doc=docs()),
+        st.builds(
+            ir.EvolveBlock,
+            names(),
+            st.lists(settings() | st.builds(ir.Objective, names(), expressions(6)), max_size=4),
+            doc=docs(),
+        ),
+    )
+
+
+def specs(max_items: int = 5) -> st.SearchStrategy[ir.Spec]:
+    """Random printable specs; `parse(format(spec)) == spec` must hold for every one."""
+    return st.builds(ir.Spec, st.lists(items(), max_size=max_items))
+
+
+# --- specs that pass `check` ---------------------------------------------------------------
+
+
+def _call(func, *args, **kwargs):
+    return ir.Call(func, args, tuple(ir.KwArg(k, v) for k, v in kwargs.items()))
+
+
+def _num(value):
+    return ir.Num(value)
+
+
+_HIDDEN_ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid", "silu", "identity")
+
+
+def _value_names():
+    """Value names: also not `B` (the batch symbol) nor an op name (a block could shadow it)."""
+    from ..ops.registry import op_names
+
+    taken = set(op_names()) | {"B"}
+    return names().filter(lambda n: n not in taken)
+
+
+@st.composite
+def _mlp(draw, labels):
+    """`labels`: unique names to use; the network is `labels[0]`."""
+    net_name, param_name, x, out, *hidden = labels[: 4 + draw(st.integers(1, 4))]
+    body = [ir.Input(x, ir.TensorType((ir.Name("B"), _num(draw(st.integers(1, 64))))))]
+    params = []
+    if draw(st.booleans()):  # a width that comes from a param (overridable with -D)
+        params.append(ir.Param(param_name, ir.ScalarType("int"), _num(draw(st.integers(1, 64)))))
+    prev = x
+    for i, h in enumerate(hidden):
+        width = ir.Name(param_name) if params and i == 0 else _num(draw(st.integers(1, 64)))
+        value = _call("linear", ir.Name(prev), out=width)
+        act = draw(st.sampled_from(_HIDDEN_ACTIVATIONS + (None,)))
+        if act is not None:
+            value = ir.Pipe(value, _call(act))
+        body.append(ir.Assign((h,), value))
+        prev = h
+    body.append(ir.Output(out, _call("linear", ir.Name(prev), out=_num(draw(st.integers(1, 16))))))
+    return (*params, ir.Network(net_name, tuple(body)))
+
+
+@st.composite
+def _convnet(draw, labels):
+    net_name, img, stem, stage, flat, out, block_name = labels[:7]
+    channels, size = draw(st.integers(1, 8)), draw(st.integers(4, 16))
+    width, k = draw(st.integers(1, 16)), draw(st.sampled_from([1, 3, 5]))
+    conv = _call("conv2d", ir.Name(img), out=_num(width), k=_num(k), pad=_num(k // 2))
+    body = [
+        ir.Input(img, ir.TensorType((ir.Name("B"), _num(channels), _num(size), _num(size)))),
+        ir.Assign((stem,), ir.Pipe(ir.Pipe(conv, _call("batchnorm2d")), _call("relu"))),
+    ]
+    blocks = []
+    if draw(st.booleans()):  # a residual block, repeated: module paths `stage.0`, `stage.1`, ...
+        shape = ir.TensorType((ir.Name("B"), ir.Name("c"), ir.Name("H"), ir.Name("W")))
+        h = ir.Pipe(_call("conv2d", ir.Name("x"), out=ir.Name("c"), k=_num(3), pad=_num(1)), _call("relu"))
+        blocks.append(ir.Block(
+            block_name,
+            (ir.BlockParam("x", shape), ir.BlockParam("c", ir.ScalarType("int"))),
+            shape,
+            (ir.Assign(("h",), h), ir.Return(_call("relu", ir.BinOp("+", ir.Name("x"), ir.Name("h"))))),
+        ))
+        step = ir.Assign((stem,), _call(block_name, ir.Name(stem), c=_num(width)))
+        body.append(ir.Repeat(_num(draw(st.integers(0, 3))), stage, (step,)))
+    body.append(ir.Assign((flat,), ir.Pipe(_call("adaptive_avgpool", ir.Name(stem), _num(1)), _call("flatten"))))
+    body.append(ir.Output(out, _call("linear", ir.Name(flat), out=_num(draw(st.integers(1, 16))))))
+    return (*blocks, ir.Network(net_name, tuple(body)))
+
+
+@st.composite
+def networks(draw) -> ir.Spec:
+    """A spec with one MLP or conv network (widths, params, blocks and repeats all valid): passes `check`."""
+    labels = draw(st.lists(_value_names(), min_size=8, max_size=8, unique=True))
+    items = draw(st.one_of(_mlp(labels), _convnet(labels)))
+    return ir.Spec((ir.Version(1), *items))
+
+
+def genomes(**kwargs) -> st.SearchStrategy[ir.WannGenome]:
+    """Valid WANN genomes (from `wann_strategies`, imported lazily; it may not exist yet)."""
+    try:
+        from .wann_strategies import wann_genomes
+    except ImportError:  # a stand-in: every observation input wired straight to one tanh output
+        return st.integers(1, 6).map(lambda n: ir.WannGenome(
+            "g", [f"x{i}" for i in range(n)] + ["bias"], [ir.WannOutput("y", "tanh")], [],
+            [ir.WannEdge(f"x{i}", "y") for i in range(n)]))
+    return wann_genomes(**kwargs)
+
+
+__all__ = ["expressions", "specs", "networks", "genomes", "names", "calls", "statements", "items", "is_name"]

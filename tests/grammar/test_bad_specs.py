@@ -1,0 +1,297 @@
+"""A catalogue of bad specs: each gives exactly one error, with the expected code and line.
+
+Codes are documented in docs/errors.md. Every case runs through `parse` then `check`, as `netevo check` does.
+"""
+import builtins
+import os
+import subprocess
+
+import pytest
+
+import netevo_dsl as ne
+from netevo_dsl.cli import main
+from netevo_dsl.errors import ErrorGroup, NetevoError, flatten
+
+NET = "network n {\n  input x: [B, 3]\n  output y = linear(x, out=3)\n}\n\n"  # 5 lines: what follows is line 6
+XOR = "genome g: wann {\n  inputs a, b, bias\n  outputs y: tanh\n  edge a -> y\n}\n\n"  # likewise
+
+
+def net(*lines):
+    """A network `n` with input `x: [B, 3]` on line 2; the given statements start on line 3."""
+    return "network n {\n  input x: [B, 3]\n" + "".join(f"  {s}\n" for s in lines) + "}\n"
+
+
+BAD = [
+    # --- syntax (E001): the parser recovers and keeps its spans
+    ("syntax_missing_colon", "E001", 1, "unexpected `int`", "param width int = 3\n"),
+    ("syntax_bad_character", "E001", 3, "unexpected character `$`", net("y = x $ 2")),
+    ("syntax_unclosed_block", "E001", 2, "unexpected end of file", "network n {\n  input x: [B, 3]\n"),
+    ("syntax_positional_after_keyword", "E001", 3, "positional argument after keyword",
+     net("output y = linear(out=3, x)")),
+    ("syntax_fractional_version", "E001", 1, "version is a whole number", "version 1.5\n"),
+    ("syntax_number_too_large", "E001", 1, "too large", "param a: float = 1e999\n"),
+    ("syntax_too_many_digits", "E001", 2, "too large", "version 1\nparam a: int = " + "9" * 5000 + "\n"),
+    ("syntax_python_attribute", "E001", 1, "unexpected character `.`", 'param p: int = __import__("os").system("x")\n'),
+    ("syntax_unknown_genome_kind", "E001", 1, "unknown genome kind `cnn`", "genome g: cnn {\n}\n"),
+    ("syntax_unknown_edge_flag", "E001", 4, "unknown edge flag `off`",
+     "genome g: wann {\n  inputs a\n  outputs y: tanh\n  edge a -> y [off]\n}\n"),
+    # --- names (E020-E023)
+    ("unknown_name", "E020", 3, "unknown name `z`", net("output y = relu(z)")),
+    ("param_without_value", "E020", 1, "param `a` has no default and no -D value",
+     "param a: int\n\n" + net("output y = linear(x, out=a)")),
+    ("mutate_unknown_target", "E020", 1, "no network or genome named `nothing`", "mutate nothing {\n  add_node(p=0.1)\n}\n"),
+    ("python_keyword_name", "E021", 3, "`class` cannot be used", net("class = relu(x)", "output y = class")),
+    ("dunder_value_name", "E021", 3, "`__class__` cannot be used", net("__class__ = relu(x)", "output y = x")),
+    ("dunder_param_name", "E021", 1, "`__import__` cannot be used", "param __import__: int = 1\n"),
+    ("reserved_input_name", "E021", 2, "`torch` cannot be used",
+     "network n {\n  input torch: [B, 3]\n  output y = relu(torch)\n}\n"),
+    ("unknown_op", "E022", 3, "unknown op `lienar`", net("output y = lienar(x, out=3)")),
+    ("duplicate_param", "E023", 2, "`a` is defined twice", "param a: int = 1\nparam a: int = 2\n"),
+    ("duplicate_across_kinds", "E023", 3, "`n` is defined twice", "param n: int = 1\n\n" + NET),
+    # --- types and op parameters (E030-E034)
+    ("param_wrong_type", "E030", 1, "param `a` must be an int, got 1.5",
+     "param a: int = 1.5\n\nnetwork n {\n  input x: [B, 3]\n  output y = linear(x, out=a)\n}\n"),
+    ("division_by_zero", "E030", 1, "division by zero",
+     "param a: int = 4 / 0\n\nnetwork n {\n  input x: [B, 3]\n  output y = linear(x, out=a)\n}\n"),
+    ("repeat_count_negative", "E030", 3, "repeat count must be a non-negative integer, got -1",
+     net("repeat -1 as r {", "  x = relu(x)", "}", "output y = x")),
+    ("repeat_count_fractional", "E030", 3, "got 1.5", net("repeat 1.5 as r {", "  x = relu(x)", "}", "output y = x")),
+    ("return_in_network", "E030", 3, "`return` belongs in a block", net("return x")),
+    ("network_without_output", "E030", 1, "network `n` has no output", net("y = relu(x)")),
+    ("tensor_minus_tensor", "E030", 3, "`-` between a tensor and a tensor", net("output y = x - x")),
+    ("block_missing_argument", "E030", 7, "block `b` needs `c`",
+     "block b(x: [B, c], c: int) -> [B, c] {\n  return relu(x)\n}\n\n" + net("output y = b(x)")),
+    ("mask_unknown_kind", "E030", 1, "a mask is a mask name or one of", "mask m = randm(density=0.5)\n"),
+    ("transformer_unknown_activation", "E030", 5, "unknown activation `swish`",
+     "genome t: transformer {\n  vocab 8\n  context 8\n  embed 8\n  layer { heads 2 ffn 8 activation swish }\n}\n"),
+    ("transformer_missing_setting", "E030", 1, "needs `embed N`",
+     "genome t: transformer {\n  vocab 8\n  context 8\n  layer { heads 1 }\n}\n"),
+    ("unknown_kwarg", "E031", 3, "no parameter `outt`", net("output y = linear(x, outt=3)")),
+    ("mask_on_a_weightless_op", "E031", 3, "relu has no parameter `mask`", net("output y = relu(x, mask=dense())")),
+    ("missing_required_param", "E032", 3, "linear needs `out`", net("output y = linear(x)")),
+    ("wrong_param_type", "E033", 3, "`out` must be an integer", net('output y = linear(x, out="3")')),
+    ("wrong_bool_param", "E033", 3, "`bias` must be true or false", net("output y = linear(x, out=3, bias=1)")),
+    ("param_below_minimum", "E034", 3, "`k` must be at least 1",
+     "network n {\n  input x: [B, 3, 8, 8]\n  output y = conv2d(x, out=4, k=0)\n}\n"),
+    # --- shapes (E040, E041)
+    ("add_shape_mismatch", "E040", 5, "operand 1 has shape [B, 4] but operand 0 has shape [B, 3]",
+     net("a = linear(x, out=3)", "b = linear(x, out=4)", "output y = a + b")),
+    ("conv_groups_not_dividing", "E040", 3, "6 is not divisible by 4",
+     "network n {\n  input x: [B, 6, 8, 8]\n  output y = conv2d(x, out=4, k=3, groups=4)\n}\n"),
+    ("rank_mismatch", "E040", 3, "input has rank 2, expected rank 4", net("output y = conv2d(x, out=4, k=3)")),
+    ("split_sizes", "E040", 3, "split sizes add up to 5 but dim 1 has size 6",
+     "network n {\n  input x: [B, 6]\n  a, b = split(x, sizes=[2, 3])\n  output y = a\n}\n"),
+    ("block_argument_shape", "E040", 7, "`x` of block `b` expects shape [B, 8], got [B, 3]",
+     "block b(x: [B, 8]) -> [B, 8] {\n  return relu(x)\n}\n\n" + net("output y = b(x)")),
+    ("block_argument_rank", "E040", 7, "expects rank 4, got [B, 3]",
+     "block b(x: [B, c, H, W], c: int) -> [B, c, H, W] {\n  return relu(x)\n}\n\n" + net("output y = b(x, c=3)")),
+    ("block_return_shape", "E040", 1, "the return of block `b` expects shape [B, 3], got [B, 6]",
+     "block b(x: [B, c], c: int) -> [B, c] {\n  return linear(x, out=2 * c)\n}\n\n" + net("output y = b(x, c=3)")),
+    ("attention_heads_not_dividing", "E040", 3, "10 is not divisible by 4",
+     "network n {\n  input x: [B, T, 10]\n  output y = attention(x, heads=4)\n}\n"),
+    ("mask_density_out_of_range", "E040", 5, "density must be in (0, 1], got 1.5",
+     "mask m = random(density=1.5)\n\n" + net("output y = linear(x, out=3, mask=m)")),
+    ("bits_mask_of_wrong_size", "E040", 3, "bit rows are 1 x 3, the weight is 2 x 3",
+     net('output y = linear(x, out=2, mask=bits(rows=["101"]))')),
+    ("transformer_heads_not_dividing_embed", "E041", 5, "4 heads do not divide the embedding size 10",
+     "genome t: transformer {\n  vocab 8\n  context 8\n  embed 10\n  layer { heads 4 ffn 8 }\n}\n"),
+    # --- WANN genomes (E050)
+    ("genome_self_loop", "E050", 6, "has a cycle: h -> h",
+     "genome g: wann {\n  inputs a, bias\n  outputs y: tanh\n  node h: sin\n  edge a -> h\n  edge h -> h [disabled]\n"
+     "  edge h -> y\n}\n"),
+    ("genome_unknown_activation", "E050", 4, "unknown activation `sine`",
+     "genome g: wann {\n  inputs a\n  outputs y: tanh\n  node h: sine\n  edge a -> h\n  edge h -> y\n}\n"),
+    ("genome_unknown_edge_endpoint", "E050", 5, "`b` is not declared",
+     "genome g: wann {\n  inputs a\n  outputs y: tanh\n  edge a -> y\n  edge b -> y\n}\n"),
+    ("genome_edge_into_input", "E050", 4, "points into input `b`",
+     "genome g: wann {\n  inputs a, b\n  outputs y: tanh\n  edge a -> b\n}\n"),
+    ("genome_weight_not_a_number", "E050", 4, "a shared weight must be a number literal",
+     "genome g: wann {\n  inputs a\n  outputs y: tanh\n  weights {1, x}\n}\n"),
+    # --- mutation rules (E060)
+    ("unknown_mutation_operator", "E060", 7, "unknown mutation operator `widht`", NET + "mutate n {\n  widht(y, p=0.1)\n}\n"),
+    ("rule_for_the_wrong_target_kind", "E060", 7, "`add_node` does not apply to a network",
+     NET + "mutate n {\n  add_node(p=0.1)\n}\n"),
+    ("rule_p_out_of_range", "E060", 7, "`p` is a probability in [0, 1]", NET + "mutate n {\n  width(y, p=1.5)\n}\n"),
+    ("rule_unknown_argument", "E060", 7, "`width` has no argument `rate`",
+     NET + "mutate n {\n  width(y, p=0.5, rate=0.1)\n}\n"),
+    ("rule_op_filter_unknown", "E060", 7, "`op` names a registered op",
+     NET + 'mutate n {\n  kernel("*", op=conv3d, p=0.5)\n}\n'),
+    ("rule_unknown_activation_choice", "E060", 8, "unknown activation `swish` for a wann",
+     XOR + "mutate g {\n  change_activation(p=0.5, choices={sin, swish})\n}\n"),
+    # --- evolve blocks and tasks (E070-E073)
+    ("unknown_evolve_setting", "E070", 9, "unknown evolve setting `populaton`",
+     XOR + "evolve g {\n  task xor(outputs=1)\n  populaton 10\n}\n"),
+    ("evolve_without_task", "E070", 7, "evolve `g` has no task", XOR + "evolve g {\n  population 10\n}\n"),
+    ("unknown_selection", "E070", 9, "selection is `wann` or `nsga2`",
+     XOR + "evolve g {\n  task xor(outputs=1)\n  selection random\n}\n"),
+    ("unknown_task", "E071", 8, "unknown task `xr`", XOR + "evolve g {\n  task xr\n}\n"),
+    ("unknown_task_parameter", "E071", 8, "task `xor` has no parameter `outputz`",
+     XOR + "evolve g {\n  task xor(outputz=1)\n}\n"),
+    ("objective_metric_the_task_lacks", "E072", 9, "task `xor` has no metric `accuracy`",
+     XOR + "evolve g {\n  task xor(outputs=1)\n  objective maximize mean(accuracy)\n}\n"),
+    ("genome_inputs_vs_task", "E073", 1, "task `swingup` gives 5 inputs but genome `g` takes 2",
+     XOR + "evolve g {\n  task swingup\n}\n"),
+    ("genome_outputs_vs_task", "E073", 1, "task `xor` needs 2 outputs but genome `g` has 1",
+     XOR + "evolve g {\n  task xor\n}\n"),
+]
+
+
+def errors_of(text, path="bad.net"):
+    with pytest.raises(NetevoError) as info:
+        ne.check(ne.parse(text, None if path is None else path))
+    return flatten(info.value)
+
+
+def test_the_catalogue_is_large_and_covers_every_family():
+    assert len(BAD) >= 30
+    assert {code[:3] for _, code, *_ in BAD} >= {"E00", "E02", "E03", "E04", "E05", "E06", "E07"}
+    assert len({name for name, *_ in BAD}) == len(BAD)
+
+
+@pytest.mark.parametrize("name, code, line, message, text", BAD, ids=[b[0] for b in BAD])
+def test_bad_spec(name, code, line, message, text):
+    errors = errors_of(text)
+    assert [(e.code, e.span.line if e.span else None) for e in errors] == [(code, line)], \
+        [e.render() for e in errors]
+    assert message in errors[0].message
+    assert errors[0].span.file == "bad.net"
+
+
+def test_genome_cycle_through_two_nodes():
+    text = ("genome g: wann {\n  inputs a, bias\n  outputs y: tanh\n  node h1: sin\n  node h2: sin\n  edge a -> h1\n"
+            "  edge h1 -> h2\n  edge h2 -> h1\n  edge h2 -> y\n}\n")
+    (err,) = errors_of(text)
+    # Where the cycle is reported to start follows networkx's set order, which varies between runs.
+    assert (err.code, err.span.line, err.message) in [
+        ("E050", 7, "genome `g` has a cycle: h1 -> h2 -> h1"), ("E050", 8, "genome `g` has a cycle: h2 -> h1 -> h2")]
+
+
+def test_unknown_op_suggests_the_closest_name():
+    (err,) = errors_of(net("output y = lienar(x, out=3)"))
+    assert err.hint == "did you mean `linear`?"
+
+
+def test_unknown_kwarg_suggests_the_closest_name():
+    (err,) = errors_of(net("output y = linear(x, outt=3)"))
+    assert err.hint == "did you mean `out`?"
+
+
+def test_add_shape_mismatch_names_both_ops_in_notes():
+    (err,) = errors_of(net("a = linear(x, out=3)", "b = linear(x, out=4)", "output y = a + b"))
+    notes = [(span.line, text) for span, text in err.notes]
+    assert notes == [(3, "input 0 `linear `a`` has shape [B, 3]"), (4, "input 1 `linear `b`` has shape [B, 4]")]
+
+
+def test_duplicate_name_notes_the_first_definition():
+    (err,) = errors_of("param a: int = 1\nparam a: int = 2\n")
+    assert [(s.line, text) for s, text in err.notes] == [(1, "first defined here")]
+
+
+def test_import_cycle(tmp_path):
+    (tmp_path / "a.net").write_text('import "b.net"\n')
+    (tmp_path / "b.net").write_text('version 1\nimport "a.net"\n')
+    with pytest.raises(NetevoError) as info:
+        ne.load(tmp_path / "a.net")
+    err = info.value
+    assert err.code == "E011" and "a.net -> b.net -> a.net" in err.message
+    assert err.span.file == str((tmp_path / "b.net").resolve()) and err.span.line == 2
+
+
+def test_missing_import(tmp_path):
+    (tmp_path / "a.net").write_text('version 1\n\nimport "nowhere.net"\n')
+    with pytest.raises(NetevoError) as info:
+        ne.load(tmp_path / "a.net")
+    assert info.value.code == "E010" and info.value.span.line == 3
+    assert "nowhere.net" in info.value.message
+
+
+def test_imports_bring_in_blocks(tmp_path):
+    (tmp_path / "blocks.net").write_text("block twice(x: [B, c]) -> [B, c] {\n  return relu(x) + x\n}\n")
+    (tmp_path / "main.net").write_text('import "blocks.net"\n\n' + net("output y = twice(x)"))
+    spec = ne.load(tmp_path / "main.net")
+    assert [b.name for b in spec.imported] == ["twice"]
+    assert ne.check(spec).graphs["n"].node("y.out").op == "relu"
+
+
+def test_define_for_an_unknown_param():
+    spec = ne.parse("param width: int = 3\n\n" + net("output y = linear(x, out=width)"))
+    with pytest.raises(NetevoError) as info:
+        ne.check(spec, {"widht": 5})
+    (err,) = flatten(info.value)
+    assert err.code == "E020" and err.span is None
+    assert "-D widht" in err.message and err.hint == "did you mean `width`?"
+
+
+def test_define_overrides_a_param():
+    spec = ne.parse("param width: int = 3\n\n" + net("output y = linear(x, out=width)"))
+    assert ne.check(spec, {"width": 5}).graphs["n"].node("y").shape[-1] == 5
+
+
+def test_several_errors_in_one_run():
+    text = ("param a int = 1\n"  # syntax error: the parser recovers at the next item
+            "param b: int = 2\n"
+            "network n {\n  input x: [B, 3]\n  y = = 2\n}\n")
+    with pytest.raises(ErrorGroup) as info:
+        ne.parse(text)
+    assert [(e.code, e.span.line) for e in info.value.errors] == [("E001", 1), ("E001", 5)]
+
+    text = net("a = lienar(x, out=3)", "b = conv2d(x, out=4, k=3)", "c = relu(z)", "output y = a + b + c")
+    errors = errors_of(text)
+    assert [(e.code, e.span.line) for e in errors] == [("E022", 3), ("E040", 4), ("E020", 5)]  # no follow-on errors
+
+
+def test_rendering_shows_location_caret_and_help():
+    text = net("output y = lienar(x, out=3)")
+    (err,) = errors_of(text, "model.net")
+    rendered = err.render({"model.net": text})
+    assert rendered.splitlines() == [
+        "model.net:3:14: error[E022]: unknown op `lienar`",
+        "   3 |   output y = lienar(x, out=3)",
+        " " * 20 + "^" * len("lienar(x, out=3)"),  # under the call, after the 7-character gutter
+        "help: did you mean `linear`?",
+    ]
+
+
+def test_cli_renders_every_error(tmp_path, capsys):
+    path = tmp_path / "bad.net"
+    path.write_text(net("a = lienar(x, out=3)", "output y = relu(z)"))
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:3:7: error[E022]" in err and f"{path}:4:19: error[E020]" in err
+    assert err.count("^") >= 2 and "help: did you mean `linear`?" in err
+
+
+# --- nothing in a spec is ever evaluated as Python ------------------------------------------------
+
+EVIL = [
+    'param p: int = __import__("os").system("touch pwned")\n',
+    'param p: int = __import__("os")\n\n' + net("output y = linear(x, out=p)"),
+    net('output y = eval("1")'),
+    net('output y = exec("import os")'),
+    net("output y = x.__class__"),
+    net("__class__ = relu(x)", "output y = __class__"),
+    'mask m = __import__(name="os")\n',
+    "network __init__ {\n  input x: [B, 3]\n  output y = relu(x)\n}\n",
+    'genome g: wann {\n  inputs __builtins__\n  outputs y: tanh\n  edge __builtins__ -> y\n}\n',
+    XOR + 'evolve g {\n  task __import__("os")\n}\n',
+]
+
+
+@pytest.mark.parametrize("text", EVIL)
+def test_no_construct_evaluates_python(text, monkeypatch, tmp_path):
+    calls = []
+
+    def refuse(name):
+        def fail(*args, **kwargs):
+            calls.append(name)
+            raise AssertionError(f"{name} called")
+        return fail
+
+    monkeypatch.setattr(os, "system", refuse("os.system"))
+    monkeypatch.setattr(subprocess, "Popen", refuse("subprocess.Popen"))
+    monkeypatch.setattr(builtins, "eval", refuse("eval"))
+    monkeypatch.setattr(builtins, "exec", refuse("exec"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NetevoError):
+        ne.check(ne.parse(text))
+    assert calls == [] and not (tmp_path / "pwned").exists()
