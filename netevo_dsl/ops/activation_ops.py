@@ -1,6 +1,6 @@
 """Activation ops (`relu()`, `gelu()`, ..., and the WANN set), one module each so hooks see their outputs."""
 from .activations import NETWORK_ACTIVATIONS
-from .registry import OpDef, ParamDef, register, src
+from .registry import Channels, OpDef, ParamDef, register, src
 
 # Activations with a torch.nn class of their own; the rest use compiler.modules.Activation.
 _NN_CLASSES = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "tanh": "Tanh", "sigmoid": "Sigmoid"}
@@ -39,4 +39,5 @@ def _softmax_build(shapes, p):
 
 register(OpDef(name="softmax", params=(ParamDef("dim", "int", -1),), infer=lambda shapes, p: shapes[0],
                build=_softmax_build, emit=lambda shapes, p, mask_expr=None: f"nn.Softmax(dim={src(p['dim'])})",
-               coupling="elementwise", activation="softmax", doc="Softmax along `dim`."))
+               coupling="elementwise", activation="softmax",
+               channels=Channels(mixes_channels=True), doc="Softmax along `dim`."))

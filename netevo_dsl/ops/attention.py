@@ -1,5 +1,5 @@
 """GPT-2 sublayers: attention(heads) (causal multi-head self-attention) and gpt2_mlp(hidden, activation)."""
-from .registry import OpDef, ParamDef, divisible, rank, register, src
+from .registry import Channels, ChannelSite, InternalSpace, OpDef, ParamDef, divisible, rank, register, src
 
 
 def _attn_infer(shapes, p):
@@ -24,7 +24,16 @@ register(OpDef(
     name="attention",
     params=(ParamDef("heads", "int", minimum=1), ParamDef("bias", "bool", True), ParamDef("dropout", "float", 0.0)),
     infer=_attn_infer, build=_attn_build, emit=_attn_emit, helper_classes=("CausalSelfAttention",),
-    coupling="attention", neuron_axis=-1, doc="GPT-2 causal multi-head self-attention on [B, T, E]."))
+    coupling="attention", neuron_axis=-1,
+    channels=Channels(
+        sites=(ChannelSite("c_attn.weight", 1, "in", "consume"), ChannelSite("c_proj.weight", 0, "out", "produce"),
+               ChannelSite("c_proj.bias", 0, "out", "produce"),
+               ChannelSite("c_attn.weight", 0, "heads", "produce", copies=3),
+               ChannelSite("c_attn.bias", 0, "heads", "produce", copies=3),
+               ChannelSite("c_proj.weight", 1, "heads", "consume")),
+        internal=(InternalSpace("heads", lambda shapes, p: shapes[0][-1], blocks_param="heads",
+                                no_resize="the head size enters attention's 1/sqrt(head_dim) scale"),)),
+    doc="GPT-2 causal multi-head self-attention on [B, T, E]."))
 
 
 def _mlp_infer(shapes, p):
@@ -56,4 +65,10 @@ register(OpDef(
     params=(ParamDef("hidden", "int", None, minimum=1, doc="hidden width; default 4 x embedding"),
             ParamDef("activation", "str", "gelu_tanh", choices=_MLP_ACTIVATIONS), ParamDef("bias", "bool", True)),
     infer=_mlp_infer, build=_mlp_build, emit=_mlp_emit, helper_classes=("GPT2MLP", "Activation"),
-    coupling="elementwise", neuron_axis=-1, doc="GPT-2 feed-forward: c_fc, activation, c_proj."))
+    coupling="elementwise", neuron_axis=-1,
+    channels=Channels(
+        sites=(ChannelSite("c_fc.weight", 1, "in", "consume"), ChannelSite("c_fc.weight", 0, "hidden", "produce"),
+               ChannelSite("c_fc.bias", 0, "hidden", "produce"), ChannelSite("c_proj.weight", 1, "hidden", "consume"),
+               ChannelSite("c_proj.weight", 0, "out", "produce"), ChannelSite("c_proj.bias", 0, "out", "produce")),
+        internal=(InternalSpace("hidden", _hidden, width_param="hidden"),)),
+    doc="GPT-2 feed-forward: c_fc, activation, c_proj."))

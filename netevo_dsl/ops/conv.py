@@ -1,6 +1,7 @@
 """conv1d / conv2d(out, k, stride=1, pad=0|"same"|"valid", dilation=1, groups=1, bias=true, mask=none)."""
 from ..ir.dims import Dim
-from .registry import OpDef, ParamDef, ShapeFailure, divisible, ival, mask_param, positive, rank, register, src
+from .registry import (Channels, ChannelSite, OpDef, ParamDef, ShapeFailure, divisible, ival, mask_param, positive, rank,
+                       register, src)
 
 
 def _padding(p, spatial: int):
@@ -93,6 +94,11 @@ for _spatial in (1, 2):
             coupling="produce",
             neuron_axis=1,
             weight_bearing=True,
+            channels=Channels(
+                sites=(ChannelSite("weight", 0, "out", "produce"), ChannelSite("weight", 1, "in", "consume", grouped=True),
+                       ChannelSite("bias", 0, "out", "produce"), ChannelSite("mask", 0, "out", "produce"),
+                       ChannelSite("mask", 1, "in", "consume", grouped=True)),
+                width_param="out", partition_param="groups"),
             doc=f"{_spatial}-D convolution over [B, C, {'L' if _spatial == 1 else 'H, W'}].",
         )
     )

@@ -1,5 +1,5 @@
 """embedding(vocab, dim) for integer tokens [B, T]; pos_embedding(context) adds learned positions."""
-from .registry import OpDef, ParamDef, ShapeFailure, rank, register, src
+from .registry import Channels, ChannelSite, OpDef, ParamDef, ShapeFailure, rank, register, src
 
 
 def _emb_infer(shapes, p):
@@ -16,7 +16,10 @@ def _emb_build(shapes, p):
 register(OpDef(name="embedding", params=(ParamDef("vocab", "int", minimum=1), ParamDef("dim", "int", minimum=1)),
                infer=_emb_infer, build=_emb_build,
                emit=lambda shapes, p, mask_expr=None: f"nn.Embedding({src(p['vocab'])}, {src(p['dim'])})",
-               coupling="produce", neuron_axis=-1, doc="Token embedding: integer ids [..] to vectors [.., dim]."))
+               coupling="produce", neuron_axis=-1,
+               channels=Channels(sites=(ChannelSite("weight", 1, "out", "produce"),), width_param="dim",
+                                 consumes_input=False),
+               doc="Token embedding: integer ids [..] to vectors [.., dim]."))
 
 
 def _pos_infer(shapes, p):
@@ -40,4 +43,6 @@ register(OpDef(name="pos_embedding", params=(ParamDef("context", "int", minimum=
                build=_pos_build,
                emit=lambda shapes, p, mask_expr=None: f"PositionalEmbedding({src(p['context'])}, {src(shapes[0][-1])})",
                helper_classes=("PositionalEmbedding",),
-               coupling="elementwise", neuron_axis=-1, doc="x + learned position embedding (GPT-2's wpe), x: [B, T, E]."))
+               coupling="elementwise", neuron_axis=-1,
+               channels=Channels(sites=(ChannelSite("weight", 1, "in", "follow"),)),
+               doc="x + learned position embedding (GPT-2's wpe), x: [B, T, E]."))

@@ -1,5 +1,5 @@
 """linear(out, bias=true, mask=none): y = x W^T + b over the last axis."""
-from .registry import OpDef, ParamDef, ShapeFailure, mask_param, positive, register, src
+from .registry import Channels, ChannelSite, OpDef, ParamDef, ShapeFailure, mask_param, positive, register, src
 
 
 def infer(shapes, p):
@@ -38,6 +38,11 @@ LINEAR = register(
         coupling="produce",
         neuron_axis=-1,
         weight_bearing=True,
+        channels=Channels(
+            sites=(ChannelSite("weight", 0, "out", "produce"), ChannelSite("weight", 1, "in", "consume"),
+                   ChannelSite("bias", 0, "out", "produce"), ChannelSite("mask", 0, "out", "produce"),
+                   ChannelSite("mask", 1, "in", "consume")),
+            width_param="out"),
         doc="Fully connected layer over the last axis.",
     )
 )

@@ -1,5 +1,7 @@
 """Normalisation layers: batchnorm (1d/2d by rank), batchnorm1d, batchnorm2d, layernorm, groupnorm."""
-from .registry import OpDef, ParamDef, divisible, rank, register, src
+from .registry import Channels, ChannelSite, OpDef, ParamDef, divisible, rank, register, src
+
+_AFFINE = (ChannelSite("weight", 0, "in", "follow"), ChannelSite("bias", 0, "in", "follow"))
 
 
 def _bn_infer(ranks):
@@ -32,7 +34,10 @@ _BN_PARAMS = (ParamDef("eps", "float", 1e-5), ParamDef("momentum", "float", 0.1)
 
 for _name, _ranks in (("batchnorm", (2, 3, 4)), ("batchnorm1d", (2, 3)), ("batchnorm2d", (4,))):
     register(OpDef(name=_name, params=_BN_PARAMS, infer=_bn_infer(_ranks), build=_bn_build, emit=_bn_emit,
-                   coupling="elementwise", neuron_axis=1, doc="Batch normalisation over the channel axis (1)."))
+                   coupling="elementwise", neuron_axis=1,
+                   channels=Channels(sites=_AFFINE + (ChannelSite("running_mean", 0, "in", "follow"),
+                                                      ChannelSite("running_var", 0, "in", "follow"))),
+                   doc="Batch normalisation over the channel axis (1)."))
 
 
 def _ln_infer(shapes, p):
@@ -53,6 +58,7 @@ def _ln_emit(shapes, p, mask_expr=None):
 
 register(OpDef(name="layernorm", params=(ParamDef("eps", "float", 1e-5), ParamDef("affine", "bool", True)),
                infer=_ln_infer, build=_ln_build, emit=_ln_emit, coupling="elementwise", neuron_axis=-1,
+               channels=Channels(sites=_AFFINE, mixes_channels=True),
                doc="Layer normalisation over the last axis."))
 
 
@@ -77,4 +83,5 @@ def _gn_emit(shapes, p, mask_expr=None):
 register(OpDef(name="groupnorm", params=(ParamDef("groups", "int", minimum=1), ParamDef("eps", "float", 1e-5),
                                          ParamDef("affine", "bool", True)),
                infer=_gn_infer, build=_gn_build, emit=_gn_emit, coupling="elementwise", neuron_axis=1,
+               channels=Channels(sites=_AFFINE, blocks_param="groups", mixes_channels=True),
                doc="Group normalisation over channel groups."))

@@ -56,6 +56,49 @@ COUPLINGS = ("produce", "elementwise", "tie", "concat", "split", "flatten", "res
 
 
 @attrs.frozen
+class ChannelSite:
+    """One axis of a module's state-dict tensor that is indexed by channels, for weight surgery.
+
+    `space` is "in" (the input's channel axis), "out" (the output's) or the name of
+    an internal space. `role` says what happens to the axis when units are
+    replicated: produce rows are copied, consume columns are split, follow entries
+    (norm parameters, statistics) are copied.
+    """
+
+    tensor: str  # state-dict key suffix: "weight", "c_attn.weight"
+    axis: int
+    space: str
+    role: str  # produce | consume | follow
+    copies: int = 1  # the axis holds this many copies of the space end to end (GPT-2's fused q, k, v)
+    grouped: bool = False  # the axis holds in/groups channels per output partition (grouped conv)
+
+
+@attrs.frozen
+class InternalSpace:
+    """Channels that live inside one module (GPT-2's attention heads, its MLP's hidden units)."""
+
+    name: str
+    size: Callable  # (in_shapes, params) -> Dim
+    width_param: str | None = None  # the param that sets its size; None: tied to the input width
+    blocks_param: str | None = None  # blocks that move as a whole (attention heads)
+    no_resize: str = ""  # why its size cannot change without changing the function
+
+
+@attrs.frozen
+class Channels:
+    """Channel metadata beyond `coupling`, read by evolve.groups and evolve.transforms."""
+
+    sites: tuple = ()  # tuple[ChannelSite]
+    width_param: str | None = None  # the param that sets the size of the "out" space (produce ops)
+    consumes_input: bool = True  # False: the input holds indices, not channels (embedding)
+    partition_param: str | None = None  # grouped ops: in and out channels split into this many partitions
+    blocks_param: str | None = None  # the op normalises its channels in blocks of this count (groupnorm)
+    mixes_channels: bool = False  # every output depends on all channels (layernorm): resizing changes it
+    internal: tuple = ()  # tuple[InternalSpace]
+    axis_map: Callable | None = None  # (rank, params) -> list: output axis i is input axis map[i] (transpose)
+
+
+@attrs.frozen
 class OpDef:
     name: str
     params: tuple  # tuple[ParamDef]
@@ -73,6 +116,7 @@ class OpDef:
     activation: str | None = None  # name in ops.activations when the op is an activation
     n_outputs: Callable | None = None  # (params) -> int for multi-output ops (split)
     helper_classes: tuple = ()  # compiler.modules classes whose source the emitter must include
+    channels: Channels = Channels()  # weight-surgery metadata (evolve)
     doc: str = ""
 
     def param(self, name: str) -> ParamDef | None:

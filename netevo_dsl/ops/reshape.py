@@ -2,7 +2,7 @@
 from functools import reduce
 
 from ..ir.dims import Dim
-from .registry import OpDef, ParamDef, ShapeFailure, register, src
+from .registry import Channels, OpDef, ParamDef, ShapeFailure, register, src
 
 
 def _axis(i, n, what="axis"):
@@ -60,6 +60,13 @@ register(OpDef(
     coupling="reshape", doc="Reshape; one -1 is inferred. Symbolic dims may be named (e.g. [B, -1])."))
 
 
+def _transpose_axes(n, p):
+    order = list(range(n))
+    a, b = _axis(p["dim0"], n), _axis(p["dim1"], n)
+    order[a], order[b] = order[b], order[a]
+    return order
+
+
 def _transpose_infer(shapes, p):
     (x,) = shapes
     a, b = _axis(p["dim0"], len(x)), _axis(p["dim1"], len(x))
@@ -73,4 +80,4 @@ register(OpDef(
     module=False,
     functional=lambda t, p: t[0].transpose(p["dim0"], p["dim1"]),
     emit_functional=lambda xs, p, s=src: f"{xs[0]}.transpose({s(p['dim0'])}, {s(p['dim1'])})",
-    coupling="reshape", doc="Swap two axes."))
+    coupling="reshape", channels=Channels(axis_map=_transpose_axes), doc="Swap two axes."))
