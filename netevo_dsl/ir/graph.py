@@ -29,6 +29,10 @@ class Node:
     module: bool = False
     block_path: tuple = ()  # ((instance module path, block name), ...) from outermost in
     span: Span | None = span_field()
+    # Where the spec wrote it: one (item name, statement index path, call ordinal) per block_path entry
+    # (the instance's call) and a last one for the op's own call (None for a tensor `+` / `*`). The
+    # ordinal counts calls of the statement in evaluation order; evolve.spec_edit finds the IR call.
+    origin: tuple = attrs.field(default=(), eq=False, hash=False, repr=False, kw_only=True)
 
     @property
     def param_dict(self) -> dict:

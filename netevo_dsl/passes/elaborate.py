@@ -92,6 +92,7 @@ class Elaborator:
         self.errors: list[NetevoError] = []
         self.blocks = {b.name: b for b in spec.of_kind(ir.Block)}
         self.globals: dict[str, Any] = {}
+        self._stmt, self._ncalls = ("", ()), 0  # provenance: statement being run, calls evaluated in it
         self._bind_params(overrides or {})
         for m in spec.of_kind(ir.MaskDef):
             try:
@@ -161,12 +162,15 @@ class Elaborator:
         if op is None or not (isinstance(a, TensorVal) and isinstance(b, TensorVal)):
             raise TypeError_(f"`{e.op}` between a tensor and a {'tensor' if op is None else 'number'}", e.span,
                              "tensors combine with + (add) and * (mul); use an op call for anything else")
+        self.sink.call_origin = None
         return self.apply_op(get_op(op), [a, b], {}, e.span)
 
     # --- calls -----------------------------------------------------------------
     def call(self, c: ir.Call, env: dict):
+        origin = (*self._stmt, self._ncalls)
+        self._ncalls += 1
         if c.func in self.blocks:
-            return self.call_block(self.blocks[c.func], c, env)
+            return self.call_block(self.blocks[c.func], c, env, origin)
         op = get_op(c.func)
         if op is None:
             hint = did_you_mean(c.func, list(op_names()) + list(self.blocks)) or "see `netevo ops` for the list"
@@ -182,6 +186,7 @@ class Elaborator:
                 kwargs[kw.name] = self.eval(kw.value, env, dims=True)
         if any(a is POISON for a in args) or any(v is POISON for v in kwargs.values()):
             return POISON
+        self.sink.call_origin = origin
         return self.apply_op(op, args, kwargs, c.span)
 
     def mask_value(self, e, env, name=None):
@@ -231,12 +236,16 @@ class Elaborator:
                                      span, "masks are (out, in) for linear, (out, in/groups) for conv")
         return self.sink.add_op(op, tensors, params, out, span)
 
-    def call_block(self, block: ir.Block, c: ir.Call, env: dict):
+    def call_block(self, block: ir.Block, c: ir.Call, env: dict, origin=None):
         args = [self.eval(a, env) for a in c.args]
         kw = {k.name: self.eval(k.value, env) for k in c.kwargs}
         if any(a is POISON for a in args) or any(v is POISON for v in kw.values()):
             return POISON
-        return self.sink.add_block(self, block, args, kw, c.span)
+        saved, self.sink.call_origin = (self._stmt, self._ncalls), origin
+        try:
+            return self.sink.add_block(self, block, args, kw, c.span)
+        finally:
+            self._stmt, self._ncalls = saved
 
     def bind_block(self, block: ir.Block, args: list, kwargs: dict, span) -> dict:
         """Bind call arguments to block params and unify tensor shapes; returns the block's env."""
@@ -287,10 +296,12 @@ class Elaborator:
                                  notes=[(value.span, f"`{value.origin}` produced {shape_str(value.shape)}")])
 
     # --- statements --------------------------------------------------------------
-    def run_body(self, body, env: dict, prefix: str, is_block: bool = False):
-        """Run statements; returns the value of `return` (blocks) or None."""
+    def run_body(self, body, env: dict, prefix: str, is_block: bool = False, where: tuple | None = None):
+        """Run statements; returns the value of `return` (blocks) or None. `where`: (item, index path) of body."""
         result = None
-        for s in body:
+        for i, s in enumerate(body):
+            if where is not None:
+                self._stmt, self._ncalls = (where[0], (*where[1], i)), 0
             try:
                 if isinstance(s, ir.Input):
                     if is_block:
@@ -350,10 +361,11 @@ class Elaborator:
             raise TypeError_(f"repeat count must be a non-negative integer, got {n}", s.count.span)
         single = len(s.body) == 1 and isinstance(s.body[0], ir.Assign) and \
             self.count_modules(s.body[0].value) == 1
+        where = self._stmt
         for i in range(n):
             if single:
                 self.sink.name_override = f"{prefix}{s.name}.{i}"
-            self.run_body(s.body, env, f"{prefix}{s.name}.{i}.")
+            self.run_body(s.body, env, f"{prefix}{s.name}.{i}.", where=where)
             self.sink.name_override = None
 
     def statement_value(self, e, env, prefix, target, span):
@@ -387,6 +399,8 @@ class GraphBuilder:
         self._prefixes: set[str] = set()  # every `a`, `a.b` of a used `a.b.c`: a module path's parents
         self._next_suffix: dict[str, int] = {}  # base -> k of the last `base_k` handed out
         self.block_stack: list[tuple[str, str]] = []
+        self.origin_stack: list[tuple] = []  # the calls of the enclosing block instances
+        self.call_origin: tuple | None = None  # set by the Elaborator before each op or block call
         self.name_override: str | None = None
         self._prefix, self._target, self._count, self._index = "", "t", 0, 0
 
@@ -435,7 +449,8 @@ class GraphBuilder:
         multi = op.n_outputs is not None
         shape = tuple(tuple(Dim.of(d) for d in s) for s in out) if multi else tuple(Dim.of(d) for d in out)
         self.nodes.append(Node(name, op.name, tuple(t.ref for t in tensors), tuple(params.items()), shape,
-                               module=op.module, block_path=tuple(self.block_stack), span=span))
+                               module=op.module, block_path=tuple(self.block_stack), span=span,
+                               origin=(*self.origin_stack, self.call_origin)))
         if multi:
             return tuple(TensorVal(f"{name}:{i}", s, f"{op.name} `{name}`", span) for i, s in enumerate(shape))
         return TensorVal(name, shape, f"{op.name} `{name}`", span)
@@ -446,10 +461,12 @@ class GraphBuilder:
         saved = (self._prefix, self._target, self._count, self._index, self._base, self.name_override)
         self.name_override = None
         self.block_stack.append((path, block.name))
+        self.origin_stack.append(self.call_origin)
         try:
-            result = el.run_body(block.body, env, path + ".", is_block=True)
+            result = el.run_body(block.body, env, path + ".", is_block=True, where=(block.name, ()))
         finally:
             self.block_stack.pop()
+            self.origin_stack.pop()
             self._prefix, self._target, self._count, self._index, self._base, self.name_override = saved
         if result is None:
             raise TypeError_(f"block `{block.name}` has no `return`", block.span)
@@ -481,7 +498,7 @@ def elaborate(spec: ir.Spec, network: str | None = None, overrides: dict | None 
     el.sink = GraphBuilder()
     try:
         check_identifier(net.name, net.span, "network name")
-        el.run_body(net.body, {}, "")
+        el.run_body(net.body, {}, "", where=(net.name, ()))
     except NetevoError as e:
         el.errors.extend(flatten(e))
     if not el.errors and not el.sink.outputs:
