@@ -165,9 +165,8 @@ class ScoreTable:
                 self.metrics[name] = torch.full(shape, float("nan"), dtype=torch.float64)
             self.metrics[name][index] = value.detach().to("cpu", torch.float64)
         bad = bad.cpu()
-        for k, row in enumerate(rows):
-            if bool(bad[k].any()):
-                self.failures[row] = nonfinite_reason(self.weights, bad[k])
+        for k in torch.nonzero(bad.any(1)).flatten().tolist():
+            self.failures[rows[k]] = nonfinite_reason(self.weights, bad[k])
 
 
 def finalize(partial: ScoreTable, early_failures: dict[int, str]) -> Scores:
@@ -210,15 +209,13 @@ def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int) 
         block = int(min(n, max(MIN_BLOCK_SAMPLES, block_bytes // row_bytes)))
         storage = pack.buffer(block).view(-1)
         scorer = task.scorer(len(pack.members), weights, batch_mask)
-        bad = torch.zeros(len(pack.members), len(weights), dtype=torch.bool, device=weights.device)
         for first in range(0, n, block):
             stop = min(first + block, n)
             values = storage[: pack.n_rows * len(weights) * (stop - first)].view(pack.n_rows, len(weights), -1)
             outputs = pack.forward(features[first:stop], values)
-            bad |= ~torch.isfinite(outputs).all(-1).all(-1)
             scorer.add(outputs, slice(first, stop))
         reward, metrics = scorer.finish()
-        result.write(pack.members, reward, metrics, bad)
+        result.write(pack.members, reward, metrics, scorer.nonfinite)
     return result
 
 

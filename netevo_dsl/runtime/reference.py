@@ -66,8 +66,7 @@ def _classify_one(genome, task, weights, batch_mask):
     scorer = task.scorer(1, weights, batch_mask)
     scorer.add(outputs.unsqueeze(0), slice(0, task.n_samples))
     reward, metrics = scorer.finish()
-    bad = ~torch.isfinite(outputs).reshape(len(weights), -1).all(1)
-    return reward, metrics, bad.unsqueeze(0)
+    return reward, metrics, scorer.nonfinite
 
 
 def _control_one(genome, task, weights):

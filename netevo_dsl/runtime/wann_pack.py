@@ -1,22 +1,26 @@
 """Pack a population of WANN genomes into flat tensors and run them as one batch.
 
 Layout. All genomes share one value buffer ``V[rows, W, B]`` (rows x shared
-weights x samples), without padding:
+weights x samples), without padding. Its rows are
 
-* input rows first: ``n_obs`` observation features then the bias, shared by
-  the whole population (classification: every genome sees the same samples) or
-  one such group per genome (control: each genome drives its own cart);
+* with per-genome inputs (control: each genome drives its own carts), first
+  ``n_obs + 1`` input rows per genome (observations, then the bias);
 * then one row per *live* hidden or output node of every genome (a hidden node
   is live when an enabled path leads from it to an output; the others cannot
-  change any output and are skipped), sorted by (level, activation, genome). Each
-  topological level is a contiguous row range and each activation a contiguous
-  sub-range of it, so a level is one gather-sum and one call per activation,
-  whatever the population size.
+  change any output and are skipped), sorted by (level, activation, genome).
 
-A level's pre-activations are ``w_j * sum of V[src, j]`` over each node's enabled
-sources, for every weight j at once: one ``embedding_bag`` over the buffer seen as
-``[rows * W, B]`` with bag ``(node, j)`` gathering rows ``src * W + j`` scaled by
-``w_j``. Disabled edges are simply absent.
+So each topological level is a contiguous row range and each activation a
+contiguous sub-range of it: a level costs one or two gather-sums and one call
+per activation, whatever the population size. With shared inputs
+(classification: every genome sees the same samples) the inputs are not in
+``V``; they form a separate ``[n_obs + 1, B]`` table.
+
+A node's pre-activation is ``w * (sum of its enabled sources)``. The sum over
+shared inputs does not depend on w, so it is gathered once per node
+(``embedding_bag`` over the input table); the sum over hidden sources is
+gathered per weight (``embedding_bag`` over ``V`` seen as ``[rows * W, B]``,
+bag ``(node, j)`` taking rows ``src * W + j``). The multiplication by w is
+folded into the activation's first operation. Disabled edges are simply absent.
 
 Packing is vectorised over the population with numpy (depths, cycle check,
 liveness); only reading each genome's names and edges is a Python loop, and a
@@ -33,9 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import GenomeError, NetevoError
 from ..ir import nodes as ir
 from ..ir.wann import BIAS, shared_weights, validate_genome
-from ..errors import GenomeError, NetevoError
 from ..ops.activations import WANN_ACTIVATIONS
 
 ACTIVATION_IDS = {a.name: a.id for a in WANN_ACTIVATIONS}
@@ -44,12 +48,22 @@ _KEYWORDS = frozenset(keyword.kwlist)
 
 
 @dataclass
+class Gather:
+    """One embedding_bag: `indices` rows of a table, bag b spanning offsets[b]:offsets[b + 1]."""
+
+    indices: torch.Tensor
+    offsets: torch.Tensor
+
+    def sum(self, table: torch.Tensor) -> torch.Tensor:
+        return F.embedding_bag(self.indices, table, self.offsets, mode="sum")
+
+
+@dataclass
 class Level:
     start: int  # first node row
     stop: int
-    indices: torch.Tensor  # [members * W] rows of V.view(rows * W, B)
-    offsets: torch.Tensor  # [(stop - start) * W] start of bag (node, j)
-    scales: torch.Tensor  # [members * W] the shared weight of each member
+    from_inputs: Gather | None  # bag k: shared-input sources of node k (no weight dimension)
+    from_rows: Gather | None  # bag k * W + j: sources of node k in V at weight j
     groups: list[tuple[int, int, int]]  # (activation id, first row, stop row)
 
 
@@ -59,11 +73,17 @@ class PackedPopulation:
     n_obs: int  # observation inputs per genome
     n_outputs: int
     shared_inputs: bool
-    n_input_rows: int
+    n_input_rows: int  # input rows inside V (0 with shared inputs)
     n_rows: int
     weights: torch.Tensor  # [W]
     levels: list[Level] = field(default_factory=list)
     output_rows: torch.Tensor | None = None  # [P, O]
+    scales: dict = field(default_factory=dict)  # activation name -> [1, W, 1] constant
+
+    def __post_init__(self):
+        w = self.weights.view(1, -1, 1)
+        self.scales = {"w": w, "-w": -w, "|w|": w.abs(), "pi*w": math.pi * w, "w^2": w * w,
+                       "-w^2/2": -0.5 * w * w}
 
     @property
     def n_weights(self) -> int:
@@ -77,75 +97,70 @@ class PackedPopulation:
         """Outputs [P, W, B, O] of every packed genome at every weight.
 
         inputs: [B, n_obs] when `shared_inputs`, else [P, W, B, n_obs].
-        `buffer` (from `buffer(B)`) is reused between calls: allocating fresh
-        pages costs more than the arithmetic on some machines.
+        `buffer` (from `buffer(B)`) is reused between calls: fresh pages cost
+        more than the arithmetic on some machines.
         """
-        W = self.n_weights
-        B = inputs.shape[-2]
+        W, B, n_obs = self.n_weights, inputs.shape[-2], self.n_obs
         V = buffer if buffer is not None else self.buffer(B)
-        n_obs = self.n_obs
+        input_table = None
         if self.shared_inputs:
-            V[:n_obs] = inputs.t().unsqueeze(1)
-            V[n_obs] = 1.0
+            input_table = torch.cat([inputs.t(), inputs.new_ones(1, B)])  # [n_obs + 1, B]
         else:
-            P = len(self.members)
-            grouped = V[: self.n_input_rows].view(P, n_obs + 1, W, B)
+            grouped = V[: self.n_input_rows].view(len(self.members), n_obs + 1, W, B)
             grouped[:, :n_obs] = inputs.permute(0, 3, 1, 2)
             grouped[:, n_obs] = 1.0
         table = V.view(self.n_rows * W, B)
         for level in self.levels:
-            pre = F.embedding_bag(level.indices, table, level.offsets, mode="sum",
-                                  per_sample_weights=level.scales).view(level.stop - level.start, W, B)
+            K = level.stop - level.start
+            total = None
+            if level.from_rows is not None:
+                total = level.from_rows.sum(table).view(K, W, B)
+            if level.from_inputs is not None:
+                shared = level.from_inputs.sum(input_table).view(K, 1, B)
+                total = shared if total is None else total.add_(shared)
+            if total is None:  # no node of this level has an enabled source
+                total = V.new_zeros(K, 1, B)
             for act, first, stop in level.groups:
-                apply_activation(act, pre[first - level.start: stop - level.start], V[first:stop])
+                apply_scaled(act, total[first - level.start: stop - level.start], self.scales, V[first:stop])
         P, O = self.output_rows.shape
         return V[self.output_rows.view(-1)].view(P, O, W, B).permute(0, 2, 3, 1)
 
 
-def _linear(x, out):
-    out.copy_(x)
+# f(w * s) written into `out` [k, W, B]; s is [k, W, B] or [k, 1, B] (a sum over shared
+# inputs, the same for every weight), c holds per-weight constants shaped [1, W, 1].
+# These are twins of the table in ops/activations.py; the differential tests hold them to
+# `torch_fn` through the reference evaluator.
+def _squared_times(s, c, out):
+    """c * s^2 into out; squares the smaller tensor when s is shared across weights."""
+    if s.shape[1] == 1:
+        return torch.mul(s * s, c, out=out)
+    return torch.mul(s, s, out=out).mul_(c)
 
 
-def _step(x, out):
-    torch.gt(x, 0, out=out)
+def _abs_times(s, c, out):
+    if s.shape[1] == 1:
+        return torch.mul(s.abs(), c, out=out)
+    return torch.abs(s, out=out).mul_(c)
 
 
-def _sin(x, out):
-    torch.mul(x, math.pi, out=out)
-    out.sin_()
-
-
-def _cos(x, out):
-    torch.mul(x, math.pi, out=out)
-    out.cos_()
-
-
-def _gauss(x, out):
-    torch.mul(x, x, out=out)
-    out.mul_(-0.5)
-    out.exp_()
-
-
-# In-place twins of the table in ops/activations.py, writing straight into the value
-# buffer; the differential tests hold them to `torch_fn`.
-_APPLY = {
-    "linear": _linear,
-    "step": _step,
-    "sin": _sin,
-    "gauss": _gauss,
-    "tanh": lambda x, out: torch.tanh(x, out=out),
-    "sigmoid": lambda x, out: torch.sigmoid(x, out=out),
-    "inverse": lambda x, out: torch.neg(x, out=out),
-    "abs": lambda x, out: torch.abs(x, out=out),
-    "relu": lambda x, out: torch.clamp_min(x, 0.0, out=out),
-    "cos": _cos,
-    "square": lambda x, out: torch.mul(x, x, out=out),
+_SCALED = {
+    "linear": lambda s, c, out: torch.mul(s, c["w"], out=out),
+    "inverse": lambda s, c, out: torch.mul(s, c["-w"], out=out),
+    "step": lambda s, c, out: torch.gt(torch.mul(s, c["w"], out=out), 0, out=out),
+    "sin": lambda s, c, out: torch.mul(s, c["pi*w"], out=out).sin_(),
+    "cos": lambda s, c, out: torch.mul(s, c["pi*w"], out=out).cos_(),
+    "gauss": lambda s, c, out: _squared_times(s, c["-w^2/2"], out).exp_(),
+    "tanh": lambda s, c, out: torch.mul(s, c["w"], out=out).tanh_(),
+    "sigmoid": lambda s, c, out: torch.mul(s, c["w"], out=out).sigmoid_(),
+    "abs": lambda s, c, out: _abs_times(s, c["|w|"], out),
+    "relu": lambda s, c, out: torch.mul(s, c["w"], out=out).clamp_min_(0.0),
+    "square": lambda s, c, out: _squared_times(s, c["w^2"], out),
 }
-_APPLY_BY_ID = {a.id: _APPLY[a.name] for a in WANN_ACTIVATIONS}
+_SCALED_BY_ID = {a.id: _SCALED[a.name] for a in WANN_ACTIVATIONS}
 
 
-def apply_activation(act_id: int, x: torch.Tensor, out: torch.Tensor) -> None:
-    _APPLY_BY_ID[act_id](x, out)
+def apply_scaled(act_id: int, s: torch.Tensor, constants: dict, out: torch.Tensor) -> None:
+    _SCALED_BY_ID[act_id](s, constants, out)
 
 
 # --- packing -------------------------------------------------------------------------
@@ -157,36 +172,42 @@ class _Rejected(Exception):
 
 @dataclass
 class _GenomeArrays:
-    n_nodes: int
+    n_inputs: int  # declared inputs, bias included
     input_slots: list[int]  # per declared input: observation index, or n_obs for the bias
-    activations: list[int]  # per hidden node then output
-    n_hidden: int
-    edges: list[tuple[int, int, bool]]  # local ids: inputs, hidden, outputs
+    activations: list[int]  # per hidden node, then per output
+    n_outputs: int
+    src: list[int]  # edges in local ids: inputs, hidden, outputs
+    dst: list[int]
+    enabled: list[bool]
+
+    @property
+    def n_nodes(self) -> int:
+        return self.n_inputs + len(self.activations)
 
 
-def _genome_arrays(genome: ir.WannGenome, n_obs: int, n_outputs: int) -> _GenomeArrays:
-    """Read one genome into local integer ids; raise _Rejected or NetevoError (I/O mismatch)."""
+def _genome_arrays(genome, n_obs: int, n_outputs: int) -> _GenomeArrays:
+    """Read one genome into local integer ids (the only per-genome Python work).
+
+    Raises _Rejected for a structural problem (checked again, vectorised, later)
+    and NetevoError when the genome does not fit the task.
+    """
     if not isinstance(genome, ir.WannGenome):
-        raise NetevoError(f"not a WANN genome: {type(genome).__name__}")
+        raise _Rejected
     inputs = genome.inputs
-    hidden = [n.name for n in genome.nodes]
-    outputs = [o.name for o in genome.outputs]
-    names = list(inputs) + hidden + outputs
+    names = list(inputs) + [n.name for n in genome.nodes] + [o.name for o in genome.outputs]
     index = {name: i for i, name in enumerate(names)}
-    if len(index) != len(names) or not outputs or not _NAME_LIST.match(" ".join(names)) or \
+    if len(index) != len(names) or not genome.outputs or not _NAME_LIST.match(" ".join(names)) or \
             not _KEYWORDS.isdisjoint(names):
         raise _Rejected
     try:
         activations = [ACTIVATION_IDS[n.activation] for n in genome.nodes]
         activations += [ACTIVATION_IDS[o.activation] for o in genome.outputs]
-        edges = [(index[e.src], index[e.dst], e.enabled) for e in genome.edges]
+        edges = genome.edges
+        src = [index[e.src] for e in edges]
+        dst = [index[e.dst] for e in edges]
         shared_weights(genome)
     except (KeyError, GenomeError):
         raise _Rejected from None
-    n_in, first_output = len(inputs), len(inputs) + len(hidden)
-    pairs = {(s, d) for s, d, _ in edges}
-    if len(pairs) != len(edges) or any(d < n_in or s >= first_output for s, d in pairs):
-        raise _Rejected
     mismatch = io_mismatch(genome, n_obs, n_outputs)
     if mismatch is not None:
         raise mismatch
@@ -194,7 +215,8 @@ def _genome_arrays(genome: ir.WannGenome, n_obs: int, n_outputs: int) -> _Genome
     for name in inputs:
         slots.append(n_obs if name == BIAS else k)
         k += name != BIAS
-    return _GenomeArrays(len(names), slots, activations, len(hidden), edges)
+    return _GenomeArrays(len(inputs), slots, activations, len(genome.outputs), src, dst,
+                         [e.enabled for e in edges])
 
 
 def io_mismatch(genome: ir.WannGenome, n_obs: int, n_outputs: int) -> NetevoError | None:
@@ -210,59 +232,73 @@ def io_mismatch(genome: ir.WannGenome, n_obs: int, n_outputs: int) -> NetevoErro
     )
 
 
-def rejection_reason(genome, error: NetevoError | None = None) -> str:
-    """The message a failed genome is reported with."""
-    if error is None and isinstance(genome, ir.WannGenome):
-        errors = validate_genome(genome)
-        if errors:
-            return "; ".join(e.message for e in errors)
-        return "genome failed the evaluator's structural checks"
-    return error.message if error is not None else f"not a WANN genome: {type(genome).__name__}"
+def rejection_reason(genome) -> str:
+    """The message a structurally invalid genome is reported with (same as the reference's)."""
+    if not isinstance(genome, ir.WannGenome):
+        return f"not a WANN genome: {type(genome).__name__}"
+    errors = validate_genome(genome)
+    if errors:
+        return "; ".join(e.message for e in errors)
+    return "genome failed the evaluator's structural checks"
 
 
-def pack_population(
-    genomes: list,
-    n_obs: int,
-    n_outputs: int,
-    weights: torch.Tensor,
-    shared_inputs: bool = True,
-    indices: list[int] | None = None,
-) -> tuple[PackedPopulation, dict[int, str]]:
-    """Pack `genomes` (population positions `indices`); returns the pack and {position: reason}."""
-    indices = list(range(len(genomes))) if indices is None else list(indices)
-    failures: dict[int, str] = {}
-    arrays: list[tuple[int, _GenomeArrays]] = []
-    for position, genome in zip(indices, genomes):
-        try:
-            arrays.append((position, _genome_arrays(genome, n_obs, n_outputs)))
-        except _Rejected:
-            failures[position] = rejection_reason(genome)
-        except NetevoError as error:
-            failures[position] = rejection_reason(genome, error)
-    cyclic = _cyclic_genomes(arrays)
-    for k in sorted(cyclic, reverse=True):
-        position, _ = arrays.pop(k)
-        failures[position] = rejection_reason(genomes[indices.index(position)])
-    return _layout(arrays, n_obs, n_outputs, weights, shared_inputs), failures
+@dataclass
+class _Population:
+    """All packed genomes' nodes and edges under global ids (numpy)."""
+
+    genome_of_node: np.ndarray
+    is_input: np.ndarray
+    is_output: np.ndarray
+    activation: np.ndarray  # -1 for inputs
+    input_slot: np.ndarray  # -1 for non-inputs
+    src: np.ndarray
+    dst: np.ndarray
+    enabled: np.ndarray
+    genome_of_edge: np.ndarray
+    size_of_node: np.ndarray  # node count of the node's genome
+
+    @classmethod
+    def build(cls, arrays: list[_GenomeArrays]) -> "_Population":
+        sizes = np.array([a.n_nodes for a in arrays], dtype=np.int64)
+        n_edges = np.array([len(a.src) for a in arrays], dtype=np.int64)
+        base = np.cumsum(sizes) - sizes
+        genome_of_node = np.repeat(np.arange(len(arrays)), sizes)
+        local = np.arange(int(sizes.sum())) - base[genome_of_node]
+        n_inputs = np.array([a.n_inputs for a in arrays], dtype=np.int64)
+        n_outs = np.array([a.n_outputs for a in arrays], dtype=np.int64)
+        is_input = local < n_inputs[genome_of_node]
+        activation = np.full(len(local), -1, dtype=np.int64)
+        activation[~is_input] = _flat(a.activations for a in arrays)
+        input_slot = np.full(len(local), -1, dtype=np.int64)
+        input_slot[is_input] = _flat(a.input_slots for a in arrays)
+        genome_of_edge = np.repeat(np.arange(len(arrays)), n_edges)
+        edge_base = base[genome_of_edge]
+        return cls(
+            genome_of_node, is_input, local >= (sizes - n_outs)[genome_of_node], activation, input_slot,
+            _flat(a.src for a in arrays) + edge_base, _flat(a.dst for a in arrays) + edge_base,
+            _flat(a.enabled for a in arrays).astype(bool), genome_of_edge, sizes[genome_of_node],
+        )
+
+    def invalid_genomes(self) -> set[int]:
+        """Genomes with an edge into an input, out of an output, a duplicate edge, or a cycle."""
+        bad = self.is_input[self.dst] | self.is_output[self.src]
+        key = self.src * len(self.genome_of_node) + self.dst
+        unique_keys, first = np.unique(key, return_index=True)
+        duplicate = np.ones(len(key), dtype=bool)
+        duplicate[first] = False
+        invalid = set(self.genome_of_edge[bad | duplicate].tolist())
+        depth = np.zeros(len(self.genome_of_node), dtype=np.int64)
+        exceeded = _relax_longest_paths(depth, self.src, self.dst, self.size_of_node)  # disabled edges count
+        return invalid | set(self.genome_of_node[exceeded].tolist())
 
 
-def _concatenate(arrays: list[tuple[int, _GenomeArrays]]):
-    """Global node ids over all genomes: base offsets, edge endpoints, node roles."""
-    sizes = np.array([a.n_nodes for _, a in arrays], dtype=np.int64)
-    base = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if len(arrays) else np.zeros(0, np.int64)
-    edge_lists = [np.array(a.edges, dtype=np.int64).reshape(-1, 3) for _, a in arrays]
-    counts = np.array([len(e) for e in edge_lists], dtype=np.int64)
-    edges = np.concatenate(edge_lists) if edge_lists else np.zeros((0, 3), np.int64)
-    edge_base = np.repeat(base, counts)
-    src, dst, enabled = edges[:, 0] + edge_base, edges[:, 1] + edge_base, edges[:, 2].astype(bool)
-    genome_of_node = np.repeat(np.arange(len(arrays)), sizes)
-    n_inputs = np.array([len(a.input_slots) for _, a in arrays], dtype=np.int64)
-    is_input = (np.arange(int(sizes.sum())) - base[genome_of_node]) < n_inputs[genome_of_node]
-    return sizes, base, src, dst, enabled, genome_of_node, is_input
+def _flat(lists) -> np.ndarray:
+    flat = [x for part in lists for x in part]
+    return np.array(flat, dtype=np.int64) if flat else np.zeros(0, dtype=np.int64)
 
 
 def _relax_longest_paths(depth: np.ndarray, src: np.ndarray, dst: np.ndarray, limit: np.ndarray) -> np.ndarray:
-    """depth[dst] >= depth[src] + 1 until stable; returns nodes whose depth passed `limit`
+    """depth[dst] >= depth[src] + 1 until stable; returns the nodes whose depth passed `limit`
     (their genome has a cycle: a DAG's longest path is shorter than its node count)."""
     exceeded = np.zeros(len(depth), dtype=bool)
     if len(src) == 0:
@@ -271,75 +307,18 @@ def _relax_longest_paths(depth: np.ndarray, src: np.ndarray, dst: np.ndarray, li
     src, dst = src[order], dst[order]
     targets, starts = np.unique(dst, return_index=True)
     for _ in range(int(limit.max(initial=0)) + 2):
-        candidate = np.maximum.reduceat(depth[src] + 1, starts)
         old = depth[targets]
-        new = np.maximum(old, candidate)
+        new = np.maximum(old, np.maximum.reduceat(depth[src] + 1, starts))
         changed = (new != old) & ~exceeded[targets]
         if not changed.any():
             break
         depth[targets] = new
-        exceeded[targets] |= new > limit[targets]
+        exceeded[targets] |= new >= limit[targets]
     return exceeded
 
 
-def _cyclic_genomes(arrays) -> set[int]:
-    sizes, base, src, dst, enabled, genome_of_node, is_input = _concatenate(arrays)
-    depth = np.zeros(int(sizes.sum()), dtype=np.int64)
-    exceeded = _relax_longest_paths(depth, src, dst, sizes[genome_of_node])
-    return set(np.unique(genome_of_node[exceeded]).tolist())
-
-
-def _layout(arrays, n_obs: int, n_outputs: int, weights: torch.Tensor, shared_inputs: bool) -> PackedPopulation:
-    device, W = weights.device, len(weights)
-    P = len(arrays)
-    n_input_rows = (n_obs + 1) * (1 if shared_inputs else P)
-    sizes, base, src, dst, enabled, genome_of_node, is_input = _concatenate(arrays)
-    n_nodes = int(sizes.sum())
-    src, dst = src[enabled], dst[enabled]
-
-    # Levels: longest path over enabled edges (inputs 0, every other node at least 1).
-    depth = (~is_input).astype(np.int64)
-    _relax_longest_paths(depth, src, dst, np.full(n_nodes, n_nodes + 1))
-
-    # Liveness: outputs, and every node with an enabled path to an output.
-    n_outputs_of = np.array([len(a.activations) - a.n_hidden for _, a in arrays], dtype=np.int64)
-    local = np.arange(n_nodes) - base[genome_of_node]
-    is_output = local >= (sizes - n_outputs_of)[genome_of_node]
-    live = _live_nodes(is_output, src, dst)
-
-    activation = np.full(n_nodes, -1, dtype=np.int64)
-    activation[~is_input] = np.concatenate([a.activations for _, a in arrays]) if arrays else []
-    computed = np.flatnonzero(live & ~is_input)
-    order = np.lexsort((computed, activation[computed], depth[computed]))
-    row = np.full(n_nodes, -1, dtype=np.int64)
-    row[computed[order]] = n_input_rows + np.arange(len(computed))
-    slots = np.concatenate([a.input_slots for _, a in arrays]) if arrays else np.zeros(0, np.int64)
-    inputs = np.flatnonzero(is_input)
-    row[inputs] = slots + (0 if shared_inputs else genome_of_node[inputs] * (n_obs + 1))
-
-    keep = live[dst]
-    edge_src, edge_dst = row[src[keep]], row[dst[keep]]
-    edge_order = np.lexsort((edge_src, edge_dst))
-    edge_src, edge_dst = edge_src[edge_order], edge_dst[edge_order]
-
-    sorted_rows = computed[order]
-    row_depth, row_act = depth[sorted_rows], activation[sorted_rows]
-    pack = PackedPopulation(
-        members=[position for position, _ in arrays], n_obs=n_obs, n_outputs=n_outputs,
-        shared_inputs=shared_inputs, n_input_rows=n_input_rows, n_rows=n_input_rows + len(computed),
-        weights=weights,
-    )
-    level_starts = np.flatnonzero(np.diff(row_depth, prepend=-1)) if len(row_depth) else np.zeros(0, np.int64)
-    level_stops = np.append(level_starts[1:], len(row_depth))
-    for first, stop in zip(level_starts.tolist(), level_stops.tolist()):
-        pack.levels.append(_level(first + n_input_rows, stop + n_input_rows, row_act[first:stop], edge_src,
-                                  edge_dst, weights))
-    output_nodes = np.flatnonzero(is_output)
-    pack.output_rows = torch.as_tensor(row[output_nodes].reshape(P, n_outputs), device=device)
-    return pack
-
-
 def _live_nodes(is_output: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Outputs and every node with an enabled path to one."""
     live = is_output.copy()
     if len(src) == 0:
         return live
@@ -354,33 +333,94 @@ def _live_nodes(is_output: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.n
         live[sources[grown]] = True
 
 
-def _level(start: int, stop: int, activations: np.ndarray, edge_src: np.ndarray, edge_dst: np.ndarray,
-           weights: torch.Tensor) -> Level:
-    """Index, offset and scale arrays of one level's embedding_bag, bag (node k, weight j) at k * W + j."""
-    W = len(weights)
-    K = stop - start
-    lo, hi = np.searchsorted(edge_dst, [start, stop])
-    src, dst = edge_src[lo:hi], edge_dst[lo:hi] - start
-    counts = np.bincount(dst, minlength=K)
-    first = np.cumsum(counts) - counts  # position of each node's first member
-    position = np.arange(len(src)) - first[dst]
+def pack_population(
+    genomes: list,
+    n_obs: int,
+    n_outputs: int,
+    weights: torch.Tensor,
+    shared_inputs: bool = True,
+    indices: list[int] | None = None,
+) -> tuple[PackedPopulation, dict[int, str]]:
+    """Pack `genomes` (population positions `indices`); returns the pack and {position: reason}."""
+    indices = list(range(len(genomes))) if indices is None else list(indices)
+    failures: dict[int, str] = {}
+    packed: list[tuple[int, object, _GenomeArrays]] = []
+    for position, genome in zip(indices, genomes):
+        try:
+            packed.append((position, genome, _genome_arrays(genome, n_obs, n_outputs)))
+        except _Rejected:
+            failures[position] = rejection_reason(genome)
+        except NetevoError as error:
+            failures[position] = error.message
+    invalid = _Population.build([a for _, _, a in packed]).invalid_genomes() if packed else set()
+    for k in sorted(invalid, reverse=True):
+        position, genome, _ = packed.pop(k)
+        failures[position] = rejection_reason(genome)
+    return _layout(packed, n_obs, n_outputs, weights, shared_inputs), failures
+
+
+def _layout(packed, n_obs: int, n_outputs: int, weights: torch.Tensor, shared_inputs: bool) -> PackedPopulation:
+    P = len(packed)
+    n_input_rows = 0 if shared_inputs else (n_obs + 1) * P
+    pack = PackedPopulation(members=[position for position, _, _ in packed], n_obs=n_obs, n_outputs=n_outputs,
+                            shared_inputs=shared_inputs, n_input_rows=n_input_rows, n_rows=n_input_rows,
+                            weights=weights)
+    if not packed:
+        pack.output_rows = torch.zeros(0, n_outputs, dtype=torch.long, device=weights.device)
+        return pack
+    pop = _Population.build([a for _, _, a in packed])
+    src, dst = pop.src[pop.enabled], pop.dst[pop.enabled]
+    depth = (~pop.is_input).astype(np.int64)  # inputs 0; a node without sources 1
+    _relax_longest_paths(depth, src, dst, np.full(len(depth), len(depth) + 2))
+    live = _live_nodes(pop.is_output, src, dst)
+
+    computed = np.flatnonzero(live & ~pop.is_input)
+    computed = computed[np.lexsort((computed, pop.activation[computed], depth[computed]))]
+    row = np.full(len(depth), -1, dtype=np.int64)
+    row[computed] = n_input_rows + np.arange(len(computed))
+    inputs = np.flatnonzero(pop.is_input)
+    # shared: a row of the input table; per genome: a row of V
+    row[inputs] = pop.input_slot[inputs] + (0 if shared_inputs else pop.genome_of_node[inputs] * (n_obs + 1))
+    pack.n_rows = n_input_rows + len(computed)
+
+    keep = live[dst]
+    src, dst = src[keep], dst[keep]
+    from_shared = pop.is_input[src] if shared_inputs else np.zeros(len(src), dtype=bool)
+    row_depth, row_act = depth[computed], pop.activation[computed]
+    starts = np.flatnonzero(np.diff(row_depth, prepend=-1))
+    stops = np.append(starts[1:], len(computed))
+    device, W = weights.device, len(weights)
+    for first, stop in zip(starts.tolist(), stops.tolist()):
+        lo, hi = first + n_input_rows, stop + n_input_rows
+        in_level = (row[dst] >= lo) & (row[dst] < hi)
+        shared_edges, row_edges = in_level & from_shared, in_level & ~from_shared
+        acts = row_act[first:stop]
+        bounds = np.flatnonzero(np.diff(acts, prepend=-1)).tolist() + [stop - first]
+        pack.levels.append(Level(
+            lo, hi,
+            from_inputs=_gather(row[src[shared_edges]], row[dst[shared_edges]] - lo, hi - lo, 1, device),
+            from_rows=_gather(row[src[row_edges]], row[dst[row_edges]] - lo, hi - lo, W, device),
+            groups=[(int(acts[a]), lo + a, lo + b) for a, b in zip(bounds[:-1], bounds[1:])],
+        ))
+    pack.output_rows = torch.as_tensor(row[np.flatnonzero(pop.is_output)].reshape(P, n_outputs), device=device)
+    return pack
+
+
+def _gather(src_rows: np.ndarray, dst_local: np.ndarray, n_nodes: int, W: int, device) -> Gather | None:
+    """Bags (node k, weight j) at k * W + j over table rows src * W + j; None if no edges."""
+    if len(src_rows) == 0:
+        return None
+    order = np.lexsort((src_rows, dst_local))
+    src_rows, dst_local = src_rows[order], dst_local[order]
+    counts = np.bincount(dst_local, minlength=n_nodes)
+    first = np.cumsum(counts) - counts
+    position = np.arange(len(src_rows)) - first[dst_local]
     j = np.arange(W)
-    member_slot = (W * first[dst] + position)[:, None] + j[None, :] * counts[dst][:, None]  # [E, W]
-    indices = np.empty(len(src) * W, dtype=np.int64)
-    indices[member_slot.ravel()] = (src[:, None] * W + j[None, :]).ravel()
-    scale_of_slot = np.empty(len(src) * W, dtype=np.int64)
-    scale_of_slot[member_slot.ravel()] = np.broadcast_to(j, (len(src), W)).ravel()
+    slot = (W * first[dst_local] + position)[:, None] + j[None, :] * counts[dst_local][:, None]  # [E, W]
+    indices = np.empty(len(src_rows) * W, dtype=np.int64)
+    indices[slot.ravel()] = (src_rows[:, None] * W + j[None, :]).ravel()
     offsets = (W * first[:, None] + j[None, :] * counts[:, None]).ravel()
-    device = weights.device
-    bounds = np.flatnonzero(np.diff(activations, prepend=-1)).tolist() + [K]
-    groups = [(int(activations[a]), start + a, start + b) for a, b in zip(bounds[:-1], bounds[1:])]
-    return Level(
-        start, stop,
-        indices=torch.as_tensor(indices, device=device),
-        offsets=torch.as_tensor(offsets, device=device),
-        scales=weights[torch.as_tensor(scale_of_slot, device=device)],
-        groups=groups,
-    )
+    return Gather(torch.as_tensor(indices, device=device), torch.as_tensor(offsets, device=device))
 
 
 def plan_chunks(n_genomes: int, rows_per_genome: float, n_weights: int, min_samples: int, dtype_bytes: int,

@@ -9,6 +9,8 @@ training split and on the held-out test split.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -118,30 +120,40 @@ class ClassificationScorer:
         self.test_correct = torch.zeros(P, W, dtype=acc, device=device)
         self.ensemble_train_correct = torch.zeros(P, dtype=acc, device=device)
         self.ensemble_test_correct = torch.zeros(P, dtype=acc, device=device)
+        self.nonfinite = torch.zeros(P, W, dtype=torch.bool, device=device)
         self.n_batch = int(batch_mask.sum())
 
     def add(self, outputs: torch.Tensor, samples: slice) -> None:
         """outputs: [P, W, b, O] for the samples in `samples`."""
-        logits = outputs
+        # Work on [P, O, W, b]: the batched evaluator's outputs are laid out that way, and
+        # reductions over a middle dimension vectorise where reductions over a short
+        # strided last dimension do not.
+        x = outputs.permute(0, 3, 1, 2)
         if self.task.n_outputs == 1:  # one logit for the second class against an implicit 0
-            logits = torch.cat([torch.zeros_like(outputs), outputs], dim=-1)
+            x = torch.cat([torch.zeros_like(x), x], dim=1)
         labels = self.labels[samples]
-        logp = torch.log_softmax(logits, dim=-1)
-        label_logp = logp.gather(-1, labels.view(1, 1, -1, 1).expand(*logp.shape[:3], 1)).squeeze(-1)
-        correct = (logits.argmax(-1) == labels).to(torch.float64)
-        ensemble = logp.exp().mean(1).argmax(-1) == labels  # average the softmax over weights
+        high = x.amax(1)  # [P, W, b]; amax propagates NaN and +inf
+        self.nonfinite |= ~(torch.isfinite(high) & torch.isfinite(x.amin(1))).all(-1)
+        exp = (x - high.unsqueeze(1)).exp_()
+        total = exp.sum(1)
+        at_label = x.gather(1, labels.view(1, 1, 1, -1).expand(x.shape[0], 1, *x.shape[2:])).squeeze(1)
+        label_logp = (at_label - high - total.log()).to(torch.float64)
+        correct = _predicts(x, at_label, high, labels).to(torch.float64)
+        mean_softmax = exp.div_(total.unsqueeze(1)).mean(2)  # [P, O, b]: the ensemble over weights
+        ensemble = _predicts(mean_softmax, mean_softmax.gather(1, labels.view(1, 1, -1).expand(
+            x.shape[0], 1, -1)).squeeze(1), mean_softmax.amax(1), labels).to(torch.float64)
         in_batch = self.in_batch[samples].to(torch.float64)
         train = self.is_train[samples]
         trainf, testf = train.to(torch.float64), (~train).to(torch.float64)
-        label_logp = label_logp.to(torch.float64)
         self.reward_sum += label_logp @ in_batch
         self.test_logp_sum += label_logp @ testf
         self.train_correct += correct @ trainf
         self.test_correct += correct @ testf
-        self.ensemble_train_correct += ensemble.to(torch.float64) @ trainf
-        self.ensemble_test_correct += ensemble.to(torch.float64) @ testf
+        self.ensemble_train_correct += ensemble @ trainf
+        self.ensemble_test_correct += ensemble @ testf
 
     def finish(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """reward [P, W] and metrics; `self.nonfinite` [P, W] flags outputs that overflowed."""
         n_train, n_test = self.task.n_train, self.task.n_test
         nan = float("nan")
         train_acc = self.train_correct / n_train
@@ -160,6 +172,22 @@ class ClassificationScorer:
                                        else torch.full_like(self.ensemble_train_correct, nan)),
         }
         return metrics["reward"], metrics
+
+
+def _predicts(x: torch.Tensor, at_label: torch.Tensor, high: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Whether the label is the predicted class: the first class within a relative
+    sqrt(eps) of the maximum (argmax's first-index rule, tolerant of rounding).
+
+    The tolerance makes the batched and the reference evaluator agree on ties that
+    are exact in real arithmetic but not in floating point (an odd network's mean
+    softmax over +-w, two outputs summing the same sources in another order).
+    x: [P, C, ..., b]; at_label, high: x at the label and x's max over C; labels: [b].
+    """
+    tolerance = math.sqrt(torch.finfo(x.dtype).eps)
+    threshold = high - tolerance * high.abs().clamp_min(1.0)
+    classes = torch.arange(x.shape[1], device=x.device).view((1, -1) + (1,) * (x.dim() - 2))
+    earlier = torch.where(classes < labels.view((1, 1) + (1,) * (x.dim() - 3) + (-1,)), x, float("-inf")).amax(1)
+    return (at_label >= threshold) & (earlier < threshold)
 
 
 def load_sklearn_task(name: str, params: dict) -> ClassificationTask:
