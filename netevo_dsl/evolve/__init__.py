@@ -1,0 +1,1 @@
+"""The mutation engine: dependency groups and function-preserving transforms on (spec, weights)."""
