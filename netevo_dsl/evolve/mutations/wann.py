@@ -1,0 +1,144 @@
+"""Mutations of WANN genomes, as published (Gaier & Ha 2019, and the authors' code).
+
+Each child gets exactly one of: add a node by splitting an enabled edge, add a
+feed-forward edge, re-enable a disabled edge, change a hidden node's
+activation; chosen by roulette (0.25, 0.20, 0.05, 0.50 by default, the `p` of
+the spec's rules otherwise). The roulette itself lives in the engine.
+
+Genomes stay acyclic over enabled *and* disabled edges (re-enabling must not
+make a cycle), edges never enter an input or leave an output, and new node
+names are fresh identifiers.
+"""
+from __future__ import annotations
+
+import keyword
+
+import attrs
+
+from ...ir import nodes as ir
+from ...ir.wann import output_names
+from ...ops.activations import WANN_ACTIVATIONS
+from .base import Context, operator, shuffled
+
+PUBLISHED_ROULETTE = (("add_node", 0.25), ("add_edge", 0.20), ("enable_edge", 0.05), ("change_activation", 0.50))
+ALL_ACTIVATIONS = tuple(a.name for a in WANN_ACTIVATIONS)
+
+
+def activation_pool(ctx: Context) -> tuple[str, ...]:
+    """The activations new or changed nodes draw from: the `change_activation` choices if any."""
+    rule = ctx.rule if ctx.rule.name == "change_activation" else next(
+        (r for r in ctx.siblings if r.name == "change_activation"), None)
+    if rule is not None and rule.choices:
+        return tuple(str(c) for c in rule.choices)
+    return ALL_ACTIVATIONS
+
+
+def fresh_name(genome: ir.WannGenome, stem: str = "h") -> str:
+    """The first of h1, h2, ... not used by an input, node or output."""
+    taken = set(genome.inputs) | {n.name for n in genome.nodes} | set(output_names(genome))
+    k = 1
+    while f"{stem}{k}" in taken or keyword.iskeyword(f"{stem}{k}"):
+        k += 1
+    return f"{stem}{k}"
+
+
+def descendants(genome: ir.WannGenome) -> dict[str, set[str]]:
+    """Every node reachable from each node over all edges, enabled or not (the genome is acyclic)."""
+    names = list(genome.inputs) + [n.name for n in genome.nodes] + output_names(genome)
+    succ: dict[str, list[str]] = {n: [] for n in names}
+    indegree = dict.fromkeys(names, 0)
+    for e in genome.edges:
+        succ.setdefault(e.src, []).append(e.dst)
+        indegree[e.dst] = indegree.get(e.dst, 0) + 1
+        indegree.setdefault(e.src, 0)
+    ready = [n for n, d in indegree.items() if d == 0]
+    order = []
+    while ready:  # Kahn's algorithm; iterative, so deep genomes do not hit the recursion limit
+        n = ready.pop()
+        order.append(n)
+        for m in succ.get(n, ()):
+            indegree[m] -= 1
+            if indegree[m] == 0:
+                ready.append(m)
+    below: dict[str, set[str]] = {}
+    for n in reversed(order):
+        out: set[str] = set()
+        for m in succ.get(n, ()):
+            out.add(m)
+            out |= below[m]
+        below[n] = out
+    return below
+
+
+@operator("wann", "add_node")
+def add_node(ctx: Context):
+    g = ctx.item
+    enabled = [i for i, e in enumerate(g.edges) if e.enabled]
+    if not enabled:
+        return
+    i = ctx.rng.choice(enabled)
+    old = g.edges[i]
+    name = fresh_name(g)
+    activation = ctx.rng.choice(activation_pool(ctx))
+    edges = list(g.edges)
+    edges[i] = attrs.evolve(old, enabled=False)
+    edges[i + 1:i + 1] = [ir.WannEdge(old.src, name), ir.WannEdge(name, old.dst)]
+    new = attrs.evolve(g, nodes=tuple(g.nodes) + (ir.WannNode(name, activation),), edges=tuple(edges))
+    yield ctx.replace_item(new), f"add_node {name}: {activation} splitting {old.src} -> {old.dst}"
+
+
+def addable_edges(g: ir.WannGenome) -> list[tuple[str, str]]:
+    """Feed-forward edges that can be added: none into inputs or out of outputs, no cycle, no duplicate."""
+    outputs = set(output_names(g))
+    hidden = [n.name for n in g.nodes]
+    existing = {(e.src, e.dst) for e in g.edges}
+    below = descendants(g)
+    sources = list(g.inputs) + hidden
+    targets = hidden + [o for o in output_names(g)]
+    return [(s, d) for s in sources for d in targets
+            if s != d and (s, d) not in existing and s not in outputs and s not in below[d]]
+
+
+@operator("wann", "add_edge")
+def add_edge(ctx: Context):
+    g = ctx.item
+    candidates = addable_edges(g)
+    if not candidates:
+        return
+    src, dst = ctx.rng.choice(candidates)
+    new = attrs.evolve(g, edges=tuple(g.edges) + (ir.WannEdge(src, dst),))
+    yield ctx.replace_item(new), f"add_edge {src} -> {dst}"
+
+
+@operator("wann", "enable_edge")
+def enable_edge(ctx: Context):
+    g = ctx.item
+    disabled = [i for i, e in enumerate(g.edges) if not e.enabled]
+    if not disabled:
+        return
+    i = ctx.rng.choice(disabled)
+    edges = list(g.edges)
+    edges[i] = attrs.evolve(edges[i], enabled=True)
+    yield ctx.replace_item(attrs.evolve(g, edges=tuple(edges))), f"enable_edge {edges[i].src} -> {edges[i].dst}"
+
+
+@operator("wann", "change_activation")
+def change_activation(ctx: Context):
+    # As in the authors' code: hidden nodes only (outputs keep the task's activation), and a different one.
+    g = ctx.item
+    pool = activation_pool(ctx)
+    for i in shuffled(ctx.rng, range(len(g.nodes))):
+        node = g.nodes[i]
+        options = [a for a in pool if a != node.activation]
+        if not options:
+            continue
+        act = ctx.rng.choice(options)
+        nodes = list(g.nodes)
+        nodes[i] = attrs.evolve(node, activation=act)
+        yield ctx.replace_item(attrs.evolve(g, nodes=tuple(nodes))), \
+            f"change_activation {node.name}: {node.activation} -> {act}"
+        return
+
+
+__all__ = ["PUBLISHED_ROULETTE", "add_node", "add_edge", "enable_edge", "change_activation", "addable_edges",
+           "fresh_name", "descendants"]
