@@ -172,34 +172,22 @@ def validate_source(spec: ir.Spec, name: str | None = None, overrides=None, devi
 
 
 def _validate_wann(spec, genome, result, sizes) -> Validation:
-    """WANN genomes: the emitted source when the compiler has a WANN backend, else the reference evaluator."""
+    """WANN genomes: the emitted module maps x [B, inputs] to [weights, B, outputs]."""
     import torch
 
-    from ...ir.wann import observation_inputs, output_names
+    from ...compiler.emit import class_name
+    from ...compiler.wann import emit_wann_source
+    from ...ir.wann import observation_inputs, output_names, shared_weights
 
-    n_in, n_out = len(observation_inputs(genome)), len(output_names(genome))
-    x = torch.zeros((sizes["B"], n_in))
-    try:
-        from ...compiler import emit_source
-        source = emit_source(spec, name=genome.name)
-    except ModuleNotFoundError:  # no compiler.wann yet: run the reference evaluator instead
-        from ...runtime.reference import reference_forward
-
-        y = reference_forward(genome, x, 1.0)
-        if tuple(y.shape) != (sizes["B"], n_out):
-            raise InvalidMutant(f"`{genome.name}`: forward gives {tuple(y.shape)}, expected {(sizes['B'], n_out)}")
-        return Validation("reference", result.graphs)
+    source = emit_wann_source(genome)
     namespace: dict = {}
     exec(compile(source, f"<mutant {genome.name}>", "exec"), namespace)
-    factory = namespace.get("build") or next(
-        v for v in namespace.values() if isinstance(v, type) and issubclass(v, torch.nn.Module)
-        and v.__module__ is None or False)
-    model = factory()
+    model = namespace[class_name(genome.name)]()
     with torch.no_grad():
-        y = model(x)
-    if tuple(y.shape)[-2:] != (sizes["B"], n_out):
-        raise InvalidMutant(f"`{genome.name}`: emitted source gives {tuple(y.shape)}, expected (..., "
-                            f"{sizes['B']}, {n_out})")
+        y = model(torch.zeros((sizes["B"], len(observation_inputs(genome)))))
+    expected = (len(shared_weights(genome)), sizes["B"], len(output_names(genome)))
+    if tuple(y.shape) != expected:
+        raise InvalidMutant(f"`{genome.name}`: emitted source gives {tuple(y.shape)}, expected {expected}")
     return Validation("source", result.graphs)
 
 
