@@ -1,17 +1,25 @@
 """Streaming per-neuron statistics with memory that does not grow with the data.
 
-A *stream* is a sequence of batches shaped (samples, neurons). Every
+A *stream* is a sequence of batches shaped (samples, neurons), or
+(batch, neurons, inner) for channel-first maps such as convolution outputs,
+where every (batch, inner) position is a sample. The second form lets a
+(B, C, H*W) view be reduced without first copying it into (B*H*W, C). Every
 accumulator has a fixed size set by the number of neurons, so the state after
 ten batches and after ten thousand is the same tensors.
 
 Moments use Chan et al.'s parallel update (the batch form of Welford's
-algorithm): each batch is reduced two-pass to (count, mean, M2) in float64 and
-folded into the running (count, mean, M2). E[x^2] - E[x]^2 is never formed;
-it cancels catastrophically when the mean is large next to the spread
-(activations near 1e6 varying by 1e-4, say). Means are also kept relative to
-a per-neuron *shift* (the first sample seen): x - shift is exact for values
-close to it, so batch means and the deltas between them keep full precision
-instead of the 1e-10 absolute resolution of numbers near 1e6.
+algorithm): each batch is reduced to (count, mean, M2) in float64 and folded
+into the running (count, mean, M2). E[x^2] - E[x]^2 is never formed; it cancels
+catastrophically when the mean is large next to the spread (activations near
+1e6 varying by 1e-4, say).
+
+A batch is reduced about a per-neuron *shift* K: with d = x - K,
+M2 = sum(d^2) - sum(d)^2 / n, whose rounding error is about
+eps * (1 + (mean - K)^2 / var). K starts as the first sample and moves to the
+running mean after every batch, so the factor stays near 1: as accurate as a
+two-pass computation, in one pass over the batch. Means are kept relative to K
+too, so batch means and the deltas between them keep full precision instead of
+the 1e-10 absolute resolution of numbers near 1e6.
 
 Every reduction is a whole-tensor torch op: no Python loop over neurons and no
 `.item()`, so the work stays on the activations' device without syncs.
@@ -27,29 +35,8 @@ from netevo_dsl.errors import UsageError
 F64 = torch.float64
 
 # A neuron whose spread is below this fraction of its magnitude is constant up
-# to rounding: its centred values are rounding noise of the batch mean, and a
-# correlation computed from them would be meaningless (often +-1).
+# to rounding, and a correlation computed from it would be meaningless.
 CONSTANT_RELATIVE_SPREAD = 1e-12
-
-
-def initial_shift(x: torch.Tensor) -> torch.Tensor:
-    """The reference point means are kept relative to: the batch's first sample."""
-    return x[0].to(F64, copy=True)
-
-
-def batch_centered(
-    x: torch.Tensor, shift: torch.Tensor, out: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 column means of a (samples, width) batch relative to `shift`, and the centred batch.
-
-    The first pass of the two-pass algorithm; callers feeding both moments and
-    co-moments center once and share the result. `out` (float64, x's shape)
-    receives the centred batch.
-    """
-    centered = torch.sub(x, shift, out=out)  # promotes to float64
-    mean = centered.mean(dim=0)
-    centered.sub_(mean)
-    return mean, centered
 
 
 class Scratch:
@@ -68,6 +55,54 @@ class Scratch:
         if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != dtype or buffer.device != device:
             buffer = self._buffers[name] = torch.empty(shape, dtype=dtype, device=device)
         return buffer
+
+
+def as_3d(x: torch.Tensor) -> torch.Tensor:
+    """(samples, neurons) -> (samples, neurons, 1); (batch, neurons, inner) as is."""
+    if x.ndim == 2:
+        return x[:, :, None]
+    if x.ndim == 3:
+        return x
+    raise UsageError(f"statistics take (samples, neurons) or (batch, neurons, inner) tensors, got shape {tuple(x.shape)}")
+
+
+def sample_count(x3: torch.Tensor) -> int:
+    return x3.shape[0] * x3.shape[2]
+
+
+# Reductions over every sample axis of a (batch, neurons, inner) tensor, giving
+# one value per neuron. With inner > 1 the contiguous inner axis goes first: it
+# vectorises, and leaves only a small (batch, neurons) tensor for the rest.
+
+
+def sum_over_samples(t: torch.Tensor) -> torch.Tensor:
+    return t.sum(dim=(0, 2)) if t.shape[2] == 1 else t.sum(dim=2).sum(dim=0)
+
+
+def sum_of_squares_over_samples(t: torch.Tensor) -> torch.Tensor:
+    """Sum of t^2 per neuron; may overwrite t."""
+    if t.shape[2] == 1:
+        return t.square_().sum(dim=(0, 2))
+    return torch.linalg.vector_norm(t, dim=2).square_().sum(dim=0)  # one read, no write
+
+
+def min_over_samples(t: torch.Tensor) -> torch.Tensor:
+    return t.amin(dim=(0, 2)) if t.shape[2] == 1 else t.amin(dim=2).amin(dim=0)
+
+
+def max_over_samples(t: torch.Tensor) -> torch.Tensor:
+    return t.amax(dim=(0, 2)) if t.shape[2] == 1 else t.amax(dim=2).amax(dim=0)
+
+
+def shifted_batch(x3: torch.Tensor, shift: torch.Tensor, scratch: Scratch) -> tuple[torch.Tensor, torch.Tensor]:
+    """x - shift in float64 (in a scratch buffer) for a 3-d batch, and its per-neuron sums.
+
+    Copy, then subtract in place: `torch.sub(x, shift, out=f64_buffer)` takes a
+    slow mixed-dtype path on CPU (tens of times slower here).
+    """
+    shifted = scratch.get("shifted", x3.shape, F64, x3.device)
+    shifted.copy_(x3).sub_(shift[:, None])
+    return shifted, sum_over_samples(shifted)
 
 
 def _chan_merge(count_a: int, mean_a: torch.Tensor, count_b: int, mean_b: torch.Tensor):
@@ -95,7 +130,7 @@ def _nbytes(tensors) -> int:
 
 
 class _ShiftedMean:
-    """Count and mean of a stream, the mean held relative to a fixed per-neuron shift."""
+    """Count and mean of a stream, the mean held relative to a per-neuron shift."""
 
     def __init__(self, width: int, device):
         self.width = int(width)
@@ -104,9 +139,16 @@ class _ShiftedMean:
         self.mean_rel = torch.zeros(self.width, dtype=F64, device=device)
 
     def begin(self, x: torch.Tensor) -> None:
-        """Fix the shift from the first batch of the stream."""
-        if self.count == 0 and x.shape[0]:
-            self.shift.copy_(x[0])
+        """Take the first sample of the stream as the shift."""
+        x3 = as_3d(x)
+        if self.count == 0 and sample_count(x3):
+            self.shift.copy_(x3[0, :, 0])
+
+    def recenter(self) -> None:
+        """Move the shift to the running mean, keeping the mean itself unchanged."""
+        new_shift = self.shift + self.mean_rel
+        self.mean_rel.add_(self.shift - new_shift)  # the rounding residual of new_shift
+        self.shift.copy_(new_shift)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -125,7 +167,9 @@ class NeuronMoments(_ShiftedMean):
     A value *fires* when it is strictly greater than `threshold`. `bounds` =
     (low, high) of a bounded activation (tanh, sigmoid, ...); a value is
     *saturated* when it lies within `saturation_margin * (high - low)` of
-    either bound. Without bounds no saturation is counted.
+    either bound. Without bounds no saturation is counted. `nonnegative`
+    promises values >= 0 (ReLU outputs): then, at threshold 0, firing and
+    zero counts come from one pass instead of two.
     """
 
     def __init__(
@@ -135,9 +179,11 @@ class NeuronMoments(_ShiftedMean):
         bounds: tuple[float, float] | None = None,
         saturation_margin: float = 0.02,
         device: torch.device | str | None = None,
+        nonnegative: bool = False,
     ):
         super().__init__(width, device)
         self.threshold = float(threshold)
+        self.nonnegative = bool(nonnegative)
         self.bounds = (float(bounds[0]), float(bounds[1])) if bounds is not None else None
         self.saturation_margin = float(saturation_margin)
         f64 = dict(dtype=F64, device=device)
@@ -154,50 +200,54 @@ class NeuronMoments(_ShiftedMean):
     # --- updates ------------------------------------------------------------------
 
     def update(self, x: torch.Tensor) -> None:
-        """Add a batch shaped (samples, width)."""
-        self.begin(x)
-        if x.shape[0]:
-            out = self.scratch.get("centered", x.shape, F64, x.device)
-            self.update_centered(x, *batch_centered(x, self.shift, out))
+        """Add a batch shaped (samples, width) or (batch, width, inner)."""
+        x3 = as_3d(x)
+        if sample_count(x3):
+            self.begin(x3)
+            self.update_shifted(x3, *shifted_batch(x3, self.shift, self.scratch))
 
-    def update_centered(self, x: torch.Tensor, batch_mean_rel: torch.Tensor, centered: torch.Tensor) -> None:
-        """Add a batch whose float64 mean (relative to `self.shift`) and centred values are known."""
-        n = x.shape[0]
-        if n == 0:
-            return
-        batch_m2 = torch.linalg.vecdot(centered, centered, dim=0)
+    def update_shifted(self, x3: torch.Tensor, shifted: torch.Tensor, shifted_sum: torch.Tensor) -> None:
+        """Add a 3-d batch given shifted = x - self.shift in float64 (may be overwritten) and its sums."""
+        n = sample_count(x3)
+        batch_mean_rel = shifted_sum / n
+        batch_m2 = sum_of_squares_over_samples(shifted).sub_(shifted_sum * batch_mean_rel).clamp_(min=0.0)
         delta, cross = _chan_merge(self.count, self.mean_rel, n, batch_mean_rel)
         self.m2.add_(batch_m2)
         if cross:
             self.m2.add_(delta * delta, alpha=cross)
         self.count += n
-        torch.minimum(self.min, x.amin(dim=0), out=self.min)
-        torch.maximum(self.max, x.amax(dim=0), out=self.max)
-        self._count_events(x, n)
+        self.recenter()
+        torch.minimum(self.min, min_over_samples(x3), out=self.min)
+        torch.maximum(self.max, max_over_samples(x3), out=self.max)
+        self._count_events(x3, n)
 
-    def _count_events(self, x: torch.Tensor, n: int) -> None:
+    def _count_events(self, x3: torch.Tensor, n: int) -> None:
         # sign() plus float sums is several times faster on CPU than summing
         # bool masks. With s = sign(x - t): sum(s) = above - below and
         # sum(|s|) = above + below, hence above = (sum(s) + sum(|s|)) / 2.
-        sign = self.scratch.get("sign", x.shape, x.dtype, x.device)
+        sign = self.scratch.get("sign", x3.shape, x3.dtype, x3.device)
         if self.threshold:
-            torch.sub(x, self.threshold, out=sign).sign_()
+            torch.sub(x3, self.threshold, out=sign).sign_()
         else:
-            torch.sign(x, out=sign)
-        signed_sum = sign.sum(dim=0)
-        nonequal = sign.abs_().sum(dim=0)
-        self.firing.add_(signed_sum.add_(nonequal), alpha=0.5)
-        if self.threshold:
-            nonequal = torch.sign(x, out=sign).abs_().sum(dim=0)
-        self.zeros.add_(n - nonequal)  # with threshold 0, "not above or below" is "exactly zero"
+            torch.sign(x3, out=sign)
+        signed_sum = sum_over_samples(sign)
+        if self.nonnegative and not self.threshold:
+            self.firing.add_(signed_sum)  # x >= 0: sign is 1 where x fires and 0 where x is zero
+            self.zeros.add_(n - signed_sum)
+        else:
+            nonequal = sum_over_samples(sign.abs_())
+            self.firing.add_(signed_sum.add_(nonequal), alpha=0.5)
+            if self.threshold:
+                nonequal = sum_over_samples(torch.sign(x3, out=sign).abs_())
+            self.zeros.add_(n - nonequal)  # with threshold 0, "neither above nor below" is "exactly zero"
         if self.saturated is not None:
             low, high = self.bounds
             margin = self.saturation_margin * (high - low)
-            near_low = self.scratch.get("near_low", x.shape, torch.bool, x.device)
-            near_high = self.scratch.get("near_high", x.shape, torch.bool, x.device)
-            torch.le(x, low + margin, out=near_low)
-            torch.ge(x, high - margin, out=near_high)
-            self.saturated.add_(near_low.logical_or_(near_high).sum(dim=0))
+            near_low = self.scratch.get("near_low", x3.shape, torch.bool, x3.device)
+            near_high = self.scratch.get("near_high", x3.shape, torch.bool, x3.device)
+            torch.le(x3, low + margin, out=near_low)
+            torch.ge(x3, high - margin, out=near_high)
+            self.saturated.add_(sum_over_samples(near_low.logical_or_(near_high)))
 
     def merge(self, other: "NeuronMoments") -> None:
         """Fold another accumulator (e.g. from another worker) into this one."""
@@ -271,36 +321,48 @@ class CoMoments(_ShiftedMean):
         return self.blocks * self.block
 
     def update(self, x: torch.Tensor) -> None:
-        """Add a batch shaped (samples, width)."""
-        self.begin(x)
-        if x.shape[0]:
-            out = self.scratch.get("centered", x.shape, F64, x.device)
-            self.update_centered(x.shape[0], *batch_centered(x, self.shift, out))
+        """Add a batch shaped (samples, width) or (batch, width, inner)."""
+        x3 = as_3d(x)
+        if sample_count(x3):
+            self.begin(x3)
+            self.update_shifted(x3, *shifted_batch(x3, self.shift, self.scratch))
 
-    def update_centered(self, n: int, batch_mean_rel: torch.Tensor, centered: torch.Tensor) -> None:
-        """Add a batch whose mean (relative to `self.shift`) and centred values are known."""
-        if n == 0:
-            return
+    def _rows(self, shifted: torch.Tensor) -> torch.Tensor:
+        """(samples, width) rows of a 3-d shifted batch in the product dtype, copied only when needed."""
+        batch, width, inner = shifted.shape
+        if inner == 1 and self.product_dtype == F64:
+            return shifted[:, :, 0]
+        rows = self.scratch.get("rows", (batch * inner, width), self.product_dtype, shifted.device)
+        rows.view(batch, inner, width).copy_(shifted.transpose(1, 2))
+        return rows
+
+    def update_shifted(self, x3: torch.Tensor, shifted: torch.Tensor, shifted_sum: torch.Tensor) -> None:
+        """Add a 3-d batch given shifted = x - self.shift in float64 (left unchanged) and its sums."""
+        n = sample_count(x3)
+        batch_mean_rel = shifted_sum / n
         delta, cross = _chan_merge(self.count, self.mean_rel, n, batch_mean_rel)
+        rows = self._rows(shifted)
         if self.blocks == 1:
             matrix = self.comoment[0]
-            if self.product_dtype == F64:
-                matrix.addmm_(centered.T, centered)
+            if rows.dtype == F64:
+                matrix.addmm_(rows.T, rows)
             else:
-                rows = self.scratch.get("rows", centered.shape, self.product_dtype, centered.device)
-                rows.copy_(centered)
-                product = self.scratch.get("product", matrix.shape, self.product_dtype, centered.device)
+                product = self.scratch.get("product", matrix.shape, rows.dtype, rows.device)
                 matrix.add_(torch.mm(rows.T, rows, out=product))
+            matrix.addr_(shifted_sum, shifted_sum, alpha=-1.0 / n)  # about the batch mean, not the shift
             if cross:
                 matrix.addr_(delta, delta, alpha=cross)
         else:
-            blocked = self._as_blocks(centered, "rows", self.product_dtype)  # (blocks, n, block)
-            product = self.scratch.get("product", self.comoment.shape, self.product_dtype, centered.device)
+            blocked = self._as_blocks(rows, "blocked", self.product_dtype)  # (blocks, n, block)
+            product = self.scratch.get("product", self.comoment.shape, self.product_dtype, rows.device)
             self.comoment.add_(torch.bmm(blocked.transpose(1, 2), blocked, out=product))
+            sums = self._as_blocks(shifted_sum[None, :])
+            self.comoment.baddbmm_(sums.transpose(1, 2), sums, alpha=-1.0 / n)
             if cross:
-                d = self._as_blocks(delta[None, :])  # (blocks, 1, block)
+                d = self._as_blocks(delta[None, :])
                 self.comoment.baddbmm_(d.transpose(1, 2), d, alpha=cross)
         self.count += n
+        self.recenter()
 
     def _as_blocks(self, rows: torch.Tensor, scratch_name: str | None = None, dtype=F64) -> torch.Tensor:
         """(n, width) -> (blocks, n, block), zero-padding the last block."""
@@ -382,7 +444,7 @@ class CoMoments(_ShiftedMean):
 
 
 class StreamingStats:
-    """Moments, and optionally co-moments, of one layer's neurons, centred once per batch."""
+    """Moments, and optionally co-moments, of one layer's neurons, sharing one pass per batch."""
 
     def __init__(
         self,
@@ -394,31 +456,34 @@ class StreamingStats:
         corr_block_size: int | None = None,
         corr_product_dtype: torch.dtype = F64,
         device: torch.device | str | None = None,
+        nonnegative: bool = False,
     ):
-        self.moments = NeuronMoments(width, threshold, bounds, saturation_margin, device)
-        self.comoments = (
-            CoMoments(width, corr_block_size, device, corr_product_dtype) if correlation else None
-        )
+        self.moments = NeuronMoments(width, threshold, bounds, saturation_margin, device, nonnegative)
+        self.comoments = CoMoments(width, corr_block_size, device, corr_product_dtype) if correlation else None
+        self.scratch = Scratch()
 
     @property
     def count(self) -> int:
         return self.moments.count
 
     def update(self, x: torch.Tensor) -> None:
-        """Add a batch shaped (samples, width)."""
-        if x.shape[0] == 0:
+        """Add a batch shaped (samples, width) or (batch, width, inner)."""
+        x3 = as_3d(x)
+        if sample_count(x3) == 0:
             return
-        self.moments.begin(x)
-        mean_rel, centered = batch_centered(x, self.moments.shift)
-        self.moments.update_centered(x, mean_rel, centered)
+        self.moments.begin(x3)
+        # Both accumulators start from the same sample and recenter with the same
+        # arithmetic, so they always hold the same shift and can share `shifted`.
+        shifted, shifted_sum = shifted_batch(x3, self.moments.shift, self.scratch)
         if self.comoments is not None:
-            self.comoments.begin(x)  # the same first sample, so the same shift
-            self.comoments.update_centered(x.shape[0], mean_rel, centered)
+            self.comoments.begin(x3)
+            self.comoments.update_shifted(x3, shifted, shifted_sum)  # before the moments overwrite it
+        self.moments.update_shifted(x3, shifted, shifted_sum)
 
     def merge(self, other: "StreamingStats") -> None:
-        self.moments.merge(other.moments)
         if (self.comoments is None) != (other.comoments is None):
             raise UsageError("cannot merge statistics with and without correlation tracking")
+        self.moments.merge(other.moments)
         if self.comoments is not None:
             self.comoments.merge(other.comoments)
 

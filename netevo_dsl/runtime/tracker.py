@@ -54,6 +54,10 @@ GATED_ACTIVATIONS = frozenset({
     "relu", "relu6", "step", "gelu", "gelu_tanh", "silu", "elu", "celu", "selu", "softplus", "mish",
     "hardswish", "hardsigmoid", "sigmoid", "threshold",
 })  # fmt: skip
+# Activations whose outputs are never negative (lets statistics count in one pass fewer).
+NONNEGATIVE_ACTIVATIONS = frozenset(
+    {"relu", "relu6", "step", "sigmoid", "softplus", "gauss", "abs", "square", "hardsigmoid"}
+)
 _CHANNEL_PRODUCERS = (nn.modules.conv._ConvNd,)  # neurons on axis 1
 _FEATURE_PRODUCERS = (nn.Linear, nn.Bilinear, nn.MultiheadAttention)  # neurons on the last axis
 
@@ -328,14 +332,15 @@ class NeuronTracker:
                 f"tracked layer `{layer.name}` returned {type(output).__name__}, not a floating-point tensor",
                 hint="track a module whose output holds neuron values (layers=[...])",
             )
-        rows = self._neuron_rows(layer, value.detach())
+        view = self._neuron_view(layer, value.detach())
         if layer.stats is None:
             with torch.inference_mode(False):  # state must stay usable outside inference mode
-                layer.stats = self._new_stats(layer, rows.device)
-        layer.stats.update(rows)
+                layer.stats = self._new_stats(layer, view.device)
+        layer.stats.update(view)
 
-    def _neuron_rows(self, layer: TrackedLayer, value: torch.Tensor) -> torch.Tensor:
-        """(samples, neurons) view of a layer output: every axis but the neuron axis is samples."""
+    def _neuron_view(self, layer: TrackedLayer, value: torch.Tensor) -> torch.Tensor:
+        """A layer output as (samples, neurons), or (batch, neurons, inner) when the neuron
+        axis is not last: a view of the output either way, never a transposed copy."""
         if value.ndim == 0:
             raise UsageError(f"tracked layer `{layer.name}` returned a scalar")
         if value.ndim == 1:
@@ -355,10 +360,11 @@ class NeuronTracker:
                 f"layer `{layer.name}` had {layer.width} neurons on axis {axis}, now {width}",
                 hint="call tracker.reset() after changing the model, or build a new tracker",
             )
-        rows = value.reshape(-1, width) if axis == value.ndim - 1 else value.movedim(axis, -1).reshape(-1, width)
+        inner = math.prod(value.shape[axis + 1 :])
+        view = value.reshape(-1, width) if inner == 1 else value.reshape(-1, width, inner)
         if layer.subset is not None:
-            rows = rows.index_select(1, layer.subset.to(rows.device))
-        return rows
+            view = view.index_select(1, layer.subset.to(view.device))
+        return view
 
     def _new_stats(self, layer: TrackedLayer, device: torch.device) -> StreamingStats:
         tracked = layer.subset.numel() if layer.subset is not None else layer.width
@@ -372,6 +378,7 @@ class NeuronTracker:
             corr_block_size=block,
             corr_product_dtype=self.corr_dtype,
             device=device,
+            nonnegative=layer.activation in NONNEGATIVE_ACTIVATIONS,
         )
 
     # --- neurons and their ids ----------------------------------------------------------

@@ -198,3 +198,17 @@ def test_state_size_does_not_grow_with_batches():
         return stats.state_nbytes()
 
     assert state_after(10) == state_after(1000) > 0
+
+
+def test_channel_first_batches_equal_their_transposed_rows():
+    generator = torch.Generator().manual_seed(5)
+    maps = [torch.relu(torch.randn(3, 4, 10, generator=generator)) for _ in range(3)]  # (batch, channels, inner)
+    rows = [m.transpose(1, 2).reshape(-1, 4) for m in maps]
+    options = dict(threshold=0.0, bounds=(0.0, 6.0), correlation=True)
+    by_map = feed(StreamingStats(4, nonnegative=True, **options), maps)
+    by_rows = feed(StreamingStats(4, **options), rows)
+    for key, value in by_rows.moments.summary().items():
+        torch.testing.assert_close(by_map.moments.summary()[key], value, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(by_map.comoments.correlation(), by_rows.comoments.correlation(), rtol=1e-12, atol=1e-12)
+    assert int(by_map.moments.summary()["count"][0]) == 3 * 3 * 10
+    assert 0 < float(by_map.moments.summary()["zero_fraction"][0]) < 1

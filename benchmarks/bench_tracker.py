@@ -1,0 +1,173 @@
+"""Overhead and memory of NeuronTracker on CPU.
+
+Workloads: a 784-256-128-10 ReLU MLP and a small CNN, batch 512. For each,
+forward passes (inference) and training steps are timed with the tracker off,
+with statistics, and with statistics plus correlations, in interleaved
+repetitions so that drifting machine load hits every mode alike. The overhead
+is the median over repetitions of (time with tracking) / (time without, same
+repetition).
+
+Memory compares the tracker's accumulated state after N batches with the old
+tool's design of keeping every activation (samples * width * 4 bytes).
+
+    python benchmarks/bench_tracker.py                      # print a markdown table
+    python benchmarks/bench_tracker.py --write benchmarks/results_tracker.md
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from netevo_dsl.runtime.tracker import NeuronTracker  # noqa: E402
+
+BATCH = 512
+
+
+def mlp() -> tuple[nn.Module, torch.Tensor]:
+    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+    return model, torch.randn(BATCH, 784)
+
+
+def cnn() -> tuple[nn.Module, torch.Tensor]:
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 10),
+    )  # fmt: skip
+    return model, torch.randn(BATCH, 1, 28, 28)
+
+
+WORKLOADS = {"MLP 784-256-128-10": mlp, "CNN 2xconv(16,32)+linear": cnn}
+MODES = {
+    "stats": dict(),
+    "stats+corr (f64)": dict(correlation=True),
+    "stats+corr (f32 products)": dict(correlation=True, corr_dtype=torch.float32),
+}
+
+
+def forward_step(model, inputs, targets, optimizer):
+    with torch.no_grad():
+        model(inputs)
+
+
+def train_step(model, inputs, targets, optimizer):
+    optimizer.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(model(inputs), targets).backward()
+    optimizer.step()
+
+
+def time_once(step, model, inputs, targets, optimizer, tracker) -> float:
+    if tracker is not None:
+        tracker.start()
+    start = time.perf_counter()
+    step(model, inputs, targets, optimizer)
+    elapsed = time.perf_counter() - start
+    if tracker is not None:
+        tracker.stop()
+    return elapsed
+
+
+def measure(make, step, reps: int, warmup: int) -> dict[str, dict]:
+    """Median seconds per mode and median per-repetition ratio against no tracking."""
+    torch.manual_seed(0)
+    model, inputs = make()
+    targets = torch.randint(0, 10, (BATCH,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    trackers = {"off": None} | {name: NeuronTracker(model, **options) for name, options in MODES.items()}
+    times = {name: [] for name in trackers}
+    for rep in range(warmup + reps):
+        names = list(trackers)
+        names = names[rep % len(names) :] + names[: rep % len(names)]  # rotate the order every repetition
+        for name in names:
+            elapsed = time_once(step, model, inputs, targets, optimizer, trackers[name])
+            if rep >= warmup:
+                times[name].append(elapsed)
+    result = {}
+    for name, samples in times.items():
+        ratios = [t / off for t, off in zip(samples, times["off"])]
+        result[name] = {"ms": 1e3 * statistics.median(samples), "ratio": statistics.median(ratios)}
+    return result
+
+
+def memory(make, batches: int) -> dict[str, int]:
+    """Tracker state after `batches` batches vs storing every activation as float32."""
+    torch.manual_seed(0)
+    model, inputs = make()
+    result = {}
+    for name, options in MODES.items():
+        tracker = NeuronTracker(model, **options)
+        stored = 0
+        with tracker, torch.no_grad():
+            for _ in range(batches):
+                model(inputs)
+        for layer in tracker.layer_names:
+            info = tracker.layer_info(layer)
+            stored += info["samples"] * info["width"] * 4  # every sample of every neuron, float32
+        result[name] = tracker.state_nbytes()
+    result["keep every sample (old design)"] = stored
+    return result
+
+
+def cpu_name() -> str:
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown"
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name")]
+    return names[0] if names else "unknown"
+
+
+def report(reps: int, warmup: int, memory_batches: int) -> str:
+    lines = [
+        f"CPU: {cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"Python {platform.python_version()}",
+        f"batch {BATCH}, {reps} interleaved repetitions after {warmup} warm-up; "
+        "ratio = median over repetitions of (time with tracker) / (time without, same repetition)",
+        "",
+        "| workload | step | no tracker (ms) | " + " | ".join(f"{m} (ms, ratio)" for m in MODES) + " |",
+        "|---|---|---|" + "---|" * len(MODES),
+    ]
+    for workload, make in WORKLOADS.items():
+        for step_name, step in (("forward (no_grad)", forward_step), ("train step (SGD)", train_step)):
+            result = measure(make, step, reps, warmup)
+            cells = [f"{result[m]['ms']:.2f}, **{result[m]['ratio']:.3f}x**" for m in MODES]
+            lines.append(f"| {workload} | {step_name} | {result['off']['ms']:.2f} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Memory after {memory_batches} batches of {BATCH} (bytes of accumulated state):",
+        "",
+        "| workload | " + " | ".join(MODES) + " | keep every sample (old design) |",
+        "|---|" + "---|" * (len(MODES) + 1),
+    ]
+    for workload, make in WORKLOADS.items():
+        result = memory(make, memory_batches)
+        lines.append(f"| {workload} | " + " | ".join(f"{value:,}" for value in result.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--memory-batches", type=int, default=100)
+    parser.add_argument("--write", type=Path, help="also write the table to this markdown file")
+    args = parser.parse_args()
+    text = report(args.reps, args.warmup, args.memory_batches)
+    print(text)
+    if args.write:
+        command = "python " + " ".join(sys.argv)
+        args.write.write_text(f"# NeuronTracker overhead\n\nCommand: `{command}`\n\n{text}")
+
+
+if __name__ == "__main__":
+    main()
