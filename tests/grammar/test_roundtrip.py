@@ -9,8 +9,8 @@ from netevo_dsl.ir import nodes as ir
 from netevo_dsl.ir.printer import format_spec
 from netevo_dsl.testing.strategies import expressions, networks, specs
 
-# Sizes and counts keep the whole file under ~10 s; CI can raise them with a Hypothesis profile.
-PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Small sizes and counts keep this file at a few seconds; a Hypothesis profile can raise them.
+PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _docs(spec):
@@ -18,7 +18,7 @@ def _docs(spec):
 
 
 @PROPERTY
-@given(specs(max_items=4))
+@given(specs(max_items=3))
 def test_format_then_parse_gives_the_same_ir_and_format_is_idempotent(spec):
     text = format_spec(spec)
     back = parse(text)
@@ -27,7 +27,7 @@ def test_format_then_parse_gives_the_same_ir_and_format_is_idempotent(spec):
     assert format_spec(back) == text
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(expressions())
 def test_expressions_print_with_enough_parentheses(e):
     spec = ir.Spec((ir.Param("p", ir.ScalarType("int"), e),))
@@ -44,7 +44,7 @@ def test_generated_networks_check_and_round_trip(spec):
     assert parse(format_spec(spec)) == spec
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(from_lark(lark_parser()))
 def test_grammar_sentences_parse_or_fail_cleanly(text):
     try:
