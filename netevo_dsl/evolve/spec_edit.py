@@ -307,16 +307,16 @@ def resize_spec(spec: ir.Spec, network: str, graph, groups, new_sizes: dict):
             g2 = elaborate(s, network)
             groups2 = dependency_groups(g2)
         except NetevoError as e:
-            problems.append(f"{mode}: {e.message}")
+            problems.append(e.message)
             continue
         got = {g.name: g.size for g in groups2}
         if set(got) != set(old) or any(got[n] != want[n] for n in new_sizes):
-            problems.append(f"{mode}: the groups came out differently")
+            problems.append("the edited spec gives other groups")
             continue
         s, g2, groups2 = _pin(s, network, g2, groups2, want, new_sizes)
         got = {g.name: g.size for g in groups2}
         return s, g2, groups2, {n: (old[n], got[n]) for n in got if got[n] != want[n]}
-    raise TransformError(f"cannot resize {', '.join(new_sizes)} in the spec", None, "; ".join(problems))
+    raise TransformError(f"cannot resize {', '.join(new_sizes)} in the spec: {'; '.join(dict.fromkeys(problems))}")
 
 
 def _pin(spec, network, graph, groups, want, targets):

@@ -381,3 +381,21 @@ def test_sgd_momentum_follows_permute_and_deepen(mlp):
     assert torch.equal(opt.state[deeper.logits.weight]["momentum_buffer"], before["logits.weight"])
     inserted = dict(deeper.named_parameters())["act2.1.weight"]
     assert inserted not in opt.state and any(inserted is p for p in opt.param_groups[0]["params"])
+
+
+def test_masked_layers_carry_their_masks():
+    case = Case("sparse_mlp", x=torch.randn(4, 64, dtype=torch.float64, generator=g))
+    perm = np.random.default_rng(4).permutation(128)
+    r = permute(case.spec, case.weights, "h1.0", perm)
+    assert torch.equal(r.weights["h2.0.mask"], case.weights["h2.0.mask"][:, perm])
+    case.same(r)
+    case.same(widen(case.spec, case.weights, "h2.0", 140, rng=0))
+    w = dict(case.weights)
+    for k in ("h1.0.weight", "h1.0.bias", "h1.0.mask"):
+        w[k] = w[k].clone()
+        w[k][9] = w[k][4]
+    r = merge_units(case.spec, w, "h1.0", 4, 9)  # h2.0 reads both through different mask columns
+    assert torch.equal(r.weights["h2.0.mask"][:, 4], w["h2.0.mask"][:, 4] | w["h2.0.mask"][:, 9])
+    assert torch.allclose(run(r.spec, r.weights, case.x), run(case.spec, w, case.x), atol=ATOL, rtol=0)
+    with pytest.raises(TransformError, match="4 blocks do not divide"):
+        widen(case.spec, case.weights, "h3.0", 70)
