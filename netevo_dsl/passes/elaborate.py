@@ -190,13 +190,13 @@ class Elaborator:
         return self.apply_op(op, args, kwargs, c.span)
 
     def mask_value(self, e, env, name=None):
+        if isinstance(e, ir.Bool) and not e.value or isinstance(e, ir.Name) and e.id == "none":
+            return None
         if isinstance(e, ir.Name):
             v = self.eval(e, env)
             if not isinstance(v, MaskSpec):
                 raise TypeError_(f"`{e.id}` is not a mask", e.span, "declare it with `mask NAME = random(...)`")
             return v
-        if isinstance(e, ir.Bool) and not e.value or isinstance(e, ir.Name) and e.id == "none":
-            return None
         if not isinstance(e, ir.Call) or e.func not in MASK_KINDS:
             hint = did_you_mean(e.func, MASK_KINDS) if isinstance(e, ir.Call) else None
             raise TypeError_("a mask is a mask name or one of " + ", ".join(f"{k}(...)" for k in MASK_KINDS),

@@ -146,3 +146,12 @@ def test_choosing_the_network():
     with pytest.raises(NetevoError, match="no network named `aa`") as info:
         elaborate(spec, "aa")
     assert info.value.hint == "did you mean `a`?"
+
+
+def test_masks_resolve_and_none_or_false_mean_no_mask():
+    prelude = "mask m = random(density=0.25, seed=3)\n\n"
+    g = graph("  a = linear(x, out=4, mask=m)\n  b = linear(x, out=4, mask=none)\n  c = linear(x, out=4, mask=false)\n"
+              "  output y = a + b + c", prelude)
+    mask = g.node("a").param_dict["mask"]
+    assert (mask.kind, mask.name, mask.get("density"), mask.get("seed")) == ("random", "m", 0.25, 3)
+    assert g.node("b").param_dict["mask"] is None and g.node("c").param_dict["mask"] is None
