@@ -288,7 +288,7 @@ class Elaborator:
             if isinstance(d_expr, ir.Name) and d_expr.id not in env and d_expr.id not in self.globals:
                 env[d_expr.id] = Dim.of(actual)
                 continue
-            want = Dim.of(_scalar(self.eval(d_expr, env, dims=True), d_expr.span, "shape"))
+            want = _size(self.eval(d_expr, env, dims=True), d_expr, what)
             if want != Dim.of(actual):
                 expected = "[" + ", ".join(str(self.eval(d, env, dims=True)) for d in declared.dims) + "]"
                 raise ShapeError(f"{what} expects shape {expected}, got {shape_str(value.shape)}", span,
@@ -307,7 +307,7 @@ class Elaborator:
                     if is_block:
                         raise TypeError_("`input` belongs in a network; blocks take parameters", s.span)
                     check_identifier(s.name, s.span, "input name")
-                    shape = tuple(Dim.of(_scalar(self.eval(d, env, dims=True), d.span, "shape")) for d in s.type.dims)
+                    shape = tuple(_size(self.eval(d, env, dims=True), d, f"input `{s.name}`") for d in s.type.dims)
                     env[s.name] = self.sink.add_input(s.name, shape, s.span)
                 elif isinstance(s, ir.Assign):
                     for t in s.targets:
@@ -530,6 +530,18 @@ def _scalar(v, span, what):
     if isinstance(v, Dim) and v.is_int():
         return int(v)
     return v
+
+
+def _size(v, d_expr, what) -> Dim:
+    """A size written in a shape: a fraction (`H / 2` of an odd H) or a bool is a shape error, not a crash."""
+    v = _scalar(v, d_expr.span, "shape")
+    try:
+        return Dim.of(v)
+    except TypeError:
+        from ..ir.printer import expr
+
+        raise ShapeError(f"{what}: size `{expr(d_expr)}` is {_show(v)}, not a whole number", d_expr.span,
+                         "a size written with `/` must divide exactly") from None
 
 
 def _arith(op, a, b, span):

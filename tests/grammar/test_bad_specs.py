@@ -87,6 +87,12 @@ BAD = [
      "block b(x: [B, c, H, W], c: int) -> [B, c, H, W] {\n  return relu(x)\n}\n\n" + net("output y = b(x, c=3)")),
     ("block_return_shape", "E040", 1, "the return of block `b` expects shape [B, 3], got [B, 6]",
      "block b(x: [B, c], c: int) -> [B, c] {\n  return linear(x, out=2 * c)\n}\n\n" + net("output y = b(x, c=3)")),
+    ("block_return_size_not_divisible", "E040", 1, "the return of block `down`: size `H / 2` is 16.5",
+     "block down(x: [B, cin, H, W], c: int) -> [B, c, H / 2, W / 2] {\n"
+     "  return conv2d(x, out=c, k=3, stride=2, pad=1)\n}\n\n"
+     "network n {\n  input x: [B, 3, 33, 33]\n  output y = down(x, c=4)\n}\n"),
+    ("input_size_not_whole", "E040", 2, "input `x`: size `3 / 2` is 1.5, not a whole number",
+     "network n {\n  input x: [B, 3 / 2]\n  output y = relu(x)\n}\n"),
     ("attention_heads_not_dividing", "E040", 3, "10 is not divisible by 4",
      "network n {\n  input x: [B, T, 10]\n  output y = attention(x, heads=4)\n}\n"),
     ("mask_density_out_of_range", "E040", 5, "density must be in (0, 1], got 1.5",
