@@ -16,8 +16,8 @@ catastrophically when the mean is large next to the spread (activations near
 A batch is reduced about a per-neuron *shift* K: with d = x - K,
 M2 = sum(d^2) - sum(d)^2 / n, whose rounding error is about
 eps * (1 + (mean - K)^2 / var). K starts as the first sample and moves to the
-running mean after every batch, so the factor stays near 1: as accurate as a
-two-pass computation, in one pass over the batch. Means are kept relative to K
+running mean after the first batch, so the factor stays near 1: as accurate as
+a two-pass computation, in one pass over the batch. Means are kept relative to K
 too, so batch means and the deltas between them keep full precision instead of
 the 1e-10 absolute resolution of numbers near 1e6.
 
@@ -150,6 +150,22 @@ class _ShiftedMean:
         self.mean_rel.add_(self.shift - new_shift)  # the rounding residual of new_shift
         self.shift.copy_(new_shift)
 
+    def _add_batch_mean(self, n: int, shifted_sum: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Fold a batch's sums (relative to the shift) into the running count and mean.
+
+        Returns n * delta, delta being batch mean minus the old running mean, and
+        the weight w for which Chan's cross term delta^2 * n_a * n / (n_a + n)
+        equals w * (n * delta)^2. After the first batch the shift moves from the
+        first sample to the mean, where later shifted sums are best conditioned.
+        """
+        before, total = self.count, self.count + n
+        scaled_delta = torch.add(shifted_sum, self.mean_rel, alpha=-n)
+        self.mean_rel.add_(scaled_delta, alpha=1.0 / total)
+        self.count = total
+        if before == 0:
+            self.recenter()
+        return scaled_delta, before / (n * total)
+
     @property
     def mean(self) -> torch.Tensor:
         return self.shift + self.mean_rel
@@ -193,7 +209,7 @@ class NeuronMoments(_ShiftedMean):
         # Counts live in float64: exact up to 2**53 samples, and adding a float
         # batch count needs no dtype conversion on the hot path.
         self.firing = torch.zeros(self.width, **f64)
-        self.zeros = torch.zeros(self.width, **f64)
+        self.nonzero = torch.zeros(self.width, **f64)
         self.saturated = torch.zeros(self.width, **f64) if self.bounds is not None else None
         self.scratch = Scratch()
 
@@ -209,14 +225,11 @@ class NeuronMoments(_ShiftedMean):
     def update_shifted(self, x3: torch.Tensor, shifted: torch.Tensor, shifted_sum: torch.Tensor) -> None:
         """Add a 3-d batch given shifted = x - self.shift in float64 (may be overwritten) and its sums."""
         n = sample_count(x3)
-        batch_mean_rel = shifted_sum / n
-        batch_m2 = sum_of_squares_over_samples(shifted).sub_(shifted_sum * batch_mean_rel).clamp_(min=0.0)
-        delta, cross = _chan_merge(self.count, self.mean_rel, n, batch_mean_rel)
-        self.m2.add_(batch_m2)
+        scaled_delta, cross = self._add_batch_mean(n, shifted_sum)
+        # M2 += (batch M2 = sum(d^2) - sum(d)^2 / n) + Chan's cross term
+        self.m2.add_(sum_of_squares_over_samples(shifted)).addcmul_(shifted_sum, shifted_sum, value=-1.0 / n)
         if cross:
-            self.m2.add_(delta * delta, alpha=cross)
-        self.count += n
-        self.recenter()
+            self.m2.addcmul_(scaled_delta, scaled_delta, value=cross)
         torch.minimum(self.min, min_over_samples(x3), out=self.min)
         torch.maximum(self.max, max_over_samples(x3), out=self.max)
         self._count_events(x3, n)
@@ -232,14 +245,14 @@ class NeuronMoments(_ShiftedMean):
             torch.sign(x3, out=sign)
         signed_sum = sum_over_samples(sign)
         if self.nonnegative and not self.threshold:
-            self.firing.add_(signed_sum)  # x >= 0: sign is 1 where x fires and 0 where x is zero
-            self.zeros.add_(n - signed_sum)
+            self.firing.add_(signed_sum)  # x >= 0: sign is 1 where x fires, 0 where it is zero
+            self.nonzero.add_(signed_sum)
         else:
             nonequal = sum_over_samples(sign.abs_())
             self.firing.add_(signed_sum.add_(nonequal), alpha=0.5)
             if self.threshold:
                 nonequal = sum_over_samples(torch.sign(x3, out=sign).abs_())
-            self.zeros.add_(n - nonequal)  # with threshold 0, "neither above nor below" is "exactly zero"
+            self.nonzero.add_(nonequal)  # with threshold 0, "above or below" is "not zero"
         if self.saturated is not None:
             low, high = self.bounds
             margin = self.saturation_margin * (high - low)
@@ -263,7 +276,7 @@ class NeuronMoments(_ShiftedMean):
         torch.minimum(self.min, other.min.to(device), out=self.min)
         torch.maximum(self.max, other.max.to(device), out=self.max)
         self.firing.add_(other.firing.to(device))
-        self.zeros.add_(other.zeros.to(device))
+        self.nonzero.add_(other.nonzero.to(device))
         if self.saturated is not None:
             self.saturated.add_(other.saturated.to(device))
 
@@ -274,11 +287,11 @@ class NeuronMoments(_ShiftedMean):
         count = max(self.count, 1)  # an empty stream reports zeros, not NaN
         result = {
             "mean": self.mean if self.count else torch.zeros_like(self.mean_rel),
-            "var": self.m2 / count,
+            "var": self.m2.clamp(min=0.0) / count,  # rounding can leave a constant's M2 at -1e-30
             "min": self.min.clone(),
             "max": self.max.clone(),
             "firing_rate": self.firing / count,
-            "zero_fraction": self.zeros / count,
+            "zero_fraction": (self.count - self.nonzero) / count,
             "count": torch.full((self.width,), self.count, dtype=torch.int64, device=self.m2.device),
         }
         if self.saturated is not None:
@@ -286,7 +299,8 @@ class NeuronMoments(_ShiftedMean):
         return result
 
     def state_nbytes(self) -> int:
-        return _nbytes([self.shift, self.mean_rel, self.m2, self.min, self.max, self.firing, self.zeros, self.saturated])
+        tensors = [self.shift, self.mean_rel, self.m2, self.min, self.max, self.firing, self.nonzero, self.saturated]
+        return _nbytes(tensors)
 
 
 class CoMoments(_ShiftedMean):
@@ -339,8 +353,7 @@ class CoMoments(_ShiftedMean):
     def update_shifted(self, x3: torch.Tensor, shifted: torch.Tensor, shifted_sum: torch.Tensor) -> None:
         """Add a 3-d batch given shifted = x - self.shift in float64 (left unchanged) and its sums."""
         n = sample_count(x3)
-        batch_mean_rel = shifted_sum / n
-        delta, cross = _chan_merge(self.count, self.mean_rel, n, batch_mean_rel)
+        scaled_delta, cross = self._add_batch_mean(n, shifted_sum)
         rows = self._rows(shifted)
         if self.blocks == 1:
             matrix = self.comoment[0]
@@ -351,7 +364,7 @@ class CoMoments(_ShiftedMean):
                 matrix.add_(torch.mm(rows.T, rows, out=product))
             matrix.addr_(shifted_sum, shifted_sum, alpha=-1.0 / n)  # about the batch mean, not the shift
             if cross:
-                matrix.addr_(delta, delta, alpha=cross)
+                matrix.addr_(scaled_delta, scaled_delta, alpha=cross)
         else:
             blocked = self._as_blocks(rows, "blocked", self.product_dtype)  # (blocks, n, block)
             product = self.scratch.get("product", self.comoment.shape, self.product_dtype, rows.device)
@@ -359,10 +372,8 @@ class CoMoments(_ShiftedMean):
             sums = self._as_blocks(shifted_sum[None, :])
             self.comoment.baddbmm_(sums.transpose(1, 2), sums, alpha=-1.0 / n)
             if cross:
-                d = self._as_blocks(delta[None, :])
+                d = self._as_blocks(scaled_delta[None, :])
                 self.comoment.baddbmm_(d.transpose(1, 2), d, alpha=cross)
-        self.count += n
-        self.recenter()
 
     def _as_blocks(self, rows: torch.Tensor, scratch_name: str | None = None, dtype=F64) -> torch.Tensor:
         """(n, width) -> (blocks, n, block), zero-padding the last block."""
