@@ -1,0 +1,243 @@
+"""What a WANN genome does with its shared weight: sensitivity, ensembles, ablations.
+
+Each analysis returns plain data (lists and dicts) computed with the batched
+evaluator; each `plot_*` writes that data as a PNG (matplotlib's Agg canvas,
+no global backend switch); `analyze` writes all of them plus a markdown summary.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import torch
+
+from ..errors import UsageError
+from ..ir import nodes as ir
+from ..ir.wann import connection_count, shared_weights
+from .evaluate import evaluate
+from .tasks import make_task
+
+DEFAULT_SWEEP = tuple(torch.linspace(-2.5, 2.5, 51).tolist())
+
+
+def _per_weight(scores, metric: str) -> torch.Tensor:
+    value = scores.metrics.get(metric)
+    if value is None or value.dim() != 2:
+        per_weight = sorted(k for k, v in scores.metrics.items() if v.dim() == 2)
+        raise UsageError(f"`{metric}` is not a per-weight metric of this task", hint=f"choose one of {per_weight}")
+    return value
+
+
+def weight_sensitivity(genome: ir.WannGenome, task, weights=DEFAULT_SWEEP, metric: str = "reward",
+                       device="auto", dtype=torch.float64) -> dict:
+    """`metric` at every weight of a sweep (default 51 values in [-2.5, 2.5]), in one batched call."""
+    scores = evaluate([genome], make_task(task), weights=weights, device=device, dtype=dtype)
+    _raise_failure(scores, genome)
+    return {"metric": metric, "weights": scores.weights.tolist(), "values": _per_weight(scores, metric)[0].tolist()}
+
+
+def ensemble_evaluation(genome: ir.WannGenome, task, weights=None, device="auto", dtype=torch.float64) -> dict:
+    """Each single weight against the ensemble over weights.
+
+    Classification: accuracies per weight and of the averaged softmax. Control: reward
+    per weight and of a policy acting on the outputs averaged over the weights.
+    """
+    task = make_task(task)
+    scores = evaluate([genome], task, weights=weights, device=device, dtype=dtype)
+    _raise_failure(scores, genome)
+    m = scores.metrics
+    data = {"kind": task.kind, "weights": scores.weights.tolist()}
+    if task.kind == "classification":
+        data.update(
+            metric="test_accuracy",
+            per_weight=m["test_accuracy"][0].tolist(),
+            ensemble=float(m["ensemble_test_accuracy"][0]),
+            train_per_weight=m["train_accuracy"][0].tolist(),
+            train_ensemble=float(m["ensemble_train_accuracy"][0]),
+            best_weight=float(m["best_weight"][0]),
+            best=float(m["best_test_accuracy"][0]),
+        )
+    else:
+        data.update(metric="reward", per_weight=m["reward"][0].tolist(),
+                    ensemble=_control_ensemble_reward(genome, task, scores.weights, dtype))
+    return data
+
+
+def _control_ensemble_reward(genome, task, weights: torch.Tensor, dtype) -> float:
+    from ..compiler.wann import compile_wann
+
+    module = compile_wann(genome)
+    device = weights.device
+    w = weights.to(device, dtype)
+
+    def policy(obs):  # obs [1, 1, R, n] -> outputs averaged over the weights
+        outputs = module(obs.reshape(-1, obs.shape[-1]).to(dtype), w).mean(0)
+        return outputs.reshape(*obs.shape[:-1], -1)
+
+    return float(task.rollout(policy, (1, 1), dtype, device)["reward"].reshape(()))
+
+
+@attrs.frozen
+class Ablation:
+    kind: str  # "node" (removed with its edges) or "edge" (disabled)
+    name: str
+    value: float  # the metric without it
+    drop: float  # baseline minus value: how much the genome relies on it
+
+
+def _summary_value(scores, metric: str) -> torch.Tensor:
+    """[P] value of `metric`: 'mean' or 'max' of the reward, or a metric averaged over weights."""
+    if metric == "mean":
+        return scores.mean
+    if metric == "max":
+        return scores.max
+    value = scores.metrics.get(metric)
+    if value is None:
+        raise UsageError(f"unknown metric `{metric}`", hint=f"use mean, max or one of {sorted(scores.metrics)}")
+    return value.mean(1) if value.dim() == 2 else value
+
+
+def ablation(genome: ir.WannGenome, task, metric: str = "mean", weights=None, device="auto",
+             dtype=torch.float64) -> tuple[float, list[Ablation]]:
+    """Baseline `metric` and its drop when each hidden node is removed or each enabled edge
+    disabled; all variants are scored in one batched call."""
+    variants, labels = [genome], []
+    for node in genome.nodes:
+        variants.append(attrs.evolve(genome, nodes=[n for n in genome.nodes if n.name != node.name],
+                                     edges=[e for e in genome.edges if node.name not in (e.src, e.dst)]))
+        labels.append(("node", node.name))
+    for k, edge in enumerate(genome.edges):
+        if edge.enabled:
+            edges = list(genome.edges)
+            edges[k] = attrs.evolve(edge, enabled=False)
+            variants.append(attrs.evolve(genome, edges=edges))
+            labels.append(("edge", f"{edge.src} -> {edge.dst}"))
+    scores = evaluate(variants, make_task(task), weights=weights, device=device, dtype=dtype)
+    _raise_failure(scores, genome)
+    values = _summary_value(scores, metric).tolist()
+    base = values[0]
+    return base, [Ablation(kind, name, v, base - v) for (kind, name), v in zip(labels, values[1:])]
+
+
+def compare(genomes: list, task, names: list[str] | None = None, weights=None, device="auto",
+            dtype=torch.float64) -> list[dict]:
+    """One row per genome: mean and max reward, size, and the task's headline metrics."""
+    task = make_task(task)
+    scores = evaluate(genomes, task, weights=weights, device=device, dtype=dtype)
+    names = names or [g.name for g in genomes]
+    rows = []
+    for i, genome in enumerate(genomes):
+        row = {"name": names[i], "mean": float(scores.mean[i]), "max": float(scores.max[i]),
+               "connections": connection_count(genome), "nodes": len(genome.nodes),
+               "failure": scores.failures.get(i)}
+        for key in ("best_test_accuracy", "ensemble_test_accuracy"):
+            if key in scores.metrics:
+                row[key] = float(scores.metrics[key][i])
+        rows.append(row)
+    return rows
+
+
+def _raise_failure(scores, genome) -> None:
+    if 0 in scores.failures:
+        raise UsageError(f"genome `{genome.name}` cannot be evaluated: {scores.failures[0]}", genome.span)
+
+
+# --- plots --------------------------------------------------------------------------------
+
+
+def _figure(width=6.0, height=4.0):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure, figure.add_subplot(1, 1, 1)
+
+
+def _save(figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def plot_sensitivity(data: dict, path) -> Path:
+    figure, ax = _figure()
+    ax.plot(data["weights"], data["values"], marker=".")
+    ax.axvline(0.0, color="grey", linewidth=0.5)
+    ax.set_xlabel("shared weight")
+    ax.set_ylabel(data["metric"])
+    ax.set_title("weight sensitivity")
+    return _save(figure, path)
+
+
+def plot_ensemble(data: dict, path) -> Path:
+    figure, ax = _figure()
+    labels = [f"{w:g}" for w in data["weights"]] + ["ensemble"]
+    values = list(data["per_weight"]) + [data["ensemble"]]
+    ax.bar(range(len(values)), values, color=["tab:blue"] * (len(values) - 1) + ["tab:orange"])
+    ax.set_xticks(range(len(values)), labels)
+    ax.set_xlabel("shared weight")
+    ax.set_ylabel(data["metric"])
+    ax.set_title("single weights and their ensemble")
+    return _save(figure, path)
+
+
+def plot_ablation(ablations: list[Ablation], path, top: int = 25) -> Path:
+    shown = sorted(ablations, key=lambda a: -abs(a.drop))[:top]
+    figure, ax = _figure(6.0, max(2.5, 0.25 * len(shown) + 1))
+    ax.barh(range(len(shown)), [a.drop for a in shown],
+            color=["tab:red" if a.kind == "node" else "tab:blue" for a in shown])
+    ax.set_yticks(range(len(shown)), [f"{a.kind} {a.name}" for a in shown])
+    ax.invert_yaxis()
+    ax.set_xlabel("drop in metric when removed (node) or disabled (edge)")
+    ax.set_title("ablation")
+    return _save(figure, path)
+
+
+def plot_comparison(rows: list[dict], path, metric: str = "mean") -> Path:
+    figure, ax = _figure()
+    ax.bar(range(len(rows)), [r[metric] for r in rows])
+    ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=30, ha="right")
+    ax.set_ylabel(metric)
+    ax.set_title("genomes side by side")
+    return _save(figure, path)
+
+
+def analyze(genome: ir.WannGenome, task, out_dir, device="auto", dtype=torch.float64) -> dict:
+    """Write sensitivity.png, ensemble.png, ablation.png and summary.md into `out_dir`."""
+    out = Path(out_dir)
+    task = make_task(task)
+    weights = shared_weights(genome)
+    sensitivity = weight_sensitivity(genome, task, device=device, dtype=dtype)
+    ensemble = ensemble_evaluation(genome, task, weights=weights, device=device, dtype=dtype)
+    base, ablations = ablation(genome, task, weights=weights, device=device, dtype=dtype)
+    paths = {
+        "sensitivity": plot_sensitivity(sensitivity, out / "sensitivity.png"),
+        "ensemble": plot_ensemble(ensemble, out / "ensemble.png"),
+        "ablation": plot_ablation(ablations, out / "ablation.png"),
+    }
+    best_sweep = max(range(len(sensitivity["values"])), key=lambda k: sensitivity["values"][k])
+    lines = [
+        f"# Genome `{genome.name}` on `{task.name}`",
+        "",
+        f"- hidden nodes: {len(genome.nodes)}, enabled connections: {connection_count(genome)}",
+        f"- shared weights: {', '.join(f'{w:g}' for w in weights)}",
+        f"- mean reward over them: {base:.6g}",
+        f"- best {sensitivity['metric']} on the sweep: {sensitivity['values'][best_sweep]:.6g} "
+        f"at w = {sensitivity['weights'][best_sweep]:g}",
+        f"- ensemble {ensemble['metric']}: {ensemble['ensemble']:.6g} "
+        f"(single weights: {min(ensemble['per_weight']):.6g} to {max(ensemble['per_weight']):.6g})",
+        "",
+        "## Most important parts (drop in mean reward)",
+        "",
+        "| part | drop |",
+        "|---|---|",
+    ]
+    lines += [f"| {a.kind} `{a.name}` | {a.drop:.6g} |" for a in sorted(ablations, key=lambda a: -a.drop)[:10]]
+    lines += ["", "![sensitivity](sensitivity.png)", "![ensemble](ensemble.png)", "![ablation](ablation.png)", ""]
+    paths["summary"] = out / "summary.md"
+    paths["summary"].write_text("\n".join(lines))
+    return {"paths": paths, "sensitivity": sensitivity, "ensemble": ensemble, "ablation": ablations,
+            "baseline": base}
