@@ -419,6 +419,12 @@ class NeuronTracker:
             total += layer.width
         return offsets
 
+    def layer_offsets(self) -> dict[str, int] | None:
+        """The first global id of each layer, or None while some layer's width is unknown."""
+        if any(layer.width is None for layer in self._layers):
+            return None
+        return self._offsets()
+
     @property
     def num_neurons(self) -> int:
         self._offsets()  # raises while some width is unknown
@@ -583,12 +589,6 @@ class NeuronTracker:
             "summary": {"prune": len(prune), "merge": len(merge), "expand": len(expand)},
             "notes": notes,
         }
-
-    def layer_offsets(self) -> dict[str, int] | None:
-        """The first global id of each layer, or None while some layer's width is unknown."""
-        if any(layer.width is None for layer in self._layers):
-            return None
-        return self._offsets()
 
     def _merge_candidates(self, layer: TrackedLayer, threshold: float, ids) -> list[dict]:
         i, j, corr, (row, col) = self._pairs(layer, threshold)
