@@ -2,7 +2,8 @@
 
 Everything here reads the tracker's public API; nothing is computed that the
 tracker does not already answer. Heatmaps use matplotlib's Agg canvas
-directly, so writing them never touches pyplot or the user's backend.
+directly, so writing them never touches pyplot or the user's backend, and
+matplotlib is imported only when an image is drawn (it is slow to import).
 """
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
 
 if TYPE_CHECKING:
     from netevo_dsl.runtime.history import TrainingHistory
@@ -94,23 +98,34 @@ def print_layer_table(rows: Sequence[dict], console=None) -> None:
 
 def neuron_ranking(tracker: "NeuronTracker", k: int = 10, key: str = "firing_rate") -> tuple[list[dict], list[dict]]:
     """The k most and k least active neurons over all layers, by `key` (a layer_stats key)."""
-    entries = []
     offsets = tracker.layer_offsets()
+    names, stats = [], []
     for name in tracker.layer_names:
-        if not tracker.layer_info(name)["samples"]:
-            continue
-        stats = tracker.layer_stats(name)
-        for position, index in enumerate(stats["index"].tolist()):
-            entries.append({
-                "neuron_id": offsets[name] + index if offsets else None,
-                "layer": name,
-                "index": index,
-                "firing_rate": float(stats["firing_rate"][position]),
-                "mean": float(stats["mean"][position]),
-                key: float(stats[key][position]),
-            })  # fmt: skip
-    ranked = sorted(entries, key=lambda entry: entry[key], reverse=True)
-    return ranked[:k], ranked[::-1][:k]
+        if tracker.layer_info(name)["samples"]:
+            names.append(name)
+            stats.append(tracker.layer_stats(name))
+    if not stats:
+        return [], []
+    values = torch.cat([layer[key] for layer in stats])
+    layer_of = torch.cat([torch.full((len(layer[key]),), n) for n, layer in enumerate(stats)])
+    position = torch.cat([torch.arange(len(layer[key])) for layer in stats])
+
+    def entry(flat: int) -> dict:
+        layer, at = stats[int(layer_of[flat])], int(position[flat])
+        name, index = names[int(layer_of[flat])], int(layer["index"][at])
+        return {
+            "neuron_id": offsets[name] + index if offsets else None,
+            "layer": name,
+            "index": index,
+            "firing_rate": float(layer["firing_rate"][at]),
+            "mean": float(layer["mean"][at]),
+            key: float(layer[key][at]),
+        }
+
+    # A stable sort keeps layer order among ties, so rankings are reproducible.
+    top = torch.sort(values, descending=True, stable=True).indices[:k]
+    bottom = torch.sort(values, stable=True).indices[:k]
+    return [entry(int(i)) for i in top], [entry(int(i)) for i in bottom]
 
 
 RANKING_COLUMNS = ("neuron_id", "layer", "index", "firing_rate", "mean")
@@ -164,8 +179,6 @@ def _save_image(path: Path, matrix, title: str, xlabel: str = "", ylabel: str = 
 
 def save_heatmaps(tracker: "NeuronTracker", out_dir: str | Path, key: str = "firing_rate") -> list[Path]:
     """One PNG per layer: the layer's neurons laid out on a near-square grid, coloured by `key`."""
-    import numpy as np
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -183,8 +196,6 @@ def save_heatmaps(tracker: "NeuronTracker", out_dir: str | Path, key: str = "fir
 
 def save_history_heatmaps(history: "TrainingHistory", out_dir: str | Path, key: str = "firing_rate") -> list[Path]:
     """One PNG per layer: epochs down, neurons across, coloured by `key` (layers that kept their width)."""
-    import numpy as np
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
