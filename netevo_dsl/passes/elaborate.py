@@ -222,9 +222,13 @@ class Elaborator:
         shapes = [t.shape for t in tensors]
         try:
             out = op.infer(shapes, params)
-        except ShapeFailure as f:
+        except (ShapeFailure, ValueError, TypeError, ZeroDivisionError) as f:
+            # Besides ShapeFailure, shape rules fail on symbolic values where they need concrete ones
+            # (`flatten(x, end=B)`): still the user's error, reported with its span, never a traceback.
             notes = [(t.span, f"input {i} `{t.origin}` has shape {shape_str(t.shape)}") for i, t in enumerate(tensors)]
-            raise ShapeError(f"{op.name}: {f.message}", span, f.hint, notes=notes) from None
+            message, hint = (f.message, f.hint) if isinstance(f, ShapeFailure) else (
+                str(f) or type(f).__name__, "this value must be a concrete integer here")
+            raise ShapeError(f"{op.name}: {message}", span, hint, notes=notes) from None
         if op.weight_bearing and params.get("mask") is not None:
             fan_in = Dim.of(shapes[0][1] if op.name.startswith("conv") else shapes[0][-1]) / Dim.of(
                 params.get("groups", 1))

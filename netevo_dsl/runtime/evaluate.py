@@ -23,11 +23,12 @@ from ..errors import GenomeError
 from .tasks import make_task
 from .wann_pack import pack_population, plan_chunks
 
-# Value buffer per sample block: small enough to stay in a CPU's cache between the
-# gather and the activation, large enough that per-call overhead stays small.
-BLOCK_BYTES = 24 << 20
-MIN_BLOCK_SAMPLES = 16
-# Whole-chunk budget; larger populations are evaluated chunk by chunk.
+# Samples per block: a block's temporaries (a level's sums, the outputs) stay under
+# BLOCK_BYTES, because allocations much larger than that are returned to the OS on free
+# and cost page faults on every block; small enough blocks also stay in cache.
+BLOCK_BYTES = 16 << 20
+MIN_BLOCK_SAMPLES = 64
+# Budget for one chunk's value buffer; larger populations are evaluated chunk by chunk.
 CHUNK_BYTES = 1 << 30
 
 
@@ -185,10 +186,11 @@ def finalize(partial: ScoreTable, early_failures: dict[int, str]) -> Scores:
 
 
 def _chunks(genomes: list, weights: torch.Tensor, min_samples: int, chunk_bytes: int):
+    """Population chunks whose value buffer for `min_samples` samples fits `chunk_bytes`."""
     usable = [i for i, g in enumerate(genomes) if g is not None]
     if not usable:
         return []
-    rows = sum(len(genomes[i].nodes) + len(genomes[i].outputs) for i in usable) / len(usable)
+    rows = max(len(genomes[i].nodes) + len(genomes[i].outputs) for i in usable)
     itemsize = torch.empty(0, dtype=weights.dtype).element_size()
     return [[usable[k] for k in r] for r in plan_chunks(len(usable), rows, len(weights), min_samples, itemsize,
                                                           chunk_bytes)]
@@ -205,8 +207,8 @@ def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int) 
         result.failures.update(failures)
         if not pack.members:
             continue
-        row_bytes = pack.n_rows * len(weights) * weights.element_size()
-        block = int(min(n, max(MIN_BLOCK_SAMPLES, block_bytes // row_bytes)))
+        widest = max([len(pack.members) * task.n_outputs] + [lv.stop - lv.start for lv in pack.levels])
+        block = int(min(n, max(MIN_BLOCK_SAMPLES, block_bytes // (widest * len(weights) * weights.element_size()))))
         storage = pack.buffer(block).view(-1)
         scorer = task.scorer(len(pack.members), weights, batch_mask)
         for first in range(0, n, block):

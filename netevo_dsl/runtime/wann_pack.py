@@ -79,6 +79,7 @@ class PackedPopulation:
     levels: list[Level] = field(default_factory=list)
     output_rows: torch.Tensor | None = None  # [P, O]
     scales: dict = field(default_factory=dict)  # activation name -> [1, W, 1] constant
+    _outputs: torch.Tensor | None = None  # reused [P * O, W, B] output buffer
 
     def __post_init__(self):
         w = self.weights.view(1, -1, 1)
@@ -97,8 +98,9 @@ class PackedPopulation:
         """Outputs [P, W, B, O] of every packed genome at every weight.
 
         inputs: [B, n_obs] when `shared_inputs`, else [P, W, B, n_obs].
-        `buffer` (from `buffer(B)`) is reused between calls: fresh pages cost
-        more than the arithmetic on some machines.
+        `buffer` (from `buffer(B)`) is reused between calls, and so is the result's
+        storage (a view of [P, O, W, B]): fresh pages cost more than the arithmetic on
+        some machines. Use the result before the next call.
         """
         W, B, n_obs = self.n_weights, inputs.shape[-2], self.n_obs
         V = buffer if buffer is not None else self.buffer(B)
@@ -123,7 +125,10 @@ class PackedPopulation:
             for act, first, stop in level.groups:
                 apply_scaled(act, total[first - level.start: stop - level.start], self.scales, V[first:stop])
         P, O = self.output_rows.shape
-        return V[self.output_rows.view(-1)].view(P, O, W, B).permute(0, 2, 3, 1)
+        if self._outputs is None or self._outputs.shape != (P * O, W, B):
+            self._outputs = V.new_empty(P * O, W, B)
+        torch.index_select(V, 0, self.output_rows.view(-1), out=self._outputs)
+        return self._outputs.view(P, O, W, B).permute(0, 2, 3, 1)
 
 
 # f(w * s) written into `out` [k, W, B]; s is [k, W, B] or [k, 1, B] (a sum over shared

@@ -4,6 +4,7 @@
 * `specs()`: random, printable, parseable specs: every kind of item, with doc comments. They need not
   make sense (`check` may reject them); `format` then `parse` must give them back.
 * `networks()`: specs of one MLP or conv network that also pass `check`.
+* `op_call_networks()`: networks of random op calls with random arguments (mostly invalid).
 * `genomes()`: valid WANN genomes, from `netevo_dsl.testing.wann_strategies` when it exists.
 
 Names are identifiers that are neither grammar keywords nor Python keywords, never start with `__`
@@ -260,6 +261,40 @@ def networks(draw) -> ir.Spec:
     return ir.Spec((ir.Version(1), *items))
 
 
+def _literal(value) -> st.SearchStrategy:
+    """Values an op argument might be given, right or wrong: numbers, bools, strings, lists, names, masks."""
+    num = st.integers(-3, 70).map(lambda v: ir.Num(v) if v >= 0 else ir.Neg(ir.Num(-v)))
+    mask_calls = st.one_of(
+        st.builds(lambda d: _call("random", density=ir.Num(d)), st.floats(0, 2)),
+        st.builds(lambda b: _call("block", blocks=_num(b)), st.integers(0, 5)),
+        st.builds(lambda b: _call("band", halfwidth=_num(b)), st.integers(0, 5)),
+        st.builds(lambda rows: _call("bits", rows=ir.ListExpr(tuple(map(ir.Str, rows)))),
+                  st.lists(st.sampled_from(["10", "01", "1", "x1"]), max_size=3)),
+    )
+    return st.one_of(num, st.floats(0, 3).map(ir.Num), st.booleans().map(ir.Bool),
+                     st.sampled_from(["same", "valid", "x"]).map(ir.Str), st.lists(num, max_size=3).map(ir.ListExpr),
+                     st.sampled_from(["B", "m"]).map(ir.Name), mask_calls)
+
+
+@st.composite
+def op_call_networks(draw) -> ir.Spec:
+    """Networks of random registry op calls with random arguments: mostly invalid, for `check` never to crash on."""
+    from ..ops.registry import all_ops
+
+    ops = all_ops()
+    dims = draw(st.lists(st.one_of(st.integers(0, 9).map(ir.Num), st.sampled_from(["B", "H"]).map(ir.Name)),
+                         max_size=4))
+    body, prev = [ir.Input("x", ir.TensorType(tuple(dims)))], "x"
+    for i in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(ops))
+        kwargs = [ir.KwArg(p.name, draw(_literal(p))) for p in op.params if draw(st.booleans())]
+        args = (ir.Name(prev),) * max(1, op.min_inputs)
+        body.append(ir.Assign((f"v{i}",), ir.Call(op.name, args, tuple(kwargs))))
+        prev = f"v{i}"
+    body.append(ir.Output("y", ir.Name(prev)))
+    return ir.Spec((ir.MaskDef("m", _call("random", density=ir.Num(0.5))), ir.Network("n", tuple(body))))
+
+
 def genomes(**kwargs) -> st.SearchStrategy[ir.WannGenome]:
     """Valid WANN genomes (from `wann_strategies`, imported lazily; it may not exist yet)."""
     try:
@@ -271,4 +306,5 @@ def genomes(**kwargs) -> st.SearchStrategy[ir.WannGenome]:
     return wann_genomes(**kwargs)
 
 
-__all__ = ["expressions", "specs", "networks", "genomes", "names", "calls", "statements", "items", "is_name"]
+__all__ = ["expressions", "specs", "networks", "op_call_networks", "genomes", "names", "calls", "statements", "items",
+           "is_name"]

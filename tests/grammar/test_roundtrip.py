@@ -7,7 +7,7 @@ from netevo_dsl.errors import NetevoError
 from netevo_dsl.grammar.parser import lark_parser, parse
 from netevo_dsl.ir import nodes as ir
 from netevo_dsl.ir.printer import format_spec
-from netevo_dsl.testing.strategies import expressions, networks, specs
+from netevo_dsl.testing.strategies import expressions, networks, op_call_networks, specs
 
 # Small sizes and counts keep this file at a few seconds; a Hypothesis profile can raise them.
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -73,3 +73,14 @@ def test_near_miss_text_raises_only_netevo_errors(text):
         parse(text)
     except NetevoError:
         pass
+
+
+@settings(max_examples=150, deadline=None)
+@given(op_call_networks())
+def test_check_raises_only_netevo_errors_on_random_op_calls(spec):
+    from netevo_dsl.passes.check import check
+
+    try:
+        check(spec)
+    except NetevoError:
+        pass  # anything else (ValueError, TypeError, ...) would be a crash of `netevo check`

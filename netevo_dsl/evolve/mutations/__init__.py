@@ -7,8 +7,8 @@ rules (`mutate`) and collects unique valid mutants (`mutants`); `validate`
 decides validity; `analysis` maps graph nodes back to the spec text.
 """
 from .base import OPERATORS, Rule
-from .engine import DEFAULT_RULES, Mutant, mutants, mutate, parse_rules
+from .engine import DEFAULT_RULES, Mutant, Mutator, mutants, mutate, mutate_genome, parse_rules
 from .validate import InvalidMutant, validate_ir, validate_source
 
-__all__ = ["mutate", "mutants", "Mutant", "Rule", "OPERATORS", "DEFAULT_RULES", "parse_rules", "validate_ir",
+__all__ = ["mutate", "mutate_genome", "mutants", "Mutant", "Mutator", "Rule", "OPERATORS", "DEFAULT_RULES", "parse_rules", "validate_ir",
            "validate_source", "InvalidMutant"]

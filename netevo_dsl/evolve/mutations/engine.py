@@ -90,8 +90,12 @@ def _item_in(spec: ir.Spec, name: str):
     return spec.find(name, (ir.Network, ir.WannGenome, ir.TransformerGenome))
 
 
-class _Engine:
-    """One parent: caches its analysis across children and checks candidates."""
+class Mutator:
+    """Makes children: caches network analyses across calls (per parent spec) and checks candidates.
+
+    `mutate(spec, rng, target, rules, avoid=None)` -> (child, description); `last_check` holds
+    the child's CheckResult, `last_hash` its canonical hash when `avoid` (a set of hashes) was given.
+    """
 
     def __init__(self, overrides=None, weights=None, grads=None):
         self.overrides, self.weights, self.grads = overrides, weights, grads
@@ -213,7 +217,7 @@ def mutate(spec: ir.Spec, rng=None, target: str | None = None, rules=None, *, we
 
     `weights` / `grads` map graph node names to arrays, for magnitude / gradient mask scores.
     """
-    engine = _Engine(overrides, weights, grads)
+    engine = Mutator(overrides, weights, grads)
     return engine.mutate(spec, _as_rng(rng), target, rules)
 
 
@@ -225,7 +229,7 @@ def mutate_genome(genome, rng=None, rules=None):
     """
     if isinstance(rules, ir.MutateBlock):
         rules = rules.rules
-    child, _ = _Engine().mutate(ir.Spec((genome,)), _as_rng(rng), genome.name, rules)
+    child, _ = Mutator().mutate(ir.Spec((genome,)), _as_rng(rng), genome.name, rules)
     return child.items[0]
 
 
@@ -245,7 +249,7 @@ def mutants(spec: ir.Spec, n: int, seed: int = 0, *, target: str | None = None, 
     if validate not in ("source", "ir", "check"):
         raise UsageError(f"validate is source, ir or check, not {validate!r}")
     rng = random.Random(seed)
-    engine = _Engine(overrides)
+    engine = Mutator(overrides)
     item = target_item(spec, target)
     root = canonical_hash(spec)
     seen = {root}
@@ -294,4 +298,4 @@ def mutants(spec: ir.Spec, n: int, seed: int = 0, *, target: str | None = None, 
     return found
 
 
-__all__ = ["mutate", "mutate_genome", "mutants", "Mutant", "parse_rules", "rules_for", "target_item", "DEFAULT_RULES"]
+__all__ = ["mutate", "mutate_genome", "mutants", "Mutant", "Mutator", "parse_rules", "rules_for", "target_item", "DEFAULT_RULES"]

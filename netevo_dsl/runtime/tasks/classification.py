@@ -46,12 +46,19 @@ class ClassificationTask:
         if not 0.0 <= test_fraction < 1.0:
             raise UsageError(f"task `{name}`: test_fraction must be in [0, 1), got {test_fraction}")
         train_idx, test_idx = _stratified_split(label_ids, test_fraction, seed)
-        order = np.concatenate([train_idx, test_idx])
+        # Within each split, samples are grouped by label: the scorer then reads each
+        # label's logits as plain slices instead of gathering per sample.
+        order = np.concatenate([train_idx[np.argsort(label_ids[train_idx], kind="stable")],
+                                test_idx[np.argsort(label_ids[test_idx], kind="stable")]])
         mean = features[train_idx].mean(0)
         std = features[train_idx].std(0)
         std[std == 0] = 1.0  # constant pixels (digits' borders) stay 0 instead of dividing by 0
         self.features = torch.from_numpy((features[order] - mean) / std)  # [N, F] float64, train first
         self.labels = torch.from_numpy(label_ids[order].astype(np.int64))
+        change = np.flatnonzero(np.diff(label_ids[order], prepend=-1) != 0)
+        # (label, first, stop) runs of equal labels, in sample order
+        self.label_runs = [(int(label_ids[order][a]), int(a), int(b))
+                           for a, b in zip(change, np.append(change[1:], len(order)))]
         self.n_train = len(train_idx)
         self.n_test = len(test_idx)
         self.classes = tuple(classes.tolist())
@@ -101,8 +108,9 @@ def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tu
 class ClassificationScorer:
     """Accumulates rewards and accuracies over blocks of samples.
 
-    The batched evaluator feeds it sample blocks so that outputs never have to
-    exist for the whole data set at once; the reference feeds everything at once.
+    The batched evaluator feeds it sample blocks so that outputs never exist for the
+    whole data set at once; the reference feeds everything at once. Both go through
+    this one definition of the reward and the metrics.
     """
 
     def __init__(self, task: ClassificationTask, n_individuals: int, weights: torch.Tensor, batch_mask: torch.Tensor):
@@ -111,9 +119,9 @@ class ClassificationScorer:
         device = weights.device
         P, W = n_individuals, len(weights)
         acc = torch.float64  # sums over thousands of samples: accumulate in float64
-        self.labels = task.labels.to(device)
-        self.in_batch = batch_mask.to(device)
-        self.is_train = (torch.arange(task.n_samples, device=device) < task.n_train)
+        self.in_batch = batch_mask.to(device, acc)
+        self.is_train = (torch.arange(task.n_samples, device=device) < task.n_train).to(acc)
+        self.is_test = 1.0 - self.is_train
         self.reward_sum = torch.zeros(P, W, dtype=acc, device=device)
         self.test_logp_sum = torch.zeros(P, W, dtype=acc, device=device)
         self.train_correct = torch.zeros(P, W, dtype=acc, device=device)
@@ -122,35 +130,44 @@ class ClassificationScorer:
         self.ensemble_test_correct = torch.zeros(P, dtype=acc, device=device)
         self.nonfinite = torch.zeros(P, W, dtype=torch.bool, device=device)
         self.n_batch = int(batch_mask.sum())
+        self._workspace = None
 
     def add(self, outputs: torch.Tensor, samples: slice) -> None:
-        """outputs: [P, W, b, O] for the samples in `samples`."""
+        """outputs: [P, W, b, O] for the samples in `samples` (a slice of the task's samples)."""
         # Work on [P, O, W, b]: the batched evaluator's outputs are laid out that way, and
         # reductions over a middle dimension vectorise where reductions over a short
         # strided last dimension do not.
         x = outputs.permute(0, 3, 1, 2)
         if self.task.n_outputs == 1:  # one logit for the second class against an implicit 0
             x = torch.cat([torch.zeros_like(x), x], dim=1)
-        labels = self.labels[samples]
+        runs = _runs_in(self.task.label_runs, samples)
         high = x.amax(1)  # [P, W, b]; amax propagates NaN and +inf
         self.nonfinite |= ~(torch.isfinite(high) & torch.isfinite(x.amin(1))).all(-1)
-        exp = (x - high.unsqueeze(1)).exp_()
-        total = exp.sum(1)
-        at_label = x.gather(1, labels.view(1, 1, 1, -1).expand(x.shape[0], 1, *x.shape[2:])).squeeze(1)
+        probs = torch.sub(x, high.unsqueeze(1), out=self._buffer(x))
+        # exp of large negative numbers lands in slow denormals; below e^-80 a class's
+        # share of the softmax is immaterial (1e-35), so it is floored there.
+        probs.clamp_min_(-80.0).exp_()
+        total = probs.sum(1)
+        at_label, earlier = _label_slices(x, runs)
         label_logp = (at_label - high - total.log()).to(torch.float64)
-        correct = _predicts(x, at_label, high, labels).to(torch.float64)
-        mean_softmax = exp.div_(total.unsqueeze(1)).mean(2)  # [P, O, b]: the ensemble over weights
-        ensemble = _predicts(mean_softmax, mean_softmax.gather(1, labels.view(1, 1, -1).expand(
-            x.shape[0], 1, -1)).squeeze(1), mean_softmax.amax(1), labels).to(torch.float64)
-        in_batch = self.in_batch[samples].to(torch.float64)
-        train = self.is_train[samples]
-        trainf, testf = train.to(torch.float64), (~train).to(torch.float64)
+        correct = _predicts(at_label, earlier, high).to(torch.float64)
+        mean_probs = probs.div_(total.unsqueeze(1)).mean(2)  # [P, O, b]: the ensemble over weights
+        at_label_m, earlier_m = _label_slices(mean_probs.unsqueeze(2), runs)
+        ensemble = _predicts(at_label_m, earlier_m, mean_probs.amax(1, keepdim=True)).squeeze(1).to(torch.float64)
+        in_batch, train, test = self.in_batch[samples], self.is_train[samples], self.is_test[samples]
         self.reward_sum += label_logp @ in_batch
-        self.test_logp_sum += label_logp @ testf
-        self.train_correct += correct @ trainf
-        self.test_correct += correct @ testf
-        self.ensemble_train_correct += ensemble @ trainf
-        self.ensemble_test_correct += ensemble @ testf
+        self.test_logp_sum += label_logp @ test
+        self.train_correct += correct @ train
+        self.test_correct += correct @ test
+        self.ensemble_train_correct += ensemble @ train
+        self.ensemble_test_correct += ensemble @ test
+
+    def _buffer(self, like: torch.Tensor) -> torch.Tensor:
+        """Reused scratch space: fresh large allocations cost page faults on every block."""
+        if self._workspace is None or self._workspace.numel() < like.numel() or \
+                self._workspace.dtype != like.dtype:
+            self._workspace = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
+        return self._workspace[: like.numel()].view(like.shape)
 
     def finish(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """reward [P, W] and metrics; `self.nonfinite` [P, W] flags outputs that overflowed."""
@@ -174,19 +191,41 @@ class ClassificationScorer:
         return metrics["reward"], metrics
 
 
-def _predicts(x: torch.Tensor, at_label: torch.Tensor, high: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _runs_in(label_runs, samples: slice) -> list[tuple[int, int, int]]:
+    """The label runs clipped to `samples`, in block-local positions."""
+    runs = []
+    for label, first, stop in label_runs:
+        a, b = max(first, samples.start), min(stop, samples.stop)
+        if a < b:
+            runs.append((label, a - samples.start, b - samples.start))
+    return runs
+
+
+def _label_slices(x: torch.Tensor, runs) -> tuple[torch.Tensor, torch.Tensor]:
+    """x at each sample's label, and the max of x over the classes before it.
+
+    x: [P, C, W, b]; both results [P, W, b]. One slice per run of equal labels.
+    """
+    shape = (x.shape[0],) + tuple(x.shape[2:])
+    at_label = x.new_empty(shape)
+    earlier = x.new_full(shape, float("-inf"))
+    for label, first, stop in runs:
+        at_label[..., first:stop] = x[:, label, ..., first:stop]
+        if label > 0:
+            torch.amax(x[:, :label, ..., first:stop], 1, out=earlier[..., first:stop])
+    return at_label, earlier
+
+
+def _predicts(at_label: torch.Tensor, earlier: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     """Whether the label is the predicted class: the first class within a relative
     sqrt(eps) of the maximum (argmax's first-index rule, tolerant of rounding).
 
     The tolerance makes the batched and the reference evaluator agree on ties that
     are exact in real arithmetic but not in floating point (an odd network's mean
     softmax over +-w, two outputs summing the same sources in another order).
-    x: [P, C, ..., b]; at_label, high: x at the label and x's max over C; labels: [b].
     """
-    tolerance = math.sqrt(torch.finfo(x.dtype).eps)
+    tolerance = math.sqrt(torch.finfo(high.dtype).eps)
     threshold = high - tolerance * high.abs().clamp_min(1.0)
-    classes = torch.arange(x.shape[1], device=x.device).view((1, -1) + (1,) * (x.dim() - 2))
-    earlier = torch.where(classes < labels.view((1, 1) + (1,) * (x.dim() - 3) + (-1,)), x, float("-inf")).amax(1)
     return (at_label >= threshold) & (earlier < threshold)
 
 
