@@ -128,6 +128,49 @@ def cmd_evolve(args) -> int:
     return 0
 
 
+def _task_arg(text: str):
+    """`digits` or `swingup(max_steps=500)` into (name, kwargs), parsed with the spec grammar."""
+    from .evolve.settings import _literal
+    from .grammar.parser import parse
+    from .ir import nodes as ir
+
+    try:
+        setting = parse(f"evolve _ {{ task {text} }}").items[0].settings[0]
+    except NetevoError:
+        raise UsageError(f"bad --task `{text}`",
+                         hint="write a task name or call, e.g. digits or swingup(max_steps=500)") from None
+    value = setting.value
+    if isinstance(value, ir.Name):
+        return value.id, {}
+    return value.func, {k.name: _literal(k.value) for k in value.kwargs}
+
+
+def cmd_analyze(args) -> int:
+    from . import check, load
+    from .ir import nodes as ir
+    from .runtime.analysis import analyze, compare, plot_comparison
+
+    spec = load(args.spec)
+    check(spec)
+    genomes = [g for g in spec.of_kind(ir.WannGenome) if args.genome in (None, g.name)]
+    if not genomes:
+        raise UsageError("no WANN genome to analyze" + (f" named `{args.genome}`" if args.genome else ""),
+                         hint="analyze takes specs with `genome NAME: wann { ... }`")
+    task = _task_arg(args.task)
+    out = Path(args.out or f"analysis-{Path(args.spec).stem}")
+    out.mkdir(parents=True, exist_ok=True)
+    for g in genomes:
+        target = out / g.name if len(genomes) > 1 else out
+        target.mkdir(exist_ok=True)
+        result = analyze(g, task, target, device=args.device)
+        print(f"{g.name}: mean reward {result['baseline']:.4g}; report {result['paths']['summary']}")
+    if len(genomes) > 1:
+        rows = compare(genomes, task, device=args.device)
+        plot_comparison(rows, out / "comparison.png")
+        print(f"comparison: {out / 'comparison.png'}")
+    return 0
+
+
 def cmd_ops(args) -> int:
     from .ops.registry import all_ops
 
@@ -182,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument("-D", dest="define", action="append", metavar="NAME=VALUE", help="override a param")
     e.set_defaults(func=cmd_evolve)
+
+    a = sub.add_parser("analyze", help="weight sensitivity, ensemble and ablation of WANN genomes, with plots")
+    a.add_argument("spec")
+    a.add_argument("--task", required=True, help="task name or call, e.g. digits or swingup(max_steps=500)")
+    a.add_argument("--genome", help="which genome (default: every WANN genome in the spec)")
+    a.add_argument("--out", help="output folder (default analysis-SPEC)")
+    a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    a.set_defaults(func=cmd_analyze)
 
     o = sub.add_parser("ops", help="list the registered ops and their parameters")
     o.set_defaults(func=cmd_ops)
