@@ -18,6 +18,7 @@ parent's one-step neighbourhood is used up it continues from earlier mutants.
 """
 from __future__ import annotations
 
+import functools
 import random
 from collections import OrderedDict
 
@@ -47,12 +48,18 @@ class Mutant:
     check_result: object = attrs.field(default=None, eq=False, repr=False)
 
 
+@functools.lru_cache(maxsize=256)
 def parse_rules(text: str) -> tuple[Rule, ...]:
     """Rules written as in a mutate block: `width(fc1, p=0.3, choices={128, 256}) add_node(p=0.25)`."""
     from ...grammar.parser import parse
 
     spec = parse(f"mutate _ {{\n{text}\n}}\n")
     return tuple(Rule.from_call(c) for c in spec.items[0].rules)
+
+
+@functools.lru_cache(maxsize=1024)
+def _rule(call: ir.Call) -> Rule:
+    return Rule.from_call(call)
 
 
 def target_item(spec: ir.Spec, target: str | None = None):
@@ -79,10 +86,10 @@ def rules_for(spec: ir.Spec, item, rules=None) -> tuple[Rule, ...]:
     if rules is not None:
         if isinstance(rules, str):
             return parse_rules(rules)
-        return tuple(r if isinstance(r, Rule) else Rule.from_call(r) for r in rules)
+        return tuple(r if isinstance(r, Rule) else _rule(r) for r in rules)
     blocks = [m for m in spec.all_items() if isinstance(m, ir.MutateBlock) and m.target == item.name]
     if blocks:
-        return tuple(Rule.from_call(c) for b in blocks for c in b.rules)
+        return tuple(_rule(c) for b in blocks for c in b.rules)
     return parse_rules(DEFAULT_RULES[kind_of(item)])
 
 
