@@ -10,7 +10,7 @@ from netevo_dsl.ir.printer import format_spec
 from netevo_dsl.testing.strategies import expressions, networks, op_call_networks, specs
 
 # Small sizes and counts keep this file at a few seconds; a Hypothesis profile can raise them.
-PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _docs(spec):
@@ -44,7 +44,7 @@ def test_generated_networks_check_and_round_trip(spec):
     assert parse(format_spec(spec)) == spec
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(from_lark(lark_parser()))
 def test_grammar_sentences_parse_or_fail_cleanly(text):
     try:
@@ -75,7 +75,7 @@ def test_near_miss_text_raises_only_netevo_errors(text):
         pass
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(op_call_networks())
 def test_check_raises_only_netevo_errors_on_random_op_calls(spec):
     from netevo_dsl.passes.check import check
