@@ -1,0 +1,181 @@
+"""The batched evaluator against the reference evaluator, and its failure reporting."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from netevo_dsl.errors import UsageError
+from netevo_dsl.grammar.parser import parse
+from netevo_dsl.ir import nodes as ir
+from netevo_dsl.runtime.evaluate import evaluate
+from netevo_dsl.runtime.reference import reference_evaluate
+from netevo_dsl.runtime.tasks import make_task
+from netevo_dsl.testing.wann_strategies import build_genome, wann_genomes
+
+F64 = torch.float64
+
+
+def populations(n_inputs, n_outputs, max_size=5, **kw):
+    return st.lists(wann_genomes(n_inputs=n_inputs, n_outputs=n_outputs, **kw), min_size=1, max_size=max_size)
+
+
+def assert_same_scores(batched, reference):
+    assert batched.failures == reference.failures
+    assert set(batched.metrics) == set(reference.metrics)
+    torch.testing.assert_close(batched.per_weight, reference.per_weight, rtol=1e-9, atol=1e-9, equal_nan=True)
+    for name in batched.metrics:
+        torch.testing.assert_close(batched.metrics[name], reference.metrics[name], rtol=1e-9, atol=1e-9,
+                                   equal_nan=True, msg=name)
+
+
+TASKS = [
+    (("iris", {}), 4, 3),
+    (("xor", {}), 2, 2),
+    (("breast_cancer", {"outputs": 1}), 30, 1),
+    (("wine", {"batch_size": 40}), 13, 3),
+]
+
+
+@pytest.mark.parametrize("task,n_in,n_out", TASKS, ids=[t[0][0] for t in TASKS])
+@settings(max_examples=12, deadline=None)
+@given(data=st.data())
+def test_batched_equals_reference_on_classification(task, n_in, n_out, data):
+    population = data.draw(populations(n_in, n_out, max_hidden=6, max_edges=18))
+    batched = evaluate(population, task, dtype=F64, device="cpu")
+    reference = reference_evaluate(population, task, dtype=F64, device="cpu")
+    assert batched.per_weight.shape == (len(population), 6)
+    assert_same_scores(batched, reference)
+
+
+@settings(max_examples=4, deadline=None)
+@given(population=populations(64, 10, max_size=3, max_hidden=8, max_edges=40))
+def test_batched_equals_reference_on_digits_in_small_blocks(population):
+    # tiny blocks and chunks force several sample blocks and population chunks
+    batched = evaluate(population, "digits", dtype=F64, device="cpu", block_bytes=1, chunk_bytes=1)
+    assert_same_scores(batched, reference_evaluate(population, "digits", dtype=F64, device="cpu"))
+
+
+CONTROL = [(("cartpole", {"max_steps": 40, "repeats": 3}), 4), (("swingup", {"max_steps": 30, "repeats": 2}), 5)]
+
+
+@pytest.mark.parametrize("task,n_in", CONTROL, ids=["cartpole", "swingup"])
+@settings(max_examples=6, deadline=None)
+@given(data=st.data())
+def test_batched_equals_reference_on_control(task, n_in, data):
+    population = data.draw(populations(n_in, 1, max_size=4, max_hidden=5, max_edges=14))
+    batched = evaluate(population, task, dtype=F64, device="cpu")
+    assert_same_scores(batched, reference_evaluate(population, task, dtype=F64, device="cpu"))
+    assert set(batched.metrics) == {"reward", "steps"}
+
+
+def genome(text):
+    return parse(text).genomes[0]
+
+
+GOOD = genome("genome good: wann {\n inputs a, b, bias\n outputs y0: linear, y1: linear\n node h: tanh\n"
+              " edge a -> h\n edge h -> y0\n edge b -> y1\n edge bias -> y1\n}")
+
+
+def test_failures_are_reported_with_reasons_and_nan_scores():
+    cyclic = ir.WannGenome("cyclic", ["a", "b"], [ir.WannOutput("y0", "linear"), ir.WannOutput("y1", "linear")],
+                           [ir.WannNode("h", "tanh")],
+                           [ir.WannEdge("a", "h"), ir.WannEdge("h", "h", False), ir.WannEdge("h", "y0")])
+    wrong_io = genome("genome small: wann {\n inputs a\n outputs y: linear\n edge a -> y\n}")
+    spec_two = parse("genome one: wann {\n inputs a, b\n outputs y0: linear, y1: linear\n}\n"
+                     "genome two: wann {\n inputs a, b\n outputs y0: linear, y1: linear\n}")
+    population = [GOOD, cyclic, wrong_io, spec_two, parse(GOOD_SPEC)]
+    for scorer in (evaluate, reference_evaluate):
+        scores = scorer(population, "xor", dtype=F64, device="cpu")
+        assert sorted(scores.failures) == [1, 2, 3], scorer.__name__
+        assert "cycle" in scores.failures[1]
+        assert "1 observation inputs and 1 outputs; the task gives 2 and expects 2" in scores.failures[2]
+        assert "exactly one genome" in scores.failures[3]
+        assert torch.isnan(scores.per_weight[1:4]).all() and torch.isnan(scores.mean[1:4]).all()
+        assert torch.isfinite(scores.per_weight[[0, 4]]).all()
+        assert torch.isnan(scores.metrics["test_accuracy"][1:4]).all()
+        torch.testing.assert_close(scores.per_weight[0], scores.per_weight[4])
+
+
+GOOD_SPEC = "genome good: wann {\n inputs a, b, bias\n outputs y0: linear, y1: linear\n node h: tanh\n" \
+            " edge a -> h\n edge h -> y0\n edge b -> y1\n edge bias -> y1\n}"
+
+
+def test_overflowing_outputs_fail_at_the_weights_that_overflow():
+    # five squares in a chain from the feature with the largest values: at w = 2 the chain
+    # overflows float32 (~(2 * 50)^32), at w = 0.25 it stays finite
+    task = make_task("digits")
+    column = int(task.features.abs().max(0).values.argmax())
+    assert task.features[:, column].abs().max() > 20
+    nodes = "".join(f" node s{i}: square\n" for i in range(5))
+    edges = f" edge x{column} -> s0\n" + "".join(f" edge s{i} -> s{i + 1}\n" for i in range(4)) + \
+        "".join(f" edge s4 -> y{k}\n" for k in range(10))
+    inputs = ", ".join(f"x{i}" for i in range(64))
+    outputs = ", ".join(f"y{k}: linear" for k in range(10))
+    chain = genome(f"genome chain: wann {{\n inputs {inputs}\n outputs {outputs}\n{nodes}{edges}}}")
+    for scorer in (evaluate, reference_evaluate):
+        scores = scorer([chain], task, weights=[0.25, 2.0], dtype=torch.float32, device="cpu")
+        assert scores.failures[0].endswith("at shared weight(s) 2"), scorer.__name__
+        assert torch.isnan(scores.per_weight).all()
+        finite = scorer([chain], task, weights=[0.25], dtype=torch.float32, device="cpu")
+        assert finite.failures == {} and torch.isfinite(finite.per_weight).all()
+
+
+def test_mean_and_max_are_over_weights():
+    scores = evaluate([GOOD], "xor", dtype=F64, device="cpu")
+    assert scores.mean.item() == pytest.approx(scores.per_weight.mean().item())
+    assert scores.max.item() == scores.per_weight.max().item()
+    assert scores.weights.tolist() == [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0]
+
+
+def test_weights_default_to_the_genomes_setting_and_must_agree():
+    custom = genome("genome c: wann {\n inputs a, b\n outputs y0: linear, y1: linear\n weights {-1, 3}\n"
+                    " edge a -> y0\n}")
+    assert evaluate([custom], "xor", device="cpu").weights.tolist() == [-1.0, 3.0]
+    with pytest.raises(UsageError, match="different shared weights"):
+        evaluate([custom, GOOD], "xor", device="cpu")
+    assert evaluate([custom, GOOD], "xor", weights=[1.0], device="cpu").per_weight.shape == (2, 1)
+
+
+def test_out_of_scope_genomes_and_tasks_raise_usage_errors():
+    transformer = parse("genome t: transformer {\n vocab 8\n layer { heads 2 }\n}")
+    with pytest.raises(UsageError, match="transformer genome"):
+        evaluate([transformer], "iris")
+    with pytest.raises(UsageError, match="transformer genome"):
+        reference_evaluate([transformer.genomes[0]], "iris")
+    with pytest.raises(UsageError, match="sequence task"):
+        evaluate([GOOD], "copy")
+    with pytest.raises(UsageError, match="list of individuals"):
+        evaluate(GOOD, "xor")
+
+
+def test_each_evaluation_draws_a_new_training_minibatch():
+    task = make_task(("digits", {"batch_size": 50}))
+    population = [build_genome("g", 64, 10, ["tanh"], ["linear"] * 10,
+                               [(i, 0, True) for i in range(0, 64, 3)] + [(65, k, True) for k in range(1, 11)] +
+                               [(6 * k + 2, 1 + k, True) for k in range(10)])]  # outputs differ
+    first, second = evaluate(population, task, device="cpu"), evaluate(population, task, device="cpu")
+    assert not torch.equal(first.per_weight, second.per_weight)  # rewards on different minibatches
+    torch.testing.assert_close(first.metrics["train_accuracy"], second.metrics["train_accuracy"])
+    replay = evaluate(population, make_task(("digits", {"batch_size": 50})), device="cpu")
+    torch.testing.assert_close(first.per_weight, replay.per_weight)  # same seed, same first minibatch
+
+
+def test_evaluation_does_not_depend_on_the_population_it_is_in():
+    population = [build_genome("g", 4, 3, ["sin", "gauss"], ["linear", "tanh", "sigmoid"],
+                               [(0, 0, True), (1, 1, True), (4, 1, True), (5, 2, True), (6, 3, True), (2, 4, True)])]
+    other = [build_genome("o", 4, 3, ["abs"], ["relu", "cos", "square"], [(3, 0, True), (5, 1, True), (4, 3, True)])]
+    alone = evaluate(population, "iris", dtype=F64, device="cpu")
+    mixed = evaluate(other + population + other, "iris", dtype=F64, device="cpu")
+    torch.testing.assert_close(alone.per_weight[0], mixed.per_weight[1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@settings(max_examples=5, deadline=None)
+@given(population=populations(4, 3, max_hidden=6, max_edges=18),
+       controllers=populations(4, 1, max_size=3, max_hidden=4, max_edges=10))
+def test_cuda_equals_cpu(population, controllers):
+    assert_same_scores(evaluate(population, "iris", dtype=F64, device="cuda"),
+                       evaluate(population, "iris", dtype=F64, device="cpu"))
+    task = ("cartpole", {"max_steps": 30, "repeats": 2})
+    assert_same_scores(evaluate(controllers, task, dtype=F64, device="cuda"),
+                       evaluate(controllers, task, dtype=F64, device="cpu"))
