@@ -349,11 +349,11 @@ def remove_layer(ctx: Context):
 
 
 def _bodies(spec: ir.Spec, item):
-    """The network's body and the bodies of the spec's own blocks."""
-    yield item.body
+    """(label prefix, body): the network's body and the bodies of the spec's own blocks."""
+    yield "", item.body
     for b in spec.items:
         if isinstance(b, ir.Block):
-            yield b.body
+            yield f"{b.name}.", b.body
 
 
 def _statements(body):
@@ -375,7 +375,7 @@ def _count(spec, e):
 
 @operator("network", "repeat")
 def repeat(ctx: Context):
-    reps = [s for body in _bodies(ctx.spec, ctx.item) for s in _statements(body) if isinstance(s, ir.Repeat)]
+    reps = [s for _, body in _bodies(ctx.spec, ctx.item) for s in _statements(body) if isinstance(s, ir.Repeat)]
     reps = [r for r in reps if not ctx.rule.targets or any(
         node_matches(r.name, p) or node_matches(f"{r.name}.0", p) for p in ctx.rule.targets)]
     for rep in shuffled(ctx.rng, reps):
@@ -432,8 +432,12 @@ def _defined_order(body) -> dict[str, int]:
 
 @operator("network", "skip")
 def skip(ctx: Context):
+    """Add `x + f(x)` around a statement's chain, or drop the identity operand of a `+`.
+
+    Targets name statements: `h` for `h = ...` in the network, `block.h` (or `block.return`) in a block.
+    """
     options = []
-    for body in _bodies(ctx.spec, ctx.item):
+    for prefix, body in _bodies(ctx.spec, ctx.item):
         order = _defined_order(body)
         for s in _statements(body):
             value = getattr(s, "value", None)
@@ -441,10 +445,11 @@ def skip(ctx: Context):
                 continue
             if isinstance(s, ir.Assign) and len(s.targets) != 1:
                 continue
+            label = prefix + (s.targets[0] if isinstance(s, ir.Assign) else getattr(s, "name", "return"))
             src = _source_name(value)
             if src is not None and not isinstance(value, ir.Name) and not (
                     isinstance(value, ir.BinOp) and value.op == "+"):
-                options.append(("add", value, src))
+                options.append((label, "add", value, src))
             for e in _walk(value):
                 if isinstance(e, ir.BinOp) and e.op == "+" and (isinstance(e.left, ir.Name)
                                                                or isinstance(e.right, ir.Name)):
@@ -453,19 +458,19 @@ def skip(ctx: Context):
                         drop_left = order.get(left.id, -1) <= order.get(right.id, -1)
                     else:
                         drop_left = isinstance(left, ir.Name)
-                    options.append(("remove", e, left.id if drop_left else right.id))
+                    options.append((label, "remove", e, left.id if drop_left else right.id))
     if ctx.rule.targets:
-        options = [o for o in options if any(node_matches(o[2], p) for p in ctx.rule.targets)] or options
+        options = [o for o in options if any(node_matches(o[0], p) for p in ctx.rule.targets)]
     from ...ir.printer import expr
 
-    for kind, e, name in shuffled(ctx.rng, options):
+    for label, kind, e, name in shuffled(ctx.rng, options):
         if kind == "add":
             edits = Edits().add(e, lambda v, name=name: ir.BinOp("+", ir.Name(name), v))
-            text = f"skip: add {name} + ({expr(e)})"
+            text = f"skip {label}: add {name} + ({expr(e)})"
         else:
             keep_left = not (isinstance(e.left, ir.Name) and e.left.id == name)
             edits = Edits().add(e, lambda v, keep_left=keep_left: v.left if keep_left else v.right)
-            text = f"skip: remove `{name}` from {expr(e)}"
+            text = f"skip {label}: remove `{name}` from {expr(e)}"
         spec = _apply(ctx, edits)
         if spec is not None:
             yield spec, text
