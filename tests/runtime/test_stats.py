@@ -212,3 +212,18 @@ def test_channel_first_batches_equal_their_transposed_rows():
     torch.testing.assert_close(by_map.comoments.correlation(), by_rows.comoments.correlation(), rtol=1e-12, atol=1e-12)
     assert int(by_map.moments.summary()["count"][0]) == 3 * 3 * 10
     assert 0 < float(by_map.moments.summary()["zero_fraction"][0]) < 1
+
+
+def test_chunked_batches_equal_whole_batches(monkeypatch):
+    from netevo_dsl.runtime import stats as stats_module
+
+    generator = torch.Generator().manual_seed(6)
+    maps = [1e3 + torch.randn(9, 4, 7, generator=generator, dtype=torch.float64) for _ in range(2)]
+    whole = feed(StreamingStats(4, correlation=True, corr_block_size=3), maps)
+    monkeypatch.setattr(stats_module, "CHUNK_VALUES", 2 * 4 * 7)  # two batch rows per chunk, a ragged last one
+    chunked = feed(StreamingStats(4, correlation=True, corr_block_size=3), maps)
+    for key, value in whole.moments.summary().items():
+        torch.testing.assert_close(chunked.moments.summary()[key], value, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(
+        chunked.comoments.correlation_blocks(), whole.comoments.correlation_blocks(), rtol=1e-10, atol=1e-12, equal_nan=True
+    )
