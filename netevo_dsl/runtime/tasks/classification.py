@@ -119,9 +119,8 @@ class ClassificationScorer:
         device = weights.device
         P, W = n_individuals, len(weights)
         acc = torch.float64  # sums over thousands of samples: accumulate in float64
-        self.in_batch = batch_mask.to(device, acc)
-        self.is_train = (torch.arange(task.n_samples, device=device) < task.n_train).to(acc)
-        self.is_test = 1.0 - self.is_train
+        is_train = (torch.arange(task.n_samples, device=device) < task.n_train).to(acc)
+        self.membership = torch.stack([batch_mask.to(device, acc), is_train, 1.0 - is_train])  # [3, N]
         self.reward_sum = torch.zeros(P, W, dtype=acc, device=device)
         self.test_logp_sum = torch.zeros(P, W, dtype=acc, device=device)
         self.train_correct = torch.zeros(P, W, dtype=acc, device=device)
@@ -149,18 +148,21 @@ class ClassificationScorer:
         probs.clamp_min_(-80.0).exp_()
         total = probs.sum(1)
         at_label, earlier = _label_slices(x, runs)
-        label_logp = (at_label - high - total.log()).to(torch.float64)
-        correct = _predicts(at_label, earlier, high).to(torch.float64)
+        label_logp = at_label - high - total.log()
+        correct = _predicts(at_label, earlier, high)
         mean_probs = probs.div_(total.unsqueeze(1)).mean(2)  # [P, O, b]: the ensemble over weights
         at_label_m, earlier_m = _label_slices(mean_probs.unsqueeze(2), runs)
-        ensemble = _predicts(at_label_m, earlier_m, mean_probs.amax(1, keepdim=True)).squeeze(1).to(torch.float64)
-        in_batch, train, test = self.in_batch[samples], self.is_train[samples], self.is_test[samples]
-        self.reward_sum += label_logp @ in_batch
-        self.test_logp_sum += label_logp @ test
-        self.train_correct += correct @ train
-        self.test_correct += correct @ test
-        self.ensemble_train_correct += ensemble @ train
-        self.ensemble_test_correct += ensemble @ test
+        ensemble = _predicts(at_label_m, earlier_m, mean_probs.amax(1, keepdim=True)).squeeze(1)
+        # every per-sample quantity against (minibatch, train, test) membership in one product
+        P, W, b = label_logp.shape
+        per_sample = torch.cat([label_logp.reshape(-1, b), correct.reshape(-1, b), ensemble.reshape(-1, b)])
+        sums = per_sample.to(torch.float64) @ self.membership[:, samples].t()  # [2PW + P, 3]
+        self.reward_sum += sums[: P * W, 0].view(P, W)
+        self.test_logp_sum += sums[: P * W, 2].view(P, W)
+        self.train_correct += sums[P * W: 2 * P * W, 1].view(P, W)
+        self.test_correct += sums[P * W: 2 * P * W, 2].view(P, W)
+        self.ensemble_train_correct += sums[2 * P * W:, 1]
+        self.ensemble_test_correct += sums[2 * P * W:, 2]
 
     def _buffer(self, like: torch.Tensor) -> torch.Tensor:
         """Reused scratch space: fresh large allocations cost page faults on every block."""
