@@ -85,3 +85,18 @@ class MutationMachine(RuleBasedStateMachine):
 MutationMachine.TestCase.settings = settings(max_examples=12, stateful_step_count=4, deadline=None,
                                              suppress_health_check=[HealthCheck.too_slow])
 TestMutationMachine = MutationMachine.TestCase
+
+
+def test_the_examples_in_docs_testing_run():
+    """docs/testing.md shows property tests written with the mutation strategies: they must pass."""
+    import re
+
+    text = (SPECS.parent / "docs" / "testing.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
+    namespace: dict = {}
+    exec(compile("\n".join(blocks), "docs/testing.md", "exec"), namespace)
+    tests = [f for name, f in namespace.items() if name.startswith("test_")]
+    assert len(tests) == 2
+    for test in tests:
+        test()
