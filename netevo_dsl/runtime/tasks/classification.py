@@ -143,8 +143,8 @@ class ClassificationScorer:
         high = x.amax(1)  # [P, W, b]; amax propagates NaN and +inf
         self.nonfinite |= ~(torch.isfinite(high) & torch.isfinite(x.amin(1))).all(-1)
         probs = torch.sub(x, high.unsqueeze(1), out=self._buffer(x))
-        # exp of large negative numbers lands in slow denormals; below e^-80 a class's
-        # share of the softmax is immaterial (1e-35), so it is floored there.
+        # exp of large negative numbers takes a slow path; below e^-80 a class's share of
+        # the softmax is immaterial (1e-35), so it is floored there.
         probs.clamp_min_(-80.0).exp_()
         total = probs.sum(1)
         at_label, earlier = _label_slices(x, runs)
