@@ -37,7 +37,7 @@ TASKS = [
 
 
 @pytest.mark.parametrize("task,n_in,n_out", TASKS, ids=[t[0][0] for t in TASKS])
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(data=st.data())
 def test_batched_equals_reference_on_classification(task, n_in, n_out, data):
     population = data.draw(populations(n_in, n_out, max_hidden=6, max_edges=18))
@@ -47,7 +47,7 @@ def test_batched_equals_reference_on_classification(task, n_in, n_out, data):
     assert_same_scores(batched, reference)
 
 
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(population=populations(64, 10, max_size=3, max_hidden=8, max_edges=40))
 def test_batched_equals_reference_on_digits_in_small_blocks(population):
     # tiny blocks and chunks force several sample blocks and population chunks
