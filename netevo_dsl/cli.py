@@ -171,6 +171,52 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def cmd_track(args) -> int:
+    import json
+
+    from . import check, compile_module, format as format_spec, load
+    from .runtime.report import write_report
+    from .runtime.train import accuracy, classification_data, parameter_count, train_tracked
+
+    spec = load(args.spec)
+    overrides = _overrides(args.define)
+    check(spec, overrides)
+    data = classification_data(args.data, seed=args.seed)
+    model = compile_module(spec, name=args.network, overrides=overrides)
+    graph_inputs = model._inputs
+    if len(graph_inputs) != 1 or len(graph_inputs[0][1]) != 2:
+        raise UsageError("netevo track trains networks with one [B, F] input", hint="e.g. specs/digits_mlp.net")
+    features = graph_inputs[0][1][1]
+    if str(features) != str(data.train_x.shape[1]):
+        raise UsageError(f"`{args.data}` has {data.train_x.shape[1]} features but the network's input is {features}",
+                         hint=f"declare `input x: [B, {data.train_x.shape[1]}]`, or override a param with -D")
+    out = Path(args.out or f"track-{Path(args.spec).stem}-{args.data}")
+    tracker, history = train_tracked(model, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                     seed=args.seed, progress=not args.no_progress)
+    written = write_report(tracker, out, history=history)
+    recs = json.loads(Path(written["recommendations"]).read_text())
+    before = accuracy(model, data.test_x, data.test_y)
+    print(Path(written["summary"]).read_text())
+    print(f"test accuracy {before:.4f}, {parameter_count(model)} parameters; report in {out}")
+    if args.apply:
+        from .evolve.apply import apply_recommendations
+
+        result = apply_recommendations(spec, model.state_dict(), recs, network=args.network)
+        new_model = compile_module(result.spec, name=args.network, overrides=overrides)
+        new_model.load_state_dict(result.weights)
+        after = accuracy(new_model, data.test_x, data.test_y)
+        (out / "applied.net").write_text(format_spec(result.spec), encoding="utf-8")
+        for line in result.actions:
+            print(f"applied: {line}")
+        from collections import Counter
+
+        for why, n in Counter(why for _, why in result.skipped).items():
+            print(f"skipped {n} suggestion(s): {why}")
+        print(f"after applying: test accuracy {after:.4f} (before {before:.4f}), "
+              f"{parameter_count(new_model)} parameters (before {parameter_count(model)}); spec {out / 'applied.net'}")
+    return 0
+
+
 def cmd_ops(args) -> int:
     from .ops.registry import all_ops
 
@@ -233,6 +279,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", help="output folder (default analysis-SPEC)")
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     a.set_defaults(func=cmd_analyze)
+
+    t = sub.add_parser("track", help="train a network on a bundled dataset while tracking its neurons")
+    t.add_argument("spec")
+    t.add_argument("--data", required=True, choices=("digits", "iris", "wine", "breast_cancer"))
+    t.add_argument("--network", help="which network, when the spec has several")
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", help="output folder (default track-SPEC-DATA)")
+    t.add_argument("--apply", action="store_true", help="apply the exact recommendations and compare accuracy")
+    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("-D", dest="define", action="append", metavar="NAME=VALUE", help="override a param")
+    t.set_defaults(func=cmd_track)
 
     o = sub.add_parser("ops", help="list the registered ops and their parameters")
     o.set_defaults(func=cmd_ops)

@@ -1,0 +1,107 @@
+"""Acting on tracker recommendations with the function-preserving transforms.
+
+`apply_recommendations(spec, weights, recs)` prunes dead units (exact: they are
+zero wherever they are read), merges identical units (exact: correlation 1,
+slope 1, intercept 0), and widens saturated layers by Net2Wider (exact). Other
+suggestions (low activity, merely correlated pairs) are reported as skipped
+unless asked for, because acting on them changes the function.
+"""
+from __future__ import annotations
+
+import attrs
+
+from ..errors import TransformError
+from ..passes.elaborate import elaborate
+from .groups import dependency_groups, find_group
+from .transforms import merge_units, prune_units, widen
+
+
+@attrs.frozen
+class Applied:
+    spec: object
+    weights: dict
+    actions: tuple  # human-readable lines, in order
+    skipped: tuple  # (suggestion, why)
+
+
+def apply_recommendations(spec, weights: dict, recs: dict, network: str | None = None, *,
+                          prune_low_activity: bool = False, merge_tolerance: float = 1e-6,
+                          expand: bool = True, rng=None) -> Applied:
+    graph = elaborate(spec, network)
+    network = graph.name
+    groups = dependency_groups(graph)
+    plan: dict[str, dict] = {}
+    skipped: list = []
+
+    def group_of(layer):
+        try:
+            return find_group(groups, layer)
+        except (KeyError, TransformError):
+            return None
+
+    for p in recs.get("prune", []):
+        if p["reason"] != "dead" and not prune_low_activity:
+            skipped.append((p, "low activity is not dead: pruning would change the function"))
+            continue
+        g = group_of(p["layer"])
+        if g is None:
+            skipped.append((p, f"`{p['layer']}` is not a unit of any dependency group"))
+            continue
+        plan.setdefault(g.name, {"prune": set(), "merge": [], "expand": 0, "layer": p["layer"]})["prune"].add(p["index"])
+    for m in recs.get("merge", []):
+        identical = abs(m["slope"] - 1.0) <= merge_tolerance and abs(m["intercept"]) <= merge_tolerance
+        if not identical:
+            skipped.append((m, "correlated but not identical: merging would change the function"))
+            continue
+        g = group_of(m["layer"])
+        if g is None:
+            skipped.append((m, f"`{m['layer']}` is not a unit of any dependency group"))
+            continue
+        plan.setdefault(g.name, {"prune": set(), "merge": [], "expand": 0, "layer": m["layer"]})["merge"].append(
+            (m["keep"], m["remove"]))
+    if expand:
+        for e in recs.get("expand", []):
+            g = group_of(e["layer"])
+            if g is None:
+                skipped.append((e, f"`{e['layer']}` is not a unit of any dependency group"))
+                continue
+            plan.setdefault(g.name, {"prune": set(), "merge": [], "expand": 0, "layer": e["layer"]})["expand"] = \
+                int(e["suggested_growth"])
+
+    actions: list[str] = []
+    for name, todo in plan.items():
+        layer = todo["layer"]
+        merges, dropped = [], set()
+        for k, d in todo["merge"]:  # the same pair may be reported at several sites of the group
+            if d in dropped or k in dropped or d in todo["prune"] or k in todo["prune"] or (k, d) in merges:
+                continue
+            if d in {kk for kk, _ in merges}:
+                continue
+            merges.append((k, d))
+            dropped.add(d)
+        kept = None
+        if merges:
+            keep, drop = zip(*merges)
+            result = merge_units(spec, weights, layer, list(keep), list(drop), network=network)
+            spec, weights = result.spec, result.weights
+            kept = [i for i in range(find_group(groups, name).size) if i not in set(drop)]
+            actions.append(f"merged {len(merges)} identical unit pair(s) of `{name}`")
+        prune = sorted(todo["prune"])
+        if prune:
+            if kept is not None:
+                prune = [kept.index(i) for i in prune]
+            try:
+                result = prune_units(spec, weights, layer, prune, network=network)
+                spec, weights = result.spec, result.weights
+                actions.append(f"pruned {len(prune)} dead unit(s) of `{name}`")
+            except TransformError as e:
+                skipped.append(({"layer": layer, "prune": prune}, e.message))
+        if todo["expand"]:
+            size = find_group(dependency_groups(elaborate(spec, network)), layer).size
+            try:
+                result = widen(spec, weights, layer, size + todo["expand"], rng=rng, network=network)
+                spec, weights = result.spec, result.weights
+                actions.append(f"widened `{name}` from {size} to {size + todo['expand']} (Net2Wider)")
+            except TransformError as e:
+                skipped.append(({"layer": layer, "expand": todo["expand"]}, e.message))
+    return Applied(spec, weights, tuple(actions), tuple(skipped))
