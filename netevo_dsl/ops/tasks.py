@@ -37,8 +37,7 @@ CLASSIFICATION_METRICS = (
     "ensemble_test_accuracy",  # [P]
 )
 CONTROL_METRICS = ("reward", "steps")  # both [P, W], averaged over repeats
-SEQUENCE_METRICS = ("reward", "token_accuracy", "sequence_accuracy")
-TEXT_METRICS = ("reward", "token_accuracy", "bits_per_char")
+SEQUENCE_METRICS = ("reward", "token_accuracy", "sequence_accuracy", "bits_per_char")
 
 KINDS = ("classification", "control", "sequence")
 
@@ -165,7 +164,7 @@ for _spec in (
               "write the sequence backwards after a separator"),
     _sequence("majority", _const(3), {"length": 9}, "after the separator, the more frequent bit"),
     _sequence("parity", _const(3), {"length": 8}, "after the separator, the xor of all bits"),
-    TaskSpec("text", "sequence", {"path": REQUIRED, "context": 64, "train_fraction": 0.9}, TEXT_METRICS,
+    TaskSpec("text", "sequence", {"path": REQUIRED, "context": 64, "train_fraction": 0.9}, SEQUENCE_METRICS,
              _text_vocab, _text_vocab, "character-level next-token prediction on a local UTF-8 text file"),
     TaskSpec("csv", "classification", {"path": REQUIRED, "target": REQUIRED, "test_fraction": 0.2, "seed": 0,
                                        "batch_size": None}, CLASSIFICATION_METRICS, _csv_inputs, _csv_outputs,

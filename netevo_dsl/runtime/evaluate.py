@@ -153,17 +153,20 @@ class ScoreTable:
     failures: dict
 
     @classmethod
-    def empty(cls, n: int, weights: torch.Tensor) -> "ScoreTable":
-        return cls(torch.full((n, len(weights)), float("nan"), dtype=torch.float64), weights.cpu(), {}, {})
+    def empty(cls, n: int, weights: torch.Tensor, metric_dims: dict) -> "ScoreTable":
+        """NaN everywhere; `metric_dims` maps each metric to 2 ([n, W]) or 1 ([n])."""
+        nan = float("nan")
+        metrics = {name: torch.full((n, len(weights))[:dims], nan, dtype=torch.float64)
+                   for name, dims in metric_dims.items() if name != "reward"}
+        return cls(torch.full((n, len(weights)), nan, dtype=torch.float64), weights.cpu(), metrics, {})
 
     def write(self, rows: list[int], reward: torch.Tensor, metrics: dict, bad: torch.Tensor) -> None:
         """Store scores for population `rows`; bad [len(rows), W] flags non-finite outputs."""
         index = torch.as_tensor(rows, dtype=torch.long)
         self.per_weight[index] = reward.detach().to("cpu", torch.float64)
         for name, value in metrics.items():
-            if name not in self.metrics:
-                shape = (len(self.per_weight),) + tuple(value.shape[1:])
-                self.metrics[name] = torch.full(shape, float("nan"), dtype=torch.float64)
+            if name == "reward":
+                continue
             self.metrics[name][index] = value.detach().to("cpu", torch.float64)
         bad = bad.cpu()
         for k in torch.nonzero(bad.any(1)).flatten().tolist():
@@ -197,7 +200,7 @@ def _chunks(genomes: list, weights: torch.Tensor, min_samples: int, chunk_bytes:
 
 
 def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int) -> ScoreTable:
-    result = ScoreTable.empty(len(genomes), weights)
+    result = ScoreTable.empty(len(genomes), weights, task.metric_dims)
     features = task.features.to(weights.device, weights.dtype)
     batch_mask = task.next_batch_mask()
     n = task.n_samples
@@ -222,7 +225,7 @@ def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int) 
 
 
 def _control(genomes, task, weights, chunk_bytes: int) -> ScoreTable:
-    result = ScoreTable.empty(len(genomes), weights)
+    result = ScoreTable.empty(len(genomes), weights, task.metric_dims)
     for chunk in _chunks(genomes, weights, task.repeats, chunk_bytes):
         pack, failures = pack_population([genomes[i] for i in chunk], task.n_inputs, task.n_outputs, weights,
                                          shared_inputs=False, indices=chunk)

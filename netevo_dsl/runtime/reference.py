@@ -42,7 +42,7 @@ def reference_evaluate(population, task, weights=None, device="auto", *, dtype=t
     weights = resolve_weights(genomes, weights, dtype, device)
     if task.kind not in ("classification", "control"):
         raise wrong_task_kind(task)
-    result = ScoreTable.empty(len(genomes), weights)
+    result = ScoreTable.empty(len(genomes), weights, task.metric_dims)
     batch_mask = task.next_batch_mask() if task.kind == "classification" else None
     for index, genome in enumerate(genomes):
         if genome is None:

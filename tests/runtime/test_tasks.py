@@ -27,6 +27,11 @@ def test_declared_counts_match_the_implementation(name):
     task = make_task(name)
     assert (spec.n_inputs(), spec.n_outputs()) == (task.n_inputs, task.n_outputs)
     assert spec.kind == task.kind
+    if task.kind == "sequence":
+        _, metrics = task.score(torch.zeros(*task.targets.shape, task.vocab_size))
+        assert set(metrics) == set(spec.metrics)
+    else:
+        assert set(task.metric_dims) == set(spec.metrics)
 
 
 def test_declared_counts_of_known_datasets():

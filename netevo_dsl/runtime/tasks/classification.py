@@ -23,6 +23,10 @@ DEFAULT_MINIBATCH = 1000
 
 class ClassificationTask:
     kind = "classification"
+    # metric -> 2 for [population, weights], 1 for [population]
+    metric_dims = {"reward": 2, "train_accuracy": 2, "test_accuracy": 2, "test_reward": 2, "best_weight": 1,
+                   "best_train_accuracy": 1, "best_test_accuracy": 1, "ensemble_train_accuracy": 1,
+                   "ensemble_test_accuracy": 1}
 
     def __init__(
         self,

@@ -84,6 +84,7 @@ Policy = Callable[[torch.Tensor], torch.Tensor]  # observations [..., n_inputs] 
 class ControlTask:
     kind = "control"
     n_outputs = 1
+    metric_dims = {"reward": 2, "steps": 2}  # both [population, weights]
 
     def __init__(self, name: str, repeats: int, max_steps: int, seed: int, params: dict | None = None):
         self.name = name
