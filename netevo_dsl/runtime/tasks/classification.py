@@ -145,7 +145,8 @@ class ClassificationScorer:
             x = torch.cat([torch.zeros_like(x), x], dim=1)
         runs = _runs_in(self.task.label_runs, samples)
         high = x.amax(1)  # [P, W, b]; amax propagates NaN and +inf
-        self.nonfinite |= ~(torch.isfinite(high) & torch.isfinite(x.amin(1))).all(-1)
+        # NaN and +inf survive amax, -inf survives amin: two small reductions find them all
+        self.nonfinite |= ~(torch.isfinite(high.amax(-1)) & torch.isfinite(x.amin(1).amin(-1)))
         probs = torch.sub(x, high.unsqueeze(1), out=self._buffer(x))
         # exp of large negative numbers takes a slow path; below e^-80 a class's share of
         # the softmax is immaterial (1e-35), so it is floored there.
