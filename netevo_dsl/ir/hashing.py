@@ -10,6 +10,7 @@ machine (unlike Python's salted ``hash``).
 from __future__ import annotations
 
 import hashlib
+import weakref
 from fractions import Fraction
 
 import attrs
@@ -20,6 +21,25 @@ def canonical_text(node) -> str:
     out: list[str] = []
     _write(node, out)
     return "".join(out)
+
+
+# Mutants share most of their items and statements with their parent (IR is immutable), so the
+# text of those is remembered per object: hashing a child re-serialises only what changed.
+_MEMO: dict[int, tuple] = {}  # id(node) -> (weak reference to node, text)
+_MEMO_KINDS = ("Block", "Network", "WannGenome", "TransformerGenome", "MutateBlock", "EvolveBlock", "MaskDef",
+               "Param", "Assign", "Output", "Return", "Repeat", "Input", "TransformerLayer")
+
+
+def _memo_text(node) -> str:
+    entry = _MEMO.get(id(node))
+    if entry is not None and entry[0]() is node:
+        return entry[1]
+    out: list[str] = []
+    _write_fields(node, out)
+    text = "".join(out)
+    key = id(node)
+    _MEMO[key] = (weakref.ref(node, lambda _, key=key: _MEMO.pop(key, None)), text)
+    return text
 
 
 def canonical_hash(node) -> str:
@@ -38,36 +58,51 @@ def _number(value) -> str:
 
 
 def _write(node, out: list[str]) -> None:
-    if node is None:
-        out.append("N")
-    elif isinstance(node, bool):
-        out.append("T" if node else "F")
-    elif isinstance(node, (int, float, Fraction)):
-        out.append("n" + _number(node) + ";")
-    elif isinstance(node, str):
+    kind = type(node)
+    if kind is str:
         out.append(f"s{len(node)}:{node}")
-    elif isinstance(node, (tuple, list)):
+    elif kind is tuple or kind is list:
         out.append("(")
         for item in node:
             _write(item, out)
         out.append(")")
+    elif kind in _FIELDS or attrs.has(kind):
+        if kind.__name__ in _MEMO_KINDS:
+            out.append(_memo_text(node))
+        else:
+            _write_fields(node, out)
+    elif node is None:
+        out.append("N")
+    elif kind is bool:
+        out.append("T" if node else "F")
+    elif isinstance(node, (int, float, Fraction)):
+        out.append("n" + _number(node) + ";")
     elif isinstance(node, dict):
         out.append("{")
         for key in sorted(node, key=repr):
             _write(key, out)
             _write(node[key], out)
         out.append("}")
-    elif attrs.has(type(node)):
-        out.append(type(node).__name__ + "<")
-        for field in attrs.fields(type(node)):
-            if field.eq:
-                out.append(field.name + "=")
-                _write(getattr(node, field.name), out)
-        out.append(">")
-    elif type(node).__name__ == "Dim":  # symbolic sizes in elaborated graphs; compared by their polynomial
+    elif kind.__name__ == "Dim":  # symbolic sizes in elaborated graphs; compared by their polynomial
         out.append("D" + str(node) + ";")
     else:
-        raise TypeError(f"canonical_hash cannot serialise {type(node).__name__}: {node!r}")
+        raise TypeError(f"canonical_hash cannot serialise {kind.__name__}: {node!r}")
+
+
+_FIELDS: dict[type, tuple] = {}  # attrs class -> (its name, the names of its equality fields)
+
+
+def _write_fields(node, out: list[str]) -> None:
+    kind = type(node)
+    spec = _FIELDS.get(kind)
+    if spec is None:
+        spec = _FIELDS[kind] = (kind.__name__ + "<", tuple(f.name for f in attrs.fields(kind) if f.eq))
+    head, names = spec
+    out.append(head)
+    for name in names:
+        out.append(name + "=")
+        _write(getattr(node, name), out)
+    out.append(">")
 
 
 __all__ = ["canonical_hash", "canonical_text"]

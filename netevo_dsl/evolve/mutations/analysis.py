@@ -20,6 +20,7 @@ from the small coupling walk in this file otherwise.
 from __future__ import annotations
 
 import fnmatch
+import weakref
 from fractions import Fraction
 from typing import Callable
 
@@ -232,6 +233,7 @@ class NetworkAnalysis:
             self.by_call.setdefault(id(prov.op.call), []).append(name)
         self._traces: dict = {}
         self._groups = None
+        self.memo: dict = {}  # operators remember candidates built from this parent: children repeat
 
     # -- targets --
     def match(self, patterns, op: str | None = None) -> list[str]:
@@ -543,10 +545,33 @@ class Edits:
     def apply(self, spec: ir.Spec) -> ir.Spec:
         """A new spec with every edit made; raises LookupError if an edited object is not in its own items."""
         done: set[int] = set()
-        items = tuple(_rewrite(item, self._fns, done) for item in spec.items)
+        keys = set(self._fns)
+        items = tuple(_rewrite(item, self._fns, done) if keys & _ids_under(item) else item for item in spec.items)
         if done != set(self._fns):
             raise LookupError("an edit targets IR outside this spec's own items (an imported file?)")
         return attrs.evolve(spec, items=items)
+
+
+_IDS: dict[int, tuple] = {}  # id(item) -> (weak reference, ids of every IR object under it)
+
+
+def _ids_under(item) -> frozenset:
+    """Ids of the IR objects inside a top-level item (remembered: parent and children share items)."""
+    entry = _IDS.get(id(item))
+    if entry is not None and entry[0]() is item:
+        return entry[1]
+    ids: set[int] = set()
+    stack = [item]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, tuple):
+            stack.extend(node)
+        elif attrs.has(type(node)):
+            ids.add(id(node))
+            stack.extend(getattr(node, f.name) for f in attrs.fields(type(node)) if f.eq)
+    key = id(item)
+    _IDS[key] = (weakref.ref(item, lambda _, key=key: _IDS.pop(key, None)), frozenset(ids))
+    return _IDS[key][1]
 
 
 def _rewrite(node, fns, done):

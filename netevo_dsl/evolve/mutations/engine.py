@@ -37,6 +37,7 @@ DEFAULT_RULES = {
     "network": "width(p=0.4) kernel(p=0.2) activation(p=0.2) insert_layer(p=0.1) remove_layer(p=0.1)",
 }
 MAX_CANDIDATES = 24  # candidates tried per rule before it counts as not applicable
+_ANALYSES: OrderedDict = OrderedDict()  # (id(spec), network, overrides) -> (spec, NetworkAnalysis); LRU
 
 
 @attrs.frozen
@@ -106,21 +107,22 @@ class Mutator:
 
     def __init__(self, overrides=None, weights=None, grads=None):
         self.overrides, self.weights, self.grads = overrides, weights, grads
-        self._analyses: OrderedDict = OrderedDict()  # id(spec) -> (spec, analysis)
         self.last_check = None
+        self.checked = self.rejected = 0  # candidates checked, and rejected by check
 
     def analysis_for(self, spec, item):
-        key = (id(spec), item.name)
-        hit = self._analyses.get(key)
+        """The network's analysis, shared by every call on the same spec object (parents repeat)."""
+        key = (id(spec), item.name, repr(sorted((self.overrides or {}).items())))
+        hit = _ANALYSES.get(key)
         if hit is not None and hit[0] is spec:
-            self._analyses.move_to_end(key)
+            _ANALYSES.move_to_end(key)
             return hit[1]
         from .analysis import NetworkAnalysis
 
         a = NetworkAnalysis(spec, item.name, self.overrides)
-        self._analyses[key] = (spec, a)
-        while len(self._analyses) > 16:
-            self._analyses.popitem(last=False)
+        _ANALYSES[key] = (spec, a)
+        while len(_ANALYSES) > 16:
+            _ANALYSES.popitem(last=False)
         return a
 
     def apply(self, spec, rule: Rule, rng, siblings, avoid=None):
@@ -141,11 +143,14 @@ class Mutator:
             h = canonical_hash(child) if avoid is not None else None
             if h is not None and h in avoid:
                 continue  # cheaper than checking a child that is already known
+            self.checked += 1
             try:
                 result = check(child, self.overrides)
             except NetevoError:
+                self.rejected += 1
                 continue
             if not _sizes_positive(result):
+                self.rejected += 1
                 continue
             self.last_check, self.last_hash = result, h
             return child, text
@@ -247,7 +252,8 @@ def mutants(spec: ir.Spec, n: int, seed: int = 0, *, target: str | None = None, 
 
     validate: "source" (check + emitted source runs at the declared shapes), "ir"
     (check + meta-device module) or "check". Children that fail validation are
-    dropped and counted in `stats` (attempts, invalid, duplicates, failures).
+    dropped and counted in `stats` (attempts, invalid, duplicates, failures; checked and
+    rejected_by_check count the operators' candidates).
     When fewer than n distinct valid mutants can be found: RuleError if
     `strict`, else the ones found.
     """
@@ -298,6 +304,7 @@ def mutants(spec: ir.Spec, n: int, seed: int = 0, *, target: str | None = None, 
         if base is not None:
             text = f"{base.description}; then {text}"
         found.append(Mutant(child, text, h, root if base is None else base.hash, engine.last_check))
+    counts.update(checked=engine.checked, rejected_by_check=engine.rejected)
     if len(found) < n and strict:
         raise RuleError(f"found {len(found)} distinct valid mutants of `{item.name}` in {counts['attempts']} "
                         f"attempts, {n} asked for", None,

@@ -100,11 +100,19 @@ def width_plan(analysis, group: int, size: int):
     return edits, target
 
 
+def _divides(op) -> bool:
+    """Does the op constrain channel counts (groups, heads, normalisation blocks)? From its registry metadata."""
+    ch = op.channels
+    return bool(ch.partition_param or ch.blocks_param or any(s.blocks_param for s in ch.internal))
+
+
 def _sizes_ok(analysis, target: dict) -> bool:
-    """Every node that reads or makes a resized group accepts the new sizes (divisibility etc.)."""
+    """Nodes that divide a resized group into parts accept the new sizes (the checker would reject them)."""
     groups = analysis.groups
     find = groups.find
     for node in analysis.graph.nodes:
+        if not _divides(get_op(node.op)) and node.param_dict.get("mask") is None:
+            continue
         in_shapes = []
         touched = False
         for ref in node.inputs:
@@ -139,17 +147,27 @@ def width(ctx: Context):
             continue
         choices = ctx.rule.choices or (max(1, size // 2), size * 2)
         for n in shuffled(ctx.rng, [c for c in choices if _int(c) and c >= 1 and c != size]):
-            plan = width_plan(a, g, n)
-            if plan is None or not _sizes_ok(a, plan[1]):
-                continue
-            edits, target = plan
-            spec = _apply(ctx, edits)
-            if spec is None:
-                continue
-            producers = [p for t in target for p in groups.producers.get(t, ())]
-            also = f"; {len(target) - 1} coupled group(s) follow" if len(target) > 1 else ""
-            layers = f"{len(producers)} layer{'s' if len(producers) > 1 else ''}"
-            yield spec, f"width {_label(groups.producers[g])}: {size} -> {n}{also} ({layers})"
+            key = ("width", g, n)
+            if key not in a.memo:
+                a.memo[key] = _width_child(ctx, g, size, n)
+            if a.memo[key] is not None:
+                yield a.memo[key]
+
+
+def _width_child(ctx: Context, g: int, size: int, n: int):
+    a = ctx.analysis
+    groups = a.groups
+    plan = width_plan(a, g, n)
+    if plan is None or not _sizes_ok(a, plan[1]):
+        return None
+    edits, target = plan
+    spec = _apply(ctx, edits)
+    if spec is None:
+        return None
+    producers = [p for t in target for p in groups.producers.get(t, ())]
+    also = f"; {len(target) - 1} coupled group(s) follow" if len(target) > 1 else ""
+    layers = f"{len(producers)} layer{'s' if len(producers) > 1 else ''}"
+    return spec, f"width {_label(groups.producers[g])}: {size} -> {n}{also} ({layers})"
 
 
 # --- kernel ------------------------------------------------------------------------------------
@@ -168,31 +186,39 @@ def kernel(ctx: Context):
             continue
         default = [k for k in (k_old - 2, k_old + 2) if k >= 1]
         for k_new in shuffled(ctx.rng, [c for c in (ctx.rule.choices or default) if _int(c) and c != k_old]):
-            edits, note = Edits(), ""
-            leaf = tr_k.leaf_value(k_new)
-            if leaf is None:
-                continue
-            edits.set_slot(tr_k.leaf, leaf)
-            new_params = {"k": k_new}
-            pad = p.get("pad")
-            dilation = _int(p.get("dilation", 1)) or 1
-            if isinstance(pad, int) and not isinstance(pad, bool) and 2 * pad == dilation * (k_old - 1):
-                # "same"-style padding keeps the spatial shape: it follows the kernel.
-                if (dilation * (k_new - 1)) % 2:
-                    continue
-                new_pad = dilation * (k_new - 1) // 2
-                tr_p = a.trace(name, "pad")
-                leaf_p = tr_p.leaf_value(new_pad, minimum=0) if tr_p else None
-                if leaf_p is None:
-                    continue
-                edits.set_slot(tr_p.leaf, leaf_p)
-                new_params["pad"] = new_pad
-                note = f", pad {pad} -> {new_pad}"
-            if not infer_ok(a, name, new_params):
-                continue
-            spec = _apply(ctx, edits)
-            if spec is not None:
-                yield spec, f"kernel {name}{_shared_note(a, name)}: {k_old} -> {k_new}{note}"
+            key = ("kernel", name, k_new)
+            if key not in a.memo:
+                a.memo[key] = _kernel_child(ctx, name, tr_k, k_old, k_new)
+            if a.memo[key] is not None:
+                yield a.memo[key]
+
+
+def _kernel_child(ctx: Context, name: str, tr_k, k_old: int, k_new: int):
+    a = ctx.analysis
+    p = a.nodes[name].param_dict
+    leaf = tr_k.leaf_value(k_new)
+    if leaf is None:
+        return None
+    edits, note = Edits().set_slot(tr_k.leaf, leaf), ""
+    new_params = {"k": k_new}
+    pad = p.get("pad")
+    dilation = _int(p.get("dilation", 1)) or 1
+    if isinstance(pad, int) and not isinstance(pad, bool) and 2 * pad == dilation * (k_old - 1):
+        # "same"-style padding keeps the spatial shape: it follows the kernel.
+        if (dilation * (k_new - 1)) % 2:
+            return None
+        new_pad = dilation * (k_new - 1) // 2
+        tr_p = a.trace(name, "pad")
+        leaf_p = tr_p.leaf_value(new_pad, minimum=0) if tr_p else None
+        if leaf_p is None:
+            return None
+        edits.set_slot(tr_p.leaf, leaf_p)
+        new_params["pad"] = new_pad
+        note = f", pad {pad} -> {new_pad}"
+    if not infer_ok(a, name, new_params):
+        return None
+    spec = _apply(ctx, edits)
+    return None if spec is None else (spec, f"kernel {name}{_shared_note(a, name)}: {k_old} -> {k_new}{note}")
 
 
 # --- activation ------------------------------------------------------------------------------
