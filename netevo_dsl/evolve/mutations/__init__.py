@@ -10,5 +10,5 @@ from .base import OPERATORS, Rule
 from .engine import DEFAULT_RULES, Mutant, Mutator, mutants, mutate, mutate_genome, parse_rules
 from .validate import InvalidMutant, validate_ir, validate_source
 
-__all__ = ["mutate", "mutate_genome", "mutants", "Mutant", "Mutator", "Rule", "OPERATORS", "DEFAULT_RULES", "parse_rules", "validate_ir",
-           "validate_source", "InvalidMutant"]
+__all__ = ["mutate", "mutate_genome", "mutants", "Mutant", "Mutator", "Rule", "OPERATORS", "DEFAULT_RULES",
+           "parse_rules", "validate_ir", "validate_source", "InvalidMutant"]

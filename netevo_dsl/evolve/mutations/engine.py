@@ -227,7 +227,7 @@ def mutate(spec: ir.Spec, rng=None, target: str | None = None, rules=None, *, we
            overrides=None) -> tuple[ir.Spec, str]:
     """One child of `spec` and what changed. `rules`: Rules, Calls or rule text; default the spec's own.
 
-    `weights` / `grads` map graph node names to arrays, for magnitude / gradient mask scores.
+    `weights` / `grads` map node names (or state-dict keys) to arrays, for magnitude / gradient mask scores.
     """
     engine = Mutator(overrides, weights, grads)
     return engine.mutate(spec, _as_rng(rng), target, rules)
@@ -312,4 +312,5 @@ def mutants(spec: ir.Spec, n: int, seed: int = 0, *, target: str | None = None, 
     return found
 
 
-__all__ = ["mutate", "mutate_genome", "mutants", "Mutant", "Mutator", "parse_rules", "rules_for", "target_item", "DEFAULT_RULES"]
+__all__ = ["mutate", "mutate_genome", "mutants", "Mutant", "Mutator", "parse_rules", "rules_for", "target_item",
+           "DEFAULT_RULES"]

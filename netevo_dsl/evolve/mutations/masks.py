@@ -17,7 +17,8 @@ Representation of a changed mask:
 exactly `rate` (at least one connection). Scores: `random` (SET),
 `gradient` (RigL: largest |gradient| among absent connections, from `grads`),
 `magnitude` (largest |weight| to grow among absent ones in a dense shadow,
-smallest |weight| to prune, from `weights`). Without the arrays a score needs,
+smallest |weight| to prune, from `weights`). `weights` and `grads` map node
+names (or state-dict keys, `fc.weight`) to arrays or tensors. Without the arrays a score needs,
 the choice falls back to random and the description says so.
 """
 from __future__ import annotations
@@ -99,9 +100,10 @@ def _scores(ctx: Context, site: MaskSite, shape, source: str):
         return None
     total = np.zeros(shape)
     for u in site.users:
-        if u not in table:
+        value = table.get(u, table.get(f"{u}.weight"))  # node names, or a state dict's keys
+        if value is None:
             return None
-        arr = np.abs(np.asarray(table[u].detach().cpu() if hasattr(table[u], "detach") else table[u], dtype=float))
+        arr = np.abs(np.asarray(value.detach().cpu() if hasattr(value, "detach") else value, dtype=float))
         if arr.ndim > 2:  # conv kernels: one score per (out, in) connection
             arr = arr.reshape(arr.shape[0], arr.shape[1], -1).sum(-1)
         if arr.shape != shape:

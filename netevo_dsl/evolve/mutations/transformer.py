@@ -109,7 +109,8 @@ def sublayer(ctx: Context):
         if current == "on" and other == "off":
             continue  # a layer with neither sublayer would be an identity
         new = "off" if current == "on" else "on"
-        yield _replace_layer(ctx, i, with_layer_setting(layer, key, new)), f"sublayer layer {i}: {key} {current} -> {new}"
+        yield _replace_layer(ctx, i, with_layer_setting(layer, key, new)), \
+            f"sublayer layer {i}: {key} {current} -> {new}"
 
 
 @operator("transformer", "layers")

@@ -16,7 +16,7 @@ import contextlib
 
 import attrs
 
-from ...errors import CompileError, NetevoError, RuntimeShapeError
+from ...errors import CompileError, NetevoError
 from ...ir import nodes as ir
 from ...ir.dims import Dim
 
@@ -76,17 +76,12 @@ def concrete(shape, sizes: dict) -> tuple[int, ...]:
 
 
 def _index_inputs(graph) -> set[str]:
-    """Inputs read as indices: by an op whose output has one more axis than the input (an embedding)."""
+    """Inputs that hold indices, not features: read by an op whose registry entry says so (an embedding)."""
     from ...ops.registry import get_op
 
-    out = set()
-    for node in graph.nodes:
-        op = get_op(node.op)
-        for ref in node.inputs:
-            if any(i.name == ref for i in graph.inputs) and op.coupling == "produce" \
-                    and not isinstance(node.shape[0], tuple) and len(node.shape) == len(graph.shape_of(ref)) + 1:
-                out.add(ref)
-    return out
+    names = {i.name for i in graph.inputs}
+    return {ref for node in graph.nodes if not get_op(node.op).channels.consumes_input
+            for ref in node.inputs if ref in names}
 
 
 _INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
@@ -98,7 +93,8 @@ _INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_",
 def _skipped_init():
     """Layers are allocated but not initialised: a shape check needs no random weights, and
     initialising them costs more than the forward pass (ResNet-18: ~0.2 s). Weights are zeroed
-    afterwards, so the forward pass sees no uninitialised memory."""
+    afterwards, so the forward pass sees no uninitialised memory. `torch.nn.init` is patched
+    while the model is built: do not build other models in other threads meanwhile."""
     import torch.nn.init as init
 
     saved = {name: getattr(init, name) for name in _INIT_FUNCTIONS if hasattr(init, name)}
@@ -191,5 +187,4 @@ def _validate_wann(spec, genome, result, sizes) -> Validation:
     return Validation("source", result.graphs)
 
 
-__all__ = ["validate_ir", "validate_source", "Validation", "InvalidMutant", "concrete", "SMALL_SIZES",
-           "RuntimeShapeError"]
+__all__ = ["validate_ir", "validate_source", "Validation", "InvalidMutant", "concrete", "SMALL_SIZES"]
