@@ -4,8 +4,8 @@
 every shared weight on every sample together: each topological level is one
 gather-sum plus one call per activation, so there is no Python loop over
 individuals or weights. Classification data are streamed in blocks of samples
-whose outputs are scored at once, so memory stays bounded and the values stay
-in cache; large populations are additionally split into chunks.
+whose outputs are scored as soon as they are computed, so memory stays bounded;
+large populations are additionally split into chunks.
 
 An individual that cannot be evaluated (invalid genome, inputs/outputs that do
 not fit the task, non-finite outputs) appears in `Scores.failures` with its
@@ -16,16 +16,15 @@ from __future__ import annotations
 import attrs
 import torch
 
-from ..errors import UsageError
+from ..errors import GenomeError, UsageError
 from ..ir import nodes as ir
 from ..ir.wann import DEFAULT_WEIGHTS, shared_weights
-from ..errors import GenomeError
 from .tasks import make_task
 from .wann_pack import pack_population, plan_chunks
 
 # Samples per block: a block's temporaries (a level's sums, the outputs) stay under
 # BLOCK_BYTES, because allocations much larger than that are returned to the OS on free
-# and cost page faults on every block; small enough blocks also stay in cache.
+# and cost page faults on every block.
 BLOCK_BYTES = 16 << 20
 MIN_BLOCK_SAMPLES = 64
 # Budget for one chunk's value buffer; larger populations are evaluated chunk by chunk.

@@ -78,7 +78,7 @@ class PackedPopulation:
     weights: torch.Tensor  # [W]
     levels: list[Level] = field(default_factory=list)
     output_rows: torch.Tensor | None = None  # [P, O]
-    scales: dict = field(default_factory=dict)  # activation name -> [1, W, 1] constant
+    scales: dict = field(default_factory=dict)  # named per-weight constants, each [1, W, 1]
     _outputs: torch.Tensor | None = None  # reused [P * O, W, B] output buffer
 
     def __post_init__(self):
