@@ -28,6 +28,7 @@ genome that fails a fast check is handed to `validate_genome` for its messages.
 """
 from __future__ import annotations
 
+import itertools
 import keyword
 import math
 import re
@@ -298,8 +299,7 @@ class _Population:
 
 
 def _flat(lists) -> np.ndarray:
-    flat = [x for part in lists for x in part]
-    return np.array(flat, dtype=np.int64) if flat else np.zeros(0, dtype=np.int64)
+    return np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64)
 
 
 def _relax_longest_paths(depth: np.ndarray, src: np.ndarray, dst: np.ndarray, limit: np.ndarray) -> np.ndarray:
@@ -357,14 +357,18 @@ def pack_population(
             failures[position] = rejection_reason(genome)
         except NetevoError as error:
             failures[position] = error.message
-    invalid = _Population.build([a for _, _, a in packed]).invalid_genomes() if packed else set()
+    population = _Population.build([a for _, _, a in packed]) if packed else None
+    invalid = population.invalid_genomes() if packed else set()
     for k in sorted(invalid, reverse=True):
         position, genome, _ = packed.pop(k)
         failures[position] = rejection_reason(genome)
-    return _layout(packed, n_obs, n_outputs, weights, shared_inputs), failures
+    if invalid and packed:
+        population = _Population.build([a for _, _, a in packed])
+    return _layout(packed, population, n_obs, n_outputs, weights, shared_inputs), failures
 
 
-def _layout(packed, n_obs: int, n_outputs: int, weights: torch.Tensor, shared_inputs: bool) -> PackedPopulation:
+def _layout(packed, pop: "_Population | None", n_obs: int, n_outputs: int, weights: torch.Tensor,
+            shared_inputs: bool) -> PackedPopulation:
     P = len(packed)
     n_input_rows = 0 if shared_inputs else (n_obs + 1) * P
     pack = PackedPopulation(members=[position for position, _, _ in packed], n_obs=n_obs, n_outputs=n_outputs,
@@ -373,7 +377,6 @@ def _layout(packed, n_obs: int, n_outputs: int, weights: torch.Tensor, shared_in
     if not packed:
         pack.output_rows = torch.zeros(0, n_outputs, dtype=torch.long, device=weights.device)
         return pack
-    pop = _Population.build([a for _, _, a in packed])
     src, dst = pop.src[pop.enabled], pop.dst[pop.enabled]
     depth = (~pop.is_input).astype(np.int64)  # inputs 0; a node without sources 1
     _relax_longest_paths(depth, src, dst, np.full(len(depth), len(depth) + 2))
