@@ -28,14 +28,37 @@ _TERMINAL_NAMES = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string",
 
 @functools.cache
 def lark_parser(strict: bool = False) -> lark.Lark:
-    """The LALR parser. Tests build it with strict=True so any conflict fails CI."""
+    """The LALR parser. Tests build it with strict=True so any conflict fails CI.
+
+    Building the tables takes about a second, so the non-strict parser is cached in the
+    user's own cache folder (lark's cache, keyed by grammar and lark version); `netevo
+    check` then starts in milliseconds. Without a writable folder it is built each time.
+    """
     return lark.Lark(
         GRAMMAR_PATH.read_text(),
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=True,
         strict=strict,
+        cache=False if strict else _cache_file(),
     )
+
+
+def _cache_file() -> str | bool:
+    """A per-user cache path (never a shared /tmp file: lark loads caches with pickle)."""
+    import hashlib
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "netevo")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if not os.access(folder, os.W_OK) or os.stat(folder).st_uid != os.getuid():
+            return False
+    except OSError:
+        return False
+    key = hashlib.sha256(GRAMMAR_PATH.read_bytes() + lark.__version__.encode()).hexdigest()[:16]
+    return os.path.join(folder, f"grammar-{key}.lark-cache")
 
 
 def _span(meta, path) -> ir.Span | None:

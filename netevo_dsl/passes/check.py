@@ -18,8 +18,8 @@ from ..ops.rules import RULES
 from .elaborate import check_identifier, elaborate
 
 EVOLVE_KEYS = {"task", "population", "generations", "selection", "seed", "weights", "elite", "cull", "tournament",
-               "init_density", "reps", "chunk"}
-TRANSFORMER_KEYS = {"vocab", "context", "embed", "weights", "masks", "layers"}
+               "init_density", "chunk", "prob_moo"}
+TRANSFORMER_KEYS = {"vocab", "context", "embed", "weights", "masks"}
 LAYER_KEYS = {"heads", "ffn", "activation", "attention", "mlp"}
 GENOME_METRICS = {"connections", "nodes", "params"}
 
@@ -234,7 +234,7 @@ def _check_evolve(spec, e: ir.EvolveBlock) -> list[NetevoError]:
         elif s.key == "selection":
             if not (isinstance(s.value, ir.Name) and s.value.id in ("wann", "nsga2")):
                 errors.append(EvolveError("selection is `wann` or `nsga2`", s.span))
-        elif s.key in ("population", "generations", "seed", "tournament", "reps", "chunk"):
+        elif s.key in ("population", "generations", "seed", "tournament", "chunk"):
             if not (isinstance(s.value, ir.Num) and isinstance(s.value.value, int) and s.value.value >= 0):
                 errors.append(EvolveError(f"`{s.key}` must be a non-negative integer", s.span))
     if task_spec is None and not any(isinstance(s, ir.Setting) and s.key == "task" for s in e.settings):

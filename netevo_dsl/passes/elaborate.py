@@ -90,6 +90,7 @@ class Elaborator:
     def __init__(self, spec: ir.Spec, overrides: dict | None = None):
         self.spec = spec
         self.errors: list[NetevoError] = []
+        self.symbols: set[str] = set()  # symbolic dims declared so far (B, H, ...)
         self.blocks = {b.name: b for b in spec.of_kind(ir.Block)}
         self.globals: dict[str, Any] = {}
         self._stmt, self._ncalls = ("", ()), 0  # provenance: statement being run, calls evaluated in it
@@ -119,10 +120,15 @@ class Elaborator:
                 self.globals[p.name] = _coerce_scalar(value, p.type.name, p.span, f"param `{p.name}`")
             except NetevoError as e:
                 self.errors.append(e)
-
+                self.globals[p.name] = POISON  # its uses are not reported again
     # --- expressions -----------------------------------------------------------
-    def eval(self, e, env: dict, dims: bool = False):
-        """Evaluate an expression. With dims=True, unknown names become symbolic dims."""
+    def eval(self, e, env: dict, dims: bool | str = False):
+        """Evaluate an expression.
+
+        dims=True (shapes being declared): an unknown name becomes a new symbolic dim.
+        dims="known" (op arguments): a name may be a symbolic dim declared earlier, nothing new,
+        so a misspelled param is an error rather than a fresh symbol.
+        """
         if isinstance(e, ir.Num):
             return e.value
         if isinstance(e, (ir.Str, ir.Bool)):
@@ -132,9 +138,10 @@ class Elaborator:
                 return env[e.id]
             if e.id in self.globals:
                 return self.globals[e.id]
-            if dims:
+            if dims is True or (dims == "known" and e.id in self.symbols):
+                self.symbols.add(e.id)
                 return Dim.sym(e.id)
-            known = list(env) + list(self.globals)
+            known = list(env) + list(self.globals) + sorted(self.symbols)
             raise NameError_(f"unknown name `{e.id}`", e.span, did_you_mean(e.id, known) or "define it before use")
         if isinstance(e, ir.Neg):
             v = self.eval(e.operand, env, dims)
@@ -183,7 +190,7 @@ class Elaborator:
             if kw.name == "mask":
                 kwargs[kw.name] = self.mask_value(kw.value, env)
             else:
-                kwargs[kw.name] = self.eval(kw.value, env, dims=True)
+                kwargs[kw.name] = self.eval(kw.value, env, dims="known")
         if any(a is POISON for a in args) or any(v is POISON for v in kwargs.values()):
             return POISON
         self.sink.call_origin = origin
