@@ -45,7 +45,7 @@ def test_generated_networks_check_and_round_trip(spec):
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(from_lark(lark_parser(strict=True))  # the uncached parser keeps `.grammar`)
+@given(from_lark(lark_parser(strict=True)))  # the uncached parser keeps `.grammar`
 def test_grammar_sentences_parse_or_fail_cleanly(text):
     try:
         spec = parse(text)
