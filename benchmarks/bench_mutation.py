@@ -227,8 +227,8 @@ def write(args, rows, breakdown, load_before, load_after, argv):
                   f"B=2 at 32x32), and {front:.0f} ms are the front end: `check` and `emit_source` elaborate the "
                   "network three times between them, and most of that is `Dim` arithmetic in the conv shape rule. "
                   f"The mutation itself (operator, edits, canonical hash) is about {own:.0f} ms, after the "
-                  f"parent's analysis ({analysis:.0f} ms), which all its children share. 100x the baseline (350/s, under "
-                  "3 ms a mutant) is out of reach while every mutant is compiled to source and run as a ResNet-18; "
+                  f"parent's analysis ({analysis:.0f} ms), which all its children share. 100x the baseline "
+                  "(350/s, under 3 ms a mutant) is out of reach while every mutant is compiled to source and run as a ResNet-18; "
                   "a faster front end (a concrete-size fast path in `ir.dims`, no second `elaborate` inside "
                   "`emit_network_source`) would remove most of the front end's share."]
     lines.append("")
