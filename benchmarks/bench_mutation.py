@@ -228,8 +228,8 @@ def write(args, rows, breakdown, load_before, load_after, argv):
                   "network three times between them, and most of that is `Dim` arithmetic in the conv shape rule. "
                   f"The mutation itself (operator, edits, canonical hash) is about {own:.0f} ms, after the "
                   f"parent's analysis ({analysis:.0f} ms), which all its children share. 100x the baseline "
-                  "(350/s, under 3 ms a mutant) is out of reach while every mutant is compiled to source and run as a ResNet-18; "
-                  "a faster front end (a concrete-size fast path in `ir.dims`, no second `elaborate` inside "
+                  "(350/s, under 3 ms a mutant) is out of reach while every mutant is compiled to source and run "
+                  "as a ResNet-18; a faster front end (a concrete-size fast path in `ir.dims`, no second `elaborate` inside "
                   "`emit_network_source`) would remove most of the front end's share."]
     lines.append("")
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
