@@ -222,15 +222,16 @@ def write(args, rows, breakdown, load_before, load_after, argv):
         per_mutant = sum(v for k, v in res.items() if k != "check" and not k.startswith("analysis"))
         own = res.get("mutate (operator + check)", 0) - res.get("check", 0) + res.get("canonical hash", 0)
         analysis = res.get("analysis of the parent (once per parent)", 0)
-        lines += ["", f"For resnet18 a mutant costs about {per_mutant:.0f} ms of CPU: {torch_ms:.0f} ms build and "
-                  "run an 11.7M-parameter network in PyTorch (already without weight initialisation, one thread, "
-                  f"B=2 at 32x32), and {front:.0f} ms are the front end: `check` and `emit_source` elaborate the "
-                  "network three times between them, and most of that is `Dim` arithmetic in the conv shape rule. "
-                  f"The mutation itself (operator, edits, canonical hash) is about {own:.0f} ms, after the "
-                  f"parent's analysis ({analysis:.0f} ms), which all its children share. 100x the baseline "
-                  "(350/s, under 3 ms a mutant) is out of reach while every mutant is compiled to source and run "
-                  "as a ResNet-18; a faster front end (a concrete-size fast path in `ir.dims`, no second `elaborate` inside "
-                  "`emit_network_source`) would remove most of the front end's share."]
+        lines += ["", " ".join((
+            f"For resnet18 a mutant costs about {per_mutant:.0f} ms of CPU: {torch_ms:.0f} ms build and run an",
+            "11.7M-parameter network in PyTorch (already without weight initialisation, one thread, B=2 at",
+            f"32x32), and {front:.0f} ms are the front end: `check` and `emit_source` elaborate the network",
+            "three times between them, and most of that is `Dim` arithmetic in the conv shape rule. The",
+            f"mutation itself (operator, edits, canonical hash) is about {own:.0f} ms, after the parent's",
+            f"analysis ({analysis:.0f} ms), which all its children share. 100x the baseline (350/s, under 3 ms",
+            "a mutant) is out of reach while every mutant is compiled to source and run as a ResNet-18; a",
+            "faster front end (a concrete-size fast path in `ir.dims`, no second `elaborate` inside",
+            "`emit_network_source`) would remove most of the front end's share."))]
     lines.append("")
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {args.out}")
