@@ -16,6 +16,7 @@ tool's design of keeping every activation (samples * width * 4 bytes).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import subprocess
@@ -127,10 +128,15 @@ def cpu_name() -> str:
     return names[0] if names else "unknown"
 
 
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def report(reps: int, warmup: int, memory_batches: int) -> str:
     lines = [
-        f"CPU: {cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-        f"Python {platform.python_version()}",
+        f"CPU: {cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, Python {platform.python_version()}",
+        f"load average (1, 5, 15 min) at start: {load_average()}",
         f"batch {BATCH}, {reps} interleaved repetitions after {warmup} warm-up; "
         "ratio = median over repetitions of (time with tracker) / (time without, same repetition)",
         "",
@@ -142,6 +148,7 @@ def report(reps: int, warmup: int, memory_batches: int) -> str:
             result = measure(make, step, reps, warmup)
             cells = [f"{result[m]['ms']:.2f}, **{result[m]['ratio']:.3f}x**" for m in MODES]
             lines.append(f"| {workload} | {step_name} | {result['off']['ms']:.2f} | " + " | ".join(cells) + " |")
+    lines.append(f"\nload average at the end of the timings: {load_average()}")
     lines += [
         "",
         f"Memory after {memory_batches} batches of {BATCH} (bytes of accumulated state):",
@@ -160,8 +167,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--memory-batches", type=int, default=100)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--write", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     text = report(args.reps, args.warmup, args.memory_batches)
     print(text)
     if args.write:

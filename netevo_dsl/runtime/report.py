@@ -129,12 +129,20 @@ def neuron_ranking(tracker: "NeuronTracker", k: int = 10, key: str = "firing_rat
 
 
 RANKING_COLUMNS = ("neuron_id", "layer", "index", "firing_rate", "mean")
+TABLE_THRESHOLDS = ("dead_rate", "redundancy_threshold", "saturation_threshold")  # shared with recommendations()
 
 
-def text_report(tracker: "NeuronTracker", k: int = 10, recommendations: dict | None = None, **thresholds) -> str:
-    """The layer table, top and bottom neurons, and a recommendations summary as plain text."""
-    table_keys = ("dead_rate", "redundancy_threshold", "saturation_threshold")
-    rows = layer_summary(tracker, **{key: value for key, value in thresholds.items() if key in table_keys})
+def text_report(
+    tracker: "NeuronTracker",
+    k: int = 10,
+    recommendations: dict | None = None,
+    dead_rate: float = 0.0,
+    redundancy_threshold: float = 0.9,
+    saturation_threshold: float = 0.9,
+) -> str:
+    """The layer table (counts at the given thresholds), top and bottom neurons,
+    and a summary of `recommendations` when given, as plain text."""
+    rows = layer_summary(tracker, dead_rate, redundancy_threshold, saturation_threshold)
     top, bottom = neuron_ranking(tracker, k)
     parts = [
         f"firing threshold: {tracker.threshold:g}",
@@ -233,7 +241,8 @@ def write_report(
     written["recommendations"] = out_dir / "recommendations.json"
     written["recommendations"].write_text(json.dumps(recommendations, indent=1))
     written["summary"] = out_dir / "summary.txt"
-    written["summary"].write_text(text_report(tracker, k, recommendations, **thresholds))
+    table_thresholds = {key: thresholds[key] for key in TABLE_THRESHOLDS if key in thresholds}
+    written["summary"].write_text(text_report(tracker, k, recommendations, **table_thresholds))
     written["heatmaps"] = save_heatmaps(tracker, out_dir / "heatmaps")
     if history is not None:
         written["history"] = history.save(out_dir / "history.json")

@@ -17,9 +17,9 @@ A batch is reduced about a per-neuron *shift* K: with d = x - K,
 M2 = sum(d^2) - sum(d)^2 / n, whose rounding error is about
 eps * (1 + (mean - K)^2 / var). K starts as the first sample and moves to the
 running mean after the first batch, so the factor stays near 1: as accurate as
-a two-pass computation, in one pass over the batch. Means are kept relative to K
-too, so batch means and the deltas between them keep full precision instead of
-the 1e-10 absolute resolution of numbers near 1e6.
+a two-pass computation, without a separate pass for the mean. Means are kept
+relative to K too, so batch means and the deltas between them keep full
+precision instead of the 1e-10 absolute resolution of numbers near 1e6.
 
 Every reduction is a whole-tensor torch op: no Python loop over neurons and no
 `.item()`, so the work stays on the activations' device without syncs.

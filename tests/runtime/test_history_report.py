@@ -122,6 +122,8 @@ def test_layer_summary_counts(tmp_path):
     assert rows["3"]["dead"] is None and rows["3"]["saturated"] is not None
     table = format_table(list(rows.values()), ["layer", "dead"])
     assert table.splitlines()[2].split() == ["1", "1"]
+    assert layer_summary(tracker, dead_rate=1.0)[0]["dead"] == 6  # the threshold is used
+    assert layer_summary(tracker, saturation_threshold=0.0)[1]["saturated"] == 4
 
 
 def test_ranking_orders_by_firing_rate():
