@@ -112,7 +112,9 @@ class TrainingHistory:
             return [snap[key] for snap in self.epochs]
         return [snap["metrics"].get(key) for snap in self.epochs]
 
-    def neuron_evolution(self, global_id: int | None = None, *, layer: str | None = None, index: int | None = None) -> dict:
+    def neuron_evolution(
+        self, global_id: int | None = None, *, layer: str | None = None, index: int | None = None
+    ) -> dict:
         """One neuron's mean and firing rate per epoch, with the epoch's loss and accuracy.
 
         Name the neuron by `global_id` (resolved with the latest snapshot's
@@ -122,7 +124,8 @@ class TrainingHistory:
             layer, index = self._resolve(global_id)
         elif layer is None or index is None:
             raise UsageError("name a neuron by global_id, or by layer= and index=")
-        result = {"layer": layer, "index": index, "epoch": [], "mean": [], "firing_rate": [], "loss": [], "accuracy": []}
+        result = {"layer": layer, "index": index}
+        result |= {key: [] for key in ("epoch", "mean", "firing_rate", "loss", "accuracy")}
         for snap in self.epochs:
             data = snap["layers"].get(layer)
             position = _position(data, index) if data else None
@@ -138,7 +141,9 @@ class TrainingHistory:
             for name, data in snap["layers"].items():
                 if data["offset"] is not None and data["offset"] <= global_id < data["offset"] + data["width"]:
                     return name, global_id - data["offset"]
-        raise UsageError(f"no recorded neuron has global id {global_id}", hint="check tracker.lookup(id) or use layer=, index=")
+        raise UsageError(
+            f"no recorded neuron has global id {global_id}", hint="check tracker.lookup(id), or use layer= and index="
+        )
 
     # --- files ------------------------------------------------------------------------
 

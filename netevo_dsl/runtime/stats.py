@@ -65,7 +65,9 @@ def as_3d(x: torch.Tensor) -> torch.Tensor:
         return x[:, :, None]
     if x.ndim == 3:
         return x
-    raise UsageError(f"statistics take (samples, neurons) or (batch, neurons, inner) tensors, got shape {tuple(x.shape)}")
+    raise UsageError(
+        f"statistics take (samples, neurons) or (batch, neurons, inner) tensors, got shape {tuple(x.shape)}"
+    )
 
 
 def sample_count(x3: torch.Tensor) -> int:

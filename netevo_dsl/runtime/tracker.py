@@ -153,7 +153,8 @@ def infer_layers(model: nn.Module) -> list[TrackedLayer]:
     leaves = _leaves(model)
     kinds = []
     for _, module in leaves:
-        kinds.append("activation" if activation_info(module) else "producer" if _producer_axis_and_width(module) else None)
+        is_producer = _producer_axis_and_width(module) is not None
+        kinds.append("activation" if activation_info(module) else "producer" if is_producer else None)
     layers, last_producer = [], None
     for k, (name, module) in enumerate(leaves):
         if kinds[k] == "producer":
@@ -401,9 +402,8 @@ class NeuronTracker:
 
     def _layer(self, name: str) -> TrackedLayer:
         if name not in self._by_name:
-            raise UsageError(
-                f"`{name}` is not a tracked layer", hint=did_you_mean(name, self._by_name) or f"tracked: {self.layer_names}"
-            )
+            hint = did_you_mean(name, self._by_name) or f"tracked layers: {self.layer_names}"
+            raise UsageError(f"`{name}` is not a tracked layer", hint=hint)
         return self._by_name[name]
 
     def _offsets(self) -> dict[str, int]:
@@ -574,7 +574,9 @@ class NeuronTracker:
             if self.correlation:
                 merge += self._merge_candidates(layer, redundancy_threshold, ids)
             if layer.bounds is not None:
-                expand += _expand_candidate(layer, stats, saturation_threshold, saturated_layer_fraction, growth_fraction)
+                expand += _expand_candidate(
+                    layer, stats, saturation_threshold, saturated_layer_fraction, growth_fraction
+                )
         if not self.correlation:
             notes.append("correlations were not tracked: build NeuronTracker(model, correlation=True) for merges")
         return {

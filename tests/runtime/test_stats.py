@@ -225,5 +225,9 @@ def test_chunked_batches_equal_whole_batches(monkeypatch):
     for key, value in whole.moments.summary().items():
         torch.testing.assert_close(chunked.moments.summary()[key], value, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(
-        chunked.comoments.correlation_blocks(), whole.comoments.correlation_blocks(), rtol=1e-10, atol=1e-12, equal_nan=True
+        chunked.comoments.correlation_blocks(),
+        whole.comoments.correlation_blocks(),
+        rtol=1e-10,
+        atol=1e-12,
+        equal_nan=True,
     )
