@@ -294,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-D", dest="define", action="append", metavar="NAME=VALUE", help="override a param")
     t.set_defaults(func=cmd_track)
 
+    from .evolve.mutate_cli import add_parser as add_mutate_parser
+
+    add_mutate_parser(sub)
+
     o = sub.add_parser("ops", help="list the registered ops and their parameters")
     o.set_defaults(func=cmd_ops)
     return p

@@ -12,6 +12,7 @@ symbols gives each layer's input size as an expression of them.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..errors import CompileError, NetevoError, flatten, raise_all
 from ..ir import nodes as ir
 from ..ir.dims import Dim, to_source
 from ..ops.registry import get_op, src
-from ..passes.elaborate import POISON, Elaborator, TensorVal, check_identifier, elaborate
+from ..passes.elaborate import POISON, Elaborator, TensorVal, check_identifier
 
 HEADER = '''"""{title}
 
@@ -307,7 +308,6 @@ class Emitter:
 
     # --- networks ------------------------------------------------------------------
     def network_class(self, net: ir.Network) -> str:
-        elaborate(self.spec, net.name, self.overrides)  # all checks, with every error reported
         el = Elaborator(self.spec, self.overrides)
         scope = _Scope()
         sink = EmitSink(self, scope, symbolic=False)
@@ -337,6 +337,13 @@ def _doc(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
+@functools.cache
+def _class_source(name: str) -> str:
+    from . import modules
+
+    return inspect.getsource(getattr(modules, name)).rstrip()
+
+
 def _helper_sources(names: set[str]) -> list[str]:
     from . import modules
 
@@ -347,7 +354,7 @@ def _helper_sources(names: set[str]) -> list[str]:
         names = names | {"Activation"}
     for name in order:
         if name in names:
-            out.append(inspect.getsource(getattr(modules, name)).rstrip())
+            out.append(_class_source(name))
     if "make_mask" in names:
         from ..ops import masks
 
@@ -378,6 +385,7 @@ def _make_mask_source(masks) -> str:
 
 
 def emit_network_source(spec: ir.Spec, name: str | None = None, overrides=None) -> str:
+    """Source for one network of a spec that has passed `check` (compiler.emit_source checks first)."""
     nets = spec.networks
     net = spec.find(name, (ir.Network,)) if name else (nets[0] if len(nets) == 1 else None)
     if net is None:

@@ -13,6 +13,10 @@ def _pool_infer(spatial):
         if pad * 2 > k:
             raise ShapeFailure(f"pool padding {pad} is more than half the kernel {k}")
         out = [(Dim.of(size) + 2 * pad - k) // s + 1 for size in x[2:]]
+        for size, o in zip(x[2:], out):
+            if o.is_concrete and o.value < 1:
+                raise ShapeFailure(f"pool output size would be {o} for input size {size}",
+                                   "use a smaller kernel or stride, or pool an earlier, larger tensor")
         return (*x[:2], *out)
 
     return infer

@@ -28,7 +28,7 @@ RULES = {
         RuleDef("activation", ("network",), (), True, True, "swap an activation op"),
         RuleDef("insert_layer", ("network",), (), True, True, "insert an op after a target"),
         RuleDef("remove_layer", ("network",), (), True, False, "remove a shape-preserving op"),
-        RuleDef("repeat", ("network",), (), True, True, "change a repeat count"),
+        RuleDef("repeat_count", ("network",), (), True, True, "change a repeat count (`repeat` is a keyword)"),
         RuleDef("skip", ("network",), (), True, False, "add or remove a residual connection"),
         RuleDef("heads", ("network", "transformer"), (), True, True, "change attention heads (divisibility kept)"),
         RuleDef("layers", ("transformer",), (), False, True, "add or remove transformer layers"),

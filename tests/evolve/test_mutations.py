@@ -150,9 +150,9 @@ def test_skip_connections_are_added_and_removed():
 
 
 def test_repeat_changes_a_repeat_count():
-    # `repeat` is a grammar keyword, so this rule is given as IR rather than as rule text.
+    # `repeat` is a grammar keyword, so the rule is spelled `repeat_count`.
     spec = load("gpt2_tiny")
-    new, text = child(spec, [Rule("repeat", ("h",), 1.0, (3,))])
+    new, text = child(spec, "repeat_count(h, choices={3})")
     assert "repeat 3 as h" in ne.format(new) and text == "repeat h: 2 -> 3"
     assert {n.name.split(".")[1] for n in graph(new).nodes if n.name.startswith("h.")} == {"0", "1", "2"}
 

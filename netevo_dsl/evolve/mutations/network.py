@@ -399,7 +399,7 @@ def _count(spec, e):
     return None
 
 
-@operator("network", "repeat")
+@operator("network", "repeat_count")
 def repeat(ctx: Context):
     reps = [s for _, body in _bodies(ctx.spec, ctx.item) for s in _statements(body) if isinstance(s, ir.Repeat)]
     reps = [r for r in reps if not ctx.rule.targets or any(
