@@ -9,6 +9,7 @@ deterministic fields; wall-clock times go to `timing.jsonl`.
 """
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import time
@@ -151,7 +152,7 @@ class Evolution:
             population = self.initial_population(rng)
             parent_objs, start, evaluations, log_lines = None, 0, 0, 0
             state = {}
-        last = state.get("last")
+        last, last_population = state.get("last"), None
         bar = _progress(s.generations, start, self.progress)
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
@@ -174,10 +175,11 @@ class Evolution:
                         "champion": {"id": identity(champion), **{k: _round(v[champion_index]) for k, v in raw.items()}}}
                 self._write_generation(generation, line, champion, scores, evaluated)
                 log_lines += 1
-                last = {"population": [genome_text(g) for g in evaluated],
+                last_population = evaluated
+                last = {"population": [_text(g) for g in evaluated],
                         "objectives": {k: [_round(x) for x in v] for k, v in raw.items()}, "champion": champion_index}
                 save_checkpoint(self.out / "checkpoint.json", {
-                    "generation": generation + 1, "population": [genome_text(g) for g in population],
+                    "generation": generation + 1, "population": [_text(g) for g in population],
                     "objectives": parent_objs.tolist() if parent_objs is not None else None,
                     "rng": rng.bit_generator.state, "log_lines": log_lines, "evaluations": evaluations, "last": last})
                 with open(self.out / "timing.jsonl", "a", encoding="utf-8") as f:
@@ -190,7 +192,7 @@ class Evolution:
         finally:
             signal.signal(signal.SIGINT, previous)
             bar.close()
-        return self.finish(last)
+        return self.finish(last, last_population)
 
     def _on_sigint(self, signum, frame):
         if self._interrupted:  # a second Ctrl-C stops at once; the last checkpoint stays valid
@@ -243,7 +245,7 @@ class Evolution:
         with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(line, sort_keys=True) + "\n")
         stem = self.out / "champions" / f"gen_{generation:04d}"
-        write_atomic(stem.with_suffix(".net"), genome_text(champion))
+        write_atomic(stem.with_suffix(".net"), _text(champion))
         write_atomic(stem.with_suffix(".py"), _source(champion))
         if scores.failures:
             with open(self.out / "failures.jsonl", "a", encoding="utf-8") as f:
@@ -252,11 +254,13 @@ class Evolution:
                         f.write(json.dumps({"generation": generation, "id": identity(evaluated[i]),
                                             "reason": reason}) + "\n")
 
-    def finish(self, last: dict | None) -> RunResult:
+    def finish(self, last: dict | None, population: list | None = None) -> RunResult:
+        """Pareto front, champion and report from the last evaluated generation (parsed back only on resume)."""
         if last is None:
             raise EvolveError("the run has no evaluated generation", None, "run at least one generation")
         s = self.settings
-        population = [genome_from_text(t) for t in last["population"]]
+        if population is None:
+            population = [genome_from_text(t) for t in last["population"]]
         raw = {k: np.array([np.nan if v is None else v for v in vals], dtype=float) for k, vals in last["objectives"].items()}
         oriented = np.stack([np.nan_to_num(raw[o.label] if o.direction == "maximize" else -raw[o.label], nan=-np.inf)
                              for o in s.objectives], axis=1)
@@ -287,6 +291,12 @@ def evaluate_population(population, task, weights, device):
     from ..runtime.evaluate import evaluate
 
     return evaluate(population, task, weights, device)
+
+
+@functools.lru_cache(maxsize=8192)
+def _text(genome) -> str:
+    """A genome's .net text; elites and repeated parents are printed once."""
+    return genome_text(genome)
 
 
 def _source(genome) -> str:
