@@ -22,6 +22,33 @@ class Applied:
     weights: dict
     actions: tuple  # human-readable lines, in order
     skipped: tuple  # (suggestion, why)
+    results: tuple = ()  # the TransformResults, in order
+    old_spec: object = None
+    network: str | None = None
+
+    def old_key(self, new_key: str) -> str | None:
+        for r in reversed(self.results):
+            new_key = r.old_key(new_key)
+            if new_key is None:
+                return None
+        return new_key
+
+    def move_state(self, new_key: str, old_tensor):
+        """Per-parameter optimizer state moved through every transform, in order."""
+        keys = [new_key]
+        for r in reversed(self.results[1:]):
+            keys.append(r.old_key(keys[-1]))
+        for r, key in zip(self.results, reversed(keys)):
+            old_tensor = r.move_state(key, old_tensor)
+        return old_tensor
+
+    def apply_to_optimizer(self, opt, new_model, old_model=None):
+        """Point `opt` at new_model's parameters with SGD momentum / Adam moments carried along."""
+        from .surgery import TransformResult
+
+        if not self.results:
+            return opt
+        return TransformResult.apply_to_optimizer(self, opt, new_model, old_model)
 
 
 def apply_recommendations(spec, weights: dict, recs: dict, network: str | None = None, *,
@@ -69,6 +96,8 @@ def apply_recommendations(spec, weights: dict, recs: dict, network: str | None =
                 int(e["suggested_growth"])
 
     actions: list[str] = []
+    results: list = []
+    old_spec = spec
     for name, todo in plan.items():
         layer = todo["layer"]
         merges, dropped = [], set()
@@ -84,6 +113,7 @@ def apply_recommendations(spec, weights: dict, recs: dict, network: str | None =
             keep, drop = zip(*merges)
             result = merge_units(spec, weights, layer, list(keep), list(drop), network=network)
             spec, weights = result.spec, result.weights
+            results.append(result)
             kept = [i for i in range(find_group(groups, name).size) if i not in set(drop)]
             actions.append(f"merged {len(merges)} identical unit pair(s) of `{name}`")
         prune = sorted(todo["prune"])
@@ -93,6 +123,7 @@ def apply_recommendations(spec, weights: dict, recs: dict, network: str | None =
             try:
                 result = prune_units(spec, weights, layer, prune, network=network)
                 spec, weights = result.spec, result.weights
+                results.append(result)
                 actions.append(f"pruned {len(prune)} dead unit(s) of `{name}`")
             except TransformError as e:
                 skipped.append(({"layer": layer, "prune": prune}, e.message))
@@ -101,7 +132,8 @@ def apply_recommendations(spec, weights: dict, recs: dict, network: str | None =
             try:
                 result = widen(spec, weights, layer, size + todo["expand"], rng=rng, network=network)
                 spec, weights = result.spec, result.weights
+                results.append(result)
                 actions.append(f"widened `{name}` from {size} to {size + todo['expand']} (Net2Wider)")
             except TransformError as e:
                 skipped.append(({"layer": layer, "expand": todo["expand"]}, e.message))
-    return Applied(spec, weights, tuple(actions), tuple(skipped))
+    return Applied(spec, weights, tuple(actions), tuple(skipped), tuple(results), old_spec, network)

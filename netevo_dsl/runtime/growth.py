@@ -116,7 +116,8 @@ class GrowthTrainer:
         on_epoch_end: (epoch, tracker) -> None, a new model (its parameters in
             the same order and shapes, so optimizer state carries over as is),
             or (new_model, index_maps) for surgery (see rebuild_optimizer;
-            index_maps=None starts a fresh optimizer).
+            index_maps=None starts a fresh optimizer), or (new_model, transform) where the
+            transform has `apply_to_optimizer` (netevo_dsl.evolve.growth_policy does this).
         tracker_options: keyword arguments for the NeuronTracker built for
             each epoch's held-out pass.
     """
@@ -207,6 +208,8 @@ class GrowthTrainer:
         new_params = list(model.parameters())
         if index_maps is None:
             self.optimizer = self.optimizer_factory(new_params)
+        elif hasattr(index_maps, "apply_to_optimizer"):  # a transform result from netevo_dsl.evolve
+            self.optimizer = index_maps.apply_to_optimizer(self.optimizer, model, old_model=self.model)
         else:
             self.optimizer = rebuild_optimizer(self.optimizer, new_params, index_maps)
         self.model = model
