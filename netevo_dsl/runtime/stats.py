@@ -49,14 +49,20 @@ class Scratch:
 
     def __init__(self):
         self._buffers: dict[tuple, torch.Tensor] = {}
+        self._views: dict[tuple, torch.Tensor] = {}  # batches repeat their shape: skip re-slicing
 
     def get(self, name: str, shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        key = (name, dtype, device)
+        key = (name, tuple(shape), dtype, device)
+        view = self._views.get(key)
+        if view is not None:
+            return view
         size = math.prod(shape)
-        buffer = self._buffers.get(key)
+        buffer = self._buffers.get((name, dtype, device))
         if buffer is None or buffer.numel() < size:
-            buffer = self._buffers[key] = torch.empty(size, dtype=dtype, device=device)
-        return buffer[:size].view(shape)
+            buffer = self._buffers[(name, dtype, device)] = torch.empty(size, dtype=dtype, device=device)
+            self._views = {k: v for k, v in self._views.items() if k[0] != name}  # they alias the old buffer
+        view = self._views[key] = buffer[:size].view(shape)
+        return view
 
 
 def as_3d(x: torch.Tensor) -> torch.Tensor:
@@ -130,8 +136,9 @@ def add_batch(x: torch.Tensor, scratch: Scratch, moments=None, comoments=None) -
     for accumulator in accumulators:
         accumulator.begin(x3)  # same first sample, same shift: they can share `shifted`
     rows_per_chunk = max(1, CHUNK_VALUES // max(1, x3.shape[1] * x3.shape[2]))
+    chunks = x3.split(rows_per_chunk) if x3.shape[0] > rows_per_chunk else (x3,)
     total_sum = total_squares = None
-    for chunk in x3.split(rows_per_chunk):
+    for chunk in chunks:
         shifted, chunk_sum = shifted_batch(chunk, accumulators[0].shift, scratch)
         total_sum = chunk_sum if total_sum is None else total_sum.add_(chunk_sum)
         if comoments is not None:
@@ -179,9 +186,8 @@ class _ShiftedMean:
         self.shift = torch.zeros(self.width, dtype=F64, device=device)
         self.mean_rel = torch.zeros(self.width, dtype=F64, device=device)
 
-    def begin(self, x: torch.Tensor) -> None:
-        """Take the first sample of the stream as the shift."""
-        x3 = as_3d(x)
+    def begin(self, x3: torch.Tensor) -> None:
+        """Take the first sample of a stream's first (3-d) batch as the shift."""
         if self.count == 0 and sample_count(x3):
             self.shift.copy_(x3[0, :, 0])
 
