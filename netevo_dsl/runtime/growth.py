@@ -80,7 +80,10 @@ def rebuild_optimizer(
         replacements = [p for p in new_params[position : position + count] if p is not None]
         groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": replacements})
         position += count
-    groups[-1]["params"] = groups[-1]["params"] + new_params[len(old_params) :]
+    groups[-1]["params"] = groups[-1]["params"] + [p for p in new_params[len(old_params) :] if p is not None]
+    groups = [group for group in groups if group["params"]]  # a group whose parameters were all dropped
+    if not groups:
+        raise UsageError("every parameter was dropped; the new optimizer would have nothing to optimize")
     new_optimizer = type(old_optimizer)(groups, **old_optimizer.defaults)
     for k, (old, new) in enumerate(zip(old_params, new_params)):
         state = old_optimizer.state.get(old)
