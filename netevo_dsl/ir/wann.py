@@ -17,7 +17,6 @@ import keyword
 import math
 import re
 
-import networkx as nx
 
 from ..errors import GenomeError, did_you_mean, raise_all
 from ..ops.activations import WANN_BY_NAME
@@ -46,11 +45,13 @@ def activation_of(genome: ir.WannGenome) -> dict[str, str]:
     return {n.name: n.activation for n in tuple(genome.nodes) + tuple(genome.outputs)}
 
 
-def to_networkx(genome: ir.WannGenome, include_disabled: bool = False) -> nx.DiGraph:
+def to_networkx(genome: ir.WannGenome, include_disabled: bool = False) -> "nx.DiGraph":
     """A DiGraph with node attribute `role` (input|bias|hidden|output) and `activation`.
 
     Edge attribute `enabled`; disabled edges are left out unless asked for.
     """
+    import networkx as nx
+
     graph = nx.DiGraph(name=genome.name)
     for name in genome.inputs:
         graph.add_node(name, role="bias" if name == BIAS else "input", activation=None)
@@ -85,7 +86,10 @@ def topological_levels(genome: ir.WannGenome) -> list[list[str]]:
     edges = [(e.src, e.dst) for e in enabled_edges(genome)]
     order = _topological_order(_all_names(genome, edges), edges)
     if order is None:
-        cycle = _find_cycle(to_networkx(genome))
+        import networkx as nx
+
+        cycle = [src for src, _ in nx.find_cycle(to_networkx(genome))]
+        cycle.append(cycle[0])
         raise GenomeError(
             f"genome `{genome.name}` has a cycle over enabled edges: {' -> '.join(cycle)}",
             genome.span,
@@ -284,14 +288,20 @@ def _check_cycles(genome: ir.WannGenome) -> list[GenomeError]:
     edges = [(e.src, e.dst) for e in genome.edges]
     if _topological_order(_all_names(genome, edges), edges) is not None:
         return []  # the common case, decided without networkx
+    import networkx as nx
+
     graph = to_networkx(genome, include_disabled=True)
     spans = {(e.src, e.dst): e.span for e in genome.edges}
+    order = {}
+    for e in genome.edges:  # report each knot from its first declared edge: stable messages and spans
+        order.setdefault(e.src, len(order))
     errors = []
-    for component in nx.strongly_connected_components(graph):
-        node = next(iter(component))
+    components = sorted(nx.strongly_connected_components(graph), key=lambda c: min(order.get(n, 1 << 30) for n in c))
+    for component in components:
+        node = min(component, key=lambda n: order.get(n, 1 << 30))
         if len(component) == 1 and not graph.has_edge(node, node):
             continue
-        cycle = [src for src, _ in nx.find_cycle(graph.subgraph(component))]
+        cycle = [src for src, _ in nx.find_cycle(graph.subgraph(component), source=node)]
         first_edge = (cycle[0], cycle[1] if len(cycle) > 1 else cycle[0])
         errors.append(GenomeError(
             f"genome `{genome.name}` has a cycle: {' -> '.join(cycle + [cycle[0]])}",
@@ -299,14 +309,6 @@ def _check_cycles(genome: ir.WannGenome) -> list[GenomeError]:
             "WANN genomes are feed-forward (disabled edges count too); remove one edge of the cycle",
         ))
     return errors
-
-
-def _find_cycle(graph: nx.DiGraph) -> list[str] | None:
-    try:
-        edges = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        return None
-    return [src for src, _ in edges] + [edges[0][0]]
 
 
 __all__ = [
