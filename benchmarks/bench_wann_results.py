@@ -35,6 +35,7 @@ from netevo_dsl.evolve.settings import resolve_settings  # noqa: E402
 from netevo_dsl.runtime.tasks import make_task  # noqa: E402
 
 SPECS = Path(__file__).parent.parent / "specs"
+XOR_POPULATION, XOR_GENERATIONS = 128, 300
 
 
 def run(spec_path, out, **overrides):
@@ -58,10 +59,10 @@ def digits(tmp, quick):
 
 def xor(tmp, quick):
     rows = []
-    generations = 10 if quick else 100
+    generations = 10 if quick else XOR_GENERATIONS
     for seed in range(5):
-        t0 = time.perf_counter()
-        result, s, wall = run(SPECS / "wann_xor.net", tmp / f"xor{seed}", seed=seed, generations=generations)
+        result, s, wall = run(SPECS / "wann_xor.net", tmp / f"xor{seed}", seed=seed, generations=generations,
+                              population=XOR_POPULATION)
         task = make_task((s.task, s.task_params))
         solved_at, best_mean = None, 0.0
         for g in range(generations):
@@ -92,7 +93,7 @@ def swingup(tmp, quick):
 
 
 def majority(tmp, quick):
-    pop, gens = (4, 2) if quick else (16, 10)
+    pop, gens = (4, 2) if quick else (24, 25)
     result, s, wall = run(SPECS / "wann_gpt.net", tmp / "majority", population=pop, generations=gens)
     task = make_task((s.task, s.task_params))
     m = evaluate_population([result.champion], task, None, "cpu").metrics
