@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import RuleError, UsageError
 
 
 def add_parser(subparsers):
@@ -65,10 +65,13 @@ def cmd_mutate(args) -> int:
     if stats.get("invalid"):
         print(f"note: {stats['invalid']} child(ren) passed check but not validation and were dropped; first: "
               f"{stats['failures'][0]}", file=sys.stderr)
+    if not found:
+        raise RuleError(f"no valid mutant found in {stats['attempts']} attempts",
+                        hint="the rules allow no change that passes check; widen their choices")
     if len(found) < args.n:
-        print(f"note: only {len(found)} distinct valid mutants found in {stats['attempts']} attempts "
+        # Fewer than asked is not a failure: every mutant the rules allow was written.
+        print(f"note: only {len(found)} distinct valid mutants exist within {stats['attempts']} attempts "
               f"({args.n} asked for); the rules allow few changes", file=sys.stderr)
-        return 1
     return 0
 
 
