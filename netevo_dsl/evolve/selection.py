@@ -37,9 +37,22 @@ def _fitness_cls(k: int):
     return getattr(creator, name)
 
 
+def finite(objectives: np.ndarray) -> np.ndarray:
+    """Non-finite values (failed individuals) become worse than every finite one, per objective,
+    so fronts and crowding distances stay well defined."""
+    objectives = np.array(objectives, dtype=float)
+    for j in range(objectives.shape[1]):
+        column = objectives[:, j]
+        ok = np.isfinite(column)
+        low = column[ok].min() if ok.any() else 0.0
+        span = (column[ok].max() - low) if ok.any() else 1.0
+        column[~ok] = low - max(span, 1.0)
+    return objectives
+
+
 def pareto_fronts(objectives: np.ndarray) -> list[list[int]]:
     """Indices grouped in non-dominated fronts (all objectives maximised), best front first."""
-    objectives = np.asarray(objectives, dtype=float)
+    objectives = finite(objectives)
     cls = _fitness_cls(objectives.shape[1])
     inds = [_Ind(i, tuple(row), cls) for i, row in enumerate(objectives)]
     fronts = tools.sortLogNondominated(inds, len(inds))
@@ -55,7 +68,7 @@ def crowding_distances(objectives: np.ndarray, front: list[int]) -> np.ndarray:
 
 def nsga_rank(objectives: np.ndarray) -> np.ndarray:
     """rank[i] = position of individual i when sorted by (front, -crowding distance); 0 is best."""
-    objectives = np.asarray(objectives, dtype=float)
+    objectives = finite(objectives)
     order: list[int] = []
     for front in pareto_fronts(objectives):
         dist = crowding_distances(objectives, front)
@@ -96,7 +109,7 @@ def wann_breeding_plan(rank: np.ndarray, n_children: int, rng: np.random.Generat
 
 def nsga2_select(objectives: np.ndarray, k: int) -> list[int]:
     """DEAP's selNSGA2 with the log-time sort: indices of the k survivors (mu + lambda)."""
-    objectives = np.asarray(objectives, dtype=float)
+    objectives = finite(objectives)
     cls = _fitness_cls(objectives.shape[1])
     inds = [_Ind(i, tuple(row), cls) for i, row in enumerate(objectives)]
     return [ind.index for ind in tools.selNSGA2(inds, k, nd="log")]
