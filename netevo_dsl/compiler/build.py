@@ -70,8 +70,8 @@ class CompiledNetwork(nn.Module):
             if node.module:
                 _install(self, node.name, build_module(node, in_shapes))
                 if op.neuron_axis is not None or op.activation:
-                    self.neuron_sites[node.name] = {"axis": op.neuron_axis if op.neuron_axis is not None else 1,
-                                                    "op": node.op, "activation": op.activation}
+                    axis = op.neuron_axis if op.neuron_axis is not None else _inherited_axis(graph, node, self.neuron_sites)
+                    self.neuron_sites[node.name] = {"axis": axis, "op": node.op, "activation": op.activation}
                 self._steps.append((node.name, None, node.inputs, node.name))
             else:
                 self._steps.append((None, (op.functional, node.param_dict), node.inputs, node.name))
@@ -156,6 +156,23 @@ def _get(env, ref):
     base, _, idx = ref.partition(":")
     v = env[base]
     return v[int(idx)] if idx else v
+
+
+def _inherited_axis(graph: Graph, node, sites: dict) -> int:
+    """An activation's neurons are its input's: the producer's axis (channels of a conv, features of a
+    linear, the hidden units of a [B, T, H] tensor), found by walking back through elementwise ops."""
+    ref = node.inputs[0].partition(":")[0] if node.inputs else None
+    seen = 0
+    while ref is not None and seen < len(graph.nodes):
+        if ref in sites:
+            return sites[ref]["axis"]
+        producer = next((n for n in graph.nodes if n.name == ref), None)
+        if producer is None or not producer.inputs or get_op(producer.op).coupling not in ("elementwise", "tie"):
+            break
+        ref = producer.inputs[0].partition(":")[0]
+        seen += 1
+    rank = len(node.shape)
+    return 1 if rank >= 4 else -1  # [B, C, H, W] channels; [B, F] or [B, T, H] the last axis
 
 
 class Scope(nn.Module):

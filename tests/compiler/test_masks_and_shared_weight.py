@@ -96,3 +96,14 @@ def test_wrong_runtime_input_shape_names_the_input_and_its_symbolic_shape():
     net = ne.compile_module(ne.load(f"{SPECS_DIR}/lenet5.net"))
     with pytest.raises(ne.NetevoError, match=r"input `img` .* \[B, 1, 32, 32\]"):
         net(torch.randn(2, 3, 32, 32))
+
+
+def test_activation_sites_take_their_producers_neuron_axis():
+    net = ne.compile_module(ne.parse("""network n {
+  input x: [B, T, 8]
+  h = x |> linear(out=16) |> relu()
+  c = x |> transpose(dim0=1, dim1=2) |> conv1d(out=4, k=1) |> gelu()
+  output y = linear(h, out=2)
+}"""))
+    assert net.neuron_sites["h.1"]["axis"] == -1  # hidden units of [B, T, H], not T
+    assert net.neuron_sites["c.1"]["axis"] == 1  # conv channels
