@@ -60,6 +60,9 @@ def apply_recommendations(spec, weights: dict, recs: dict, network: str | None =
     plan: dict[str, dict] = {}
     skipped: list = []
 
+    def todo_for(group, layer) -> dict:
+        return plan.setdefault(group.name, {"prune": set(), "merge": [], "expand": 0, "layer": layer})
+
     def group_of(layer):
         try:
             return find_group(groups, layer)
@@ -74,7 +77,7 @@ def apply_recommendations(spec, weights: dict, recs: dict, network: str | None =
         if g is None:
             skipped.append((p, f"`{p['layer']}` is not a unit of any dependency group"))
             continue
-        plan.setdefault(g.name, {"prune": set(), "merge": [], "expand": 0, "layer": p["layer"]})["prune"].add(p["index"])
+        todo_for(g, p["layer"])["prune"].add(p["index"])
     for m in recs.get("merge", []):
         identical = abs(m["slope"] - 1.0) <= merge_tolerance and abs(m["intercept"]) <= merge_tolerance
         if not identical:
@@ -84,16 +87,14 @@ def apply_recommendations(spec, weights: dict, recs: dict, network: str | None =
         if g is None:
             skipped.append((m, f"`{m['layer']}` is not a unit of any dependency group"))
             continue
-        plan.setdefault(g.name, {"prune": set(), "merge": [], "expand": 0, "layer": m["layer"]})["merge"].append(
-            (m["keep"], m["remove"]))
+        todo_for(g, m["layer"])["merge"].append((m["keep"], m["remove"]))
     if expand:
         for e in recs.get("expand", []):
             g = group_of(e["layer"])
             if g is None:
                 skipped.append((e, f"`{e['layer']}` is not a unit of any dependency group"))
                 continue
-            plan.setdefault(g.name, {"prune": set(), "merge": [], "expand": 0, "layer": e["layer"]})["expand"] = \
-                int(e["suggested_growth"])
+            todo_for(g, e["layer"])["expand"] = int(e["suggested_growth"])
 
     actions: list[str] = []
     results: list = []

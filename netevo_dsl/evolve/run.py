@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import EvolveError, UsageError
 from ..ir import nodes as ir
+from ..runtime.progress import progress_bar
 from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
 from .population import genome_from_text, genome_text, identity, wann_initial_population
 from .selection import nsga2_select, nsga_rank, pareto_fronts, wann_breeding_plan, wann_rank
@@ -153,7 +154,7 @@ class Evolution:
             parent_objs, start, evaluations, log_lines = None, 0, 0, 0
             state = {}
         last, last_population = state.get("last"), None
-        bar = _progress(s.generations, start, self.progress)
+        bar = progress_bar(s.generations, self.progress, unit="gen", desc="evolve", initial=start)
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             for generation in range(start, s.generations):
@@ -324,22 +325,3 @@ def _truncate_lines(path: Path, n: int) -> None:
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     complete = [l for l in lines if l.endswith("\n")][:n]
     write_atomic(path, "".join(complete))
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def set_postfix_str(self, s):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total, start, enabled):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=start, unit="gen", desc="evolve", dynamic_ncols=True)

@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from ..errors import UsageError
 from .history import TrainingHistory
+from .progress import progress_bar
 from .tracker import NeuronTracker
 
 
@@ -60,7 +61,7 @@ def train_tracked(model: nn.Module, data: ClassificationData, epochs: int = 20, 
     tracker = NeuronTracker(model, correlation=correlation, **(tracker_kwargs or {}))
     history = TrainingHistory({"dataset": data.name, "epochs": epochs, "batch_size": batch_size, "lr": lr})
     generator = torch.Generator().manual_seed(seed)
-    bar = _bar(epochs * -(-len(data.train_x) // batch_size), progress)
+    bar = progress_bar(epochs * -(-len(data.train_x) // batch_size), progress, unit="batch", desc="train")
     for epoch in range(epochs):
         model.train()
         tracker.reset()
@@ -85,22 +86,3 @@ def train_tracked(model: nn.Module, data: ClassificationData, epochs: int = 20, 
         for idx in torch.arange(len(data.train_x)).split(512):
             model(data.train_x[idx])
     return tracker, history
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def set_postfix_str(self, s):
-        pass
-
-    def close(self):
-        pass
-
-
-def _bar(total, enabled):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="batch", desc="train", dynamic_ncols=True)
