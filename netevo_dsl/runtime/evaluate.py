@@ -55,11 +55,17 @@ def evaluate(population, task, weights=None, device="auto", *, dtype=torch.float
              block_bytes: int = BLOCK_BYTES, chunk_bytes: int = CHUNK_BYTES) -> Scores:
     """Score every individual at every shared weight on `task`.
 
-    population: a list of `ir.Spec` (each with one genome) or `ir.WannGenome`.
+    population: a list of `ir.Spec` (each with one genome) or `ir.WannGenome`; a list of specs that each
+        hold one layered network goes to `evaluate_networks` (shared-weight mode, vmap per architecture).
     task: a registered name, a `(name, kwargs)` pair, or a task object.
     weights: shared-weight values; default the population's `weights` setting.
     device: "auto" (CUDA when available, else CPU), or any torch device.
     """
+    if isinstance(population, (list, tuple)) and population and all(
+            isinstance(p, ir.Spec) and p.networks and not p.genomes for p in population):
+        from .evaluate_networks import evaluate_networks  # layered networks, grouped by architecture
+
+        return evaluate_networks(population, task, weights, device, dtype=dtype)
     genomes, failures = wann_genomes_of(population)
     task = make_task(task)
     device = resolve_device(device)
