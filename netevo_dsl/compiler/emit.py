@@ -348,10 +348,12 @@ def _helper_sources(names: set[str]) -> list[str]:
     from . import modules
 
     out = []
-    order = ["Activation", "MaskedLinear", "MaskedConv1d", "MaskedConv2d", "PositionalEmbedding",
+    order = ["Activation", "MaskedLinear", "MaskedConv", "MaskedConv1d", "MaskedConv2d", "PositionalEmbedding",
              "CausalSelfAttention", "GPT2MLP"]
     if "GPT2MLP" in names:
         names = names | {"Activation"}
+    if names & {"MaskedConv1d", "MaskedConv2d"}:
+        names = names | {"MaskedConv"}
     for name in order:
         if name in names:
             out.append(_class_source(name))

@@ -60,18 +60,21 @@ class MaskedLinear(nn.Linear):
         self.weight.view(-1)[idx] = 0.0
 
 
-class MaskedConv1d(nn.Conv1d):
-    """Conv1d with a bool mask over (out_channels, in_channels / groups) connectivity."""
+class MaskedConv(nn.Module):
+    """The mask logic shared by MaskedConv1d and MaskedConv2d: a bool mask over
+    (out_channels, in_channels / groups) connectivity, broadcast over the kernel."""
 
-    def __init__(self, *args, mask=None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def _init_mask(self, mask):
         if mask is None:
             mask = torch.ones(self.weight.shape[:2], dtype=torch.bool)
         self.register_buffer("mask", mask.to(torch.bool).clone())
-        self.weight.register_hook(lambda grad: grad * self.mask[..., None])
+        self.weight.register_hook(lambda grad: grad * self.kernel_mask())
+
+    def kernel_mask(self):
+        return self.mask.view(*self.mask.shape, *([1] * (self.weight.dim() - 2)))
 
     def forward(self, x):
-        return self._conv_forward(x, self.weight * self.mask[..., None], self.bias)
+        return self._conv_forward(x, self.weight * self.kernel_mask(), self.bias)
 
     @property
     def density(self):
@@ -83,7 +86,7 @@ class MaskedConv1d(nn.Conv1d):
 
     @torch.no_grad()
     def apply_mask_(self):
-        self.weight.mul_(self.mask[..., None])
+        self.weight.mul_(self.kernel_mask())
 
     @torch.no_grad()
     def grow(self, idx, value=0.0):
@@ -96,40 +99,20 @@ class MaskedConv1d(nn.Conv1d):
         self.weight.view(self.mask.numel(), -1)[idx] = 0.0
 
 
-class MaskedConv2d(nn.Conv2d):
-    """Conv2d with a bool mask over (out_channels, in_channels / groups) connectivity."""
+class MaskedConv1d(MaskedConv, nn.Conv1d):
+    """Conv1d with a bool connectivity mask (see MaskedConv)."""
 
     def __init__(self, *args, mask=None, **kwargs):
         super().__init__(*args, **kwargs)
-        if mask is None:
-            mask = torch.ones(self.weight.shape[:2], dtype=torch.bool)
-        self.register_buffer("mask", mask.to(torch.bool).clone())
-        self.weight.register_hook(lambda grad: grad * self.mask[..., None, None])
+        self._init_mask(mask)
 
-    def forward(self, x):
-        return self._conv_forward(x, self.weight * self.mask[..., None, None], self.bias)
 
-    @property
-    def density(self):
-        return self.mask.float().mean().item()
+class MaskedConv2d(MaskedConv, nn.Conv2d):
+    """Conv2d with a bool connectivity mask (see MaskedConv)."""
 
-    @property
-    def nnz(self):
-        return int(self.mask.sum())
-
-    @torch.no_grad()
-    def apply_mask_(self):
-        self.weight.mul_(self.mask[..., None, None])
-
-    @torch.no_grad()
-    def grow(self, idx, value=0.0):
-        self.mask.view(-1)[idx] = True
-        self.weight.view(self.mask.numel(), -1)[idx] = value
-
-    @torch.no_grad()
-    def prune(self, idx):
-        self.mask.view(-1)[idx] = False
-        self.weight.view(self.mask.numel(), -1)[idx] = 0.0
+    def __init__(self, *args, mask=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_mask(mask)
 
 
 class Activation(nn.Module):
