@@ -19,8 +19,11 @@ A node's pre-activation is ``w * (sum of its enabled sources)``. The sum over
 shared inputs does not depend on w, so it is gathered once per node
 (``embedding_bag`` over the input table); the sum over hidden sources is
 gathered per weight (``embedding_bag`` over ``V`` seen as ``[rows * W, B]``,
-bag ``(node, j)`` taking rows ``src * W + j``). The multiplication by w is
-folded into the activation's first operation. Disabled edges are simply absent.
+bag ``(node, j)`` taking rows ``src * W + j`` scaled by ``w_j``, so it yields the
+pre-activation itself). For nodes fed by shared inputs only, the multiplication
+by w is folded into the activation's first operation. Disabled edges are simply
+absent. All outputs form the last level; when they share an activation they are
+one contiguous block of rows, genome by genome, and are read without a copy.
 
 Packing is vectorised over the population with numpy (depths, cycle check,
 liveness); only reading each genome's names and edges is a Python loop, and a
@@ -31,6 +34,7 @@ from __future__ import annotations
 import itertools
 import keyword
 import math
+import operator
 import re
 from dataclasses import dataclass, field
 
@@ -46,17 +50,21 @@ from ..ops.activations import WANN_ACTIVATIONS
 ACTIVATION_IDS = {a.name: a.id for a in WANN_ACTIVATIONS}
 _NAME_LIST = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?: [A-Za-z_][A-Za-z0-9_]*)*\Z")
 _KEYWORDS = frozenset(keyword.kwlist)
+_NAME, _ACTIVATION = operator.attrgetter("name"), operator.attrgetter("activation")
+_SRC, _DST, _ENABLED = operator.attrgetter("src"), operator.attrgetter("dst"), operator.attrgetter("enabled")
 
 
 @dataclass
 class Gather:
-    """One embedding_bag: `indices` rows of a table, bag b spanning offsets[b]:offsets[b + 1]."""
+    """One embedding_bag: `indices` rows of a table, bag b spanning offsets[b]:offsets[b + 1],
+    each row scaled by its `scale` when given (the shared weight of the bag)."""
 
     indices: torch.Tensor
     offsets: torch.Tensor
+    scale: torch.Tensor | None = None
 
     def sum(self, table: torch.Tensor) -> torch.Tensor:
-        return F.embedding_bag(self.indices, table, self.offsets, mode="sum")
+        return F.embedding_bag(self.indices, table, self.offsets, mode="sum", per_sample_weights=self.scale)
 
 
 @dataclass
@@ -74,11 +82,13 @@ class PackedPopulation:
     n_obs: int  # observation inputs per genome
     n_outputs: int
     shared_inputs: bool
-    n_input_rows: int  # input rows inside V (0 with shared inputs)
+    n_input_rows: int  # input rows at the top of V: n_obs + 1 shared, or n_obs + 1 per genome
     n_rows: int
     weights: torch.Tensor  # [W]
     levels: list[Level] = field(default_factory=list)
     output_rows: torch.Tensor | None = None  # [P, O]
+    output_range: tuple[int, int] | None = None  # (first, stop) when output_rows is one contiguous run
+    linear_outputs: Level | None = None  # the last level, when it is exactly the outputs, all linear
     scales: dict = field(default_factory=dict)  # named per-weight constants, each [1, W, 1]
     _outputs: torch.Tensor | None = None  # reused [P * O, W, B] output buffer
 
@@ -108,6 +118,7 @@ class PackedPopulation:
         input_table = None
         if self.shared_inputs:
             input_table = torch.cat([inputs.t(), inputs.new_ones(1, B)])  # [n_obs + 1, B]
+            V[: n_obs + 1] = input_table.unsqueeze(1)  # the same inputs at every weight
         else:
             grouped = V[: self.n_input_rows].view(len(self.members), n_obs + 1, W, B)
             grouped[:, :n_obs] = inputs.permute(0, 3, 1, 2)
@@ -115,21 +126,33 @@ class PackedPopulation:
         table = V.view(self.n_rows * W, B)
         for level in self.levels:
             K = level.stop - level.start
-            total = None
-            if level.from_rows is not None:
-                total = level.from_rows.sum(table).view(K, W, B)
+            if level.from_rows is not None and level.from_rows.scale is not None:
+                z = level.from_rows.sum(table).view(K, W, B)  # w * (sum of sources), scaled in the gather
+                if level is self.linear_outputs:  # the outputs themselves: no copy into V
+                    return z.view(len(self.members), self.n_outputs, W, B).permute(0, 2, 3, 1)
+                for act, first, stop in level.groups:
+                    apply_direct(act, z[first - level.start: stop - level.start], V[first:stop])
+                continue
+            if level.from_rows is not None:  # f(w * s), the reference's rounding (see `_layout`)
+                s = level.from_rows.sum(table).view(K, W, B)
+                for act, first, stop in level.groups:
+                    apply_scaled(act, s[first - level.start: stop - level.start], self.scales, V[first:stop])
+                continue
+            # f(w * s) where s, a sum over shared inputs only, is the same for every weight
             if level.from_inputs is not None:
-                shared = level.from_inputs.sum(input_table).view(K, 1, B)
-                total = shared if total is None else total.add_(shared)
-            if total is None:  # no node of this level has an enabled source
-                total = V.new_zeros(K, 1, B)
+                s = level.from_inputs.sum(input_table).view(K, 1, B)
+            else:  # no node of this level has an enabled source
+                s = V.new_zeros(K, 1, B)
             for act, first, stop in level.groups:
-                apply_scaled(act, total[first - level.start: stop - level.start], self.scales, V[first:stop])
+                apply_scaled(act, s[first - level.start: stop - level.start], self.scales, V[first:stop])
         P, O = self.output_rows.shape
-        if self._outputs is None or self._outputs.shape != (P * O, W, B):
-            self._outputs = V.new_empty(P * O, W, B)
-        torch.index_select(V, 0, self.output_rows.view(-1), out=self._outputs)
-        return self._outputs.view(P, O, W, B).permute(0, 2, 3, 1)
+        if self.output_range is not None:  # outputs are one contiguous block, genome by genome
+            outputs = V[self.output_range[0]: self.output_range[1]]
+        else:
+            if self._outputs is None or self._outputs.shape != (P * O, W, B):
+                self._outputs = V.new_empty(P * O, W, B)
+            outputs = torch.index_select(V, 0, self.output_rows.view(-1), out=self._outputs)
+        return outputs.view(P, O, W, B).permute(0, 2, 3, 1)
 
 
 # f(w * s) written into `out` [k, W, B]; s is [k, W, B] or [k, 1, B] (a sum over shared
@@ -169,6 +192,28 @@ def apply_scaled(act_id: int, s: torch.Tensor, constants: dict, out: torch.Tenso
     _SCALED_BY_ID[act_id](s, constants, out)
 
 
+# f(z) written into `out` [k, W, B], for a pre-activation z = w * s that is already scaled;
+# z is scratch space and may be overwritten.
+_DIRECT = {
+    "linear": lambda z, out: out.copy_(z),
+    "inverse": lambda z, out: torch.neg(z, out=out),
+    "step": lambda z, out: torch.gt(z, 0, out=out),
+    "sin": lambda z, out: torch.mul(z, math.pi, out=out).sin_(),
+    "cos": lambda z, out: torch.mul(z, math.pi, out=out).cos_(),
+    "gauss": lambda z, out: torch.exp(z.mul_(z).mul_(-0.5), out=out),
+    "tanh": lambda z, out: torch.tanh(z, out=out),
+    "sigmoid": lambda z, out: torch.sigmoid(z, out=out),
+    "abs": lambda z, out: torch.abs(z, out=out),
+    "relu": lambda z, out: torch.clamp_min(z, 0.0, out=out),
+    "square": lambda z, out: torch.mul(z, z, out=out),
+}
+_DIRECT_BY_ID = {a.id: _DIRECT[a.name] for a in WANN_ACTIVATIONS}
+
+
+def apply_direct(act_id: int, z: torch.Tensor, out: torch.Tensor) -> None:
+    _DIRECT_BY_ID[act_id](z, out)
+
+
 # --- packing -------------------------------------------------------------------------
 
 
@@ -199,35 +244,34 @@ def _genome_arrays(genome, n_obs: int, n_outputs: int) -> _GenomeArrays:
     """
     if not isinstance(genome, ir.WannGenome):
         raise _Rejected
-    inputs = genome.inputs
-    names = list(inputs) + [n.name for n in genome.nodes] + [o.name for o in genome.outputs]
-    index = {name: i for i, name in enumerate(names)}
-    if len(index) != len(names) or not genome.outputs or not _NAME_LIST.match(" ".join(names)) or \
+    # map/attrgetter rather than comprehensions: this loop runs for every genome of every generation
+    inputs, nodes, outputs, edges = genome.inputs, genome.nodes, genome.outputs, genome.edges
+    names = [*inputs, *map(_NAME, nodes), *map(_NAME, outputs)]
+    index = dict(zip(names, range(len(names))))
+    if len(index) != len(names) or not outputs or not _NAME_LIST.match(" ".join(names)) or \
             not _KEYWORDS.isdisjoint(names):
         raise _Rejected
     try:
-        activations = [ACTIVATION_IDS[n.activation] for n in genome.nodes]
-        activations += [ACTIVATION_IDS[o.activation] for o in genome.outputs]
-        edges = genome.edges
-        src = [index[e.src] for e in edges]
-        dst = [index[e.dst] for e in edges]
+        activations = [*map(ACTIVATION_IDS.__getitem__, map(_ACTIVATION, nodes)),
+                       *map(ACTIVATION_IDS.__getitem__, map(_ACTIVATION, outputs))]
+        src = [*map(index.__getitem__, map(_SRC, edges))]
+        dst = [*map(index.__getitem__, map(_DST, edges))]
         shared_weights(genome)
     except (KeyError, GenomeError):
         raise _Rejected from None
     mismatch = io_mismatch(genome, n_obs, n_outputs)
     if mismatch is not None:
         raise mismatch
-    slots, k = [], 0
-    for name in inputs:
-        slots.append(n_obs if name == BIAS else k)
-        k += name != BIAS
-    return _GenomeArrays(len(inputs), slots, activations, len(genome.outputs), src, dst,
-                         [e.enabled for e in edges])
+    slots = list(range(len(inputs)))  # observation k feeds the k-th non-bias input; names are unique
+    if BIAS in index and index[BIAS] < len(inputs):
+        b = index[BIAS]
+        slots = [*range(b), n_obs, *range(b, len(inputs) - 1)]
+    return _GenomeArrays(len(inputs), slots, activations, len(outputs), src, dst, [*map(_ENABLED, edges)])
 
 
 def io_mismatch(genome: ir.WannGenome, n_obs: int, n_outputs: int) -> NetevoError | None:
     """The error for a genome whose inputs or outputs do not fit the task, else None."""
-    observed = sum(name != BIAS for name in genome.inputs)
+    observed = len(genome.inputs) - list(genome.inputs).count(BIAS)
     if observed == n_obs and len(genome.outputs) == n_outputs:
         return None
     return NetevoError(
@@ -370,7 +414,7 @@ def pack_population(
 def _layout(packed, pop: "_Population | None", n_obs: int, n_outputs: int, weights: torch.Tensor,
             shared_inputs: bool) -> PackedPopulation:
     P = len(packed)
-    n_input_rows = 0 if shared_inputs else (n_obs + 1) * P
+    n_input_rows = (n_obs + 1) * (1 if shared_inputs else P)
     pack = PackedPopulation(members=[position for position, _, _ in packed], n_obs=n_obs, n_outputs=n_outputs,
                             shared_inputs=shared_inputs, n_input_rows=n_input_rows, n_rows=n_input_rows,
                             weights=weights)
@@ -381,19 +425,23 @@ def _layout(packed, pop: "_Population | None", n_obs: int, n_outputs: int, weigh
     depth = (~pop.is_input).astype(np.int64)  # inputs 0; a node without sources 1
     _relax_longest_paths(depth, src, dst, np.full(len(depth), len(depth) + 2))
     live = _live_nodes(pop.is_output, src, dst)
+    # Every output goes to one last level (none feeds another node, so this is a valid order):
+    # sorted by (activation, genome), the outputs then form one contiguous block of rows in
+    # genome order whenever they share an activation, and are read without a copy.
+    depth[pop.is_output] = depth[live & ~pop.is_input & ~pop.is_output].max(initial=0) + 1
 
     computed = np.flatnonzero(live & ~pop.is_input)
     computed = computed[np.lexsort((computed, pop.activation[computed], depth[computed]))]
     row = np.full(len(depth), -1, dtype=np.int64)
     row[computed] = n_input_rows + np.arange(len(computed))
     inputs = np.flatnonzero(pop.is_input)
-    # shared: a row of the input table; per genome: a row of V
+    # shared: the same row of the input table and of V; per genome: a row of V
     row[inputs] = pop.input_slot[inputs] + (0 if shared_inputs else pop.genome_of_node[inputs] * (n_obs + 1))
     pack.n_rows = n_input_rows + len(computed)
 
     keep = live[dst]
     src, dst = src[keep], dst[keep]
-    from_shared = pop.is_input[src] if shared_inputs else np.zeros(len(src), dtype=bool)
+    from_input = pop.is_input[src]
     row_depth, row_act = depth[computed], pop.activation[computed]
     starts = np.flatnonzero(np.diff(row_depth, prepend=-1))
     stops = np.append(starts[1:], len(computed))
@@ -401,21 +449,37 @@ def _layout(packed, pop: "_Population | None", n_obs: int, n_outputs: int, weigh
     for first, stop in zip(starts.tolist(), stops.tolist()):
         lo, hi = first + n_input_rows, stop + n_input_rows
         in_level = (row[dst] >= lo) & (row[dst] < hi)
-        shared_edges, row_edges = in_level & from_shared, in_level & ~from_shared
         acts = row_act[first:stop]
         bounds = np.flatnonzero(np.diff(acts, prepend=-1)).tolist() + [stop - first]
+        # A level fed by shared inputs alone is gathered once for all weights; any other
+        # level gathers all its sources (inputs too) from V. With shared inputs (classification)
+        # the gather also scales by w, saving a pass. Control tasks multiply after summing, as
+        # the reference does: their chaotic dynamics would amplify the last-bit difference.
+        inputs_only = shared_inputs and bool(np.all(from_input[in_level]))
+        edge_src, edge_dst = row[src[in_level]], row[dst[in_level]] - lo
         pack.levels.append(Level(
             lo, hi,
-            from_inputs=_gather(row[src[shared_edges]], row[dst[shared_edges]] - lo, hi - lo, 1, device),
-            from_rows=_gather(row[src[row_edges]], row[dst[row_edges]] - lo, hi - lo, W, device),
+            from_inputs=_gather(edge_src, edge_dst, hi - lo, 1, device) if inputs_only else None,
+            from_rows=None if inputs_only else _gather(edge_src, edge_dst, hi - lo, W, device,
+                                                       scale=weights if shared_inputs else None),
             groups=[(int(acts[a]), lo + a, lo + b) for a, b in zip(bounds[:-1], bounds[1:])],
         ))
-    pack.output_rows = torch.as_tensor(row[np.flatnonzero(pop.is_output)].reshape(P, n_outputs), device=device)
+    output_rows = row[np.flatnonzero(pop.is_output)]  # genome by genome, in output order
+    pack.output_rows = torch.as_tensor(output_rows.reshape(P, n_outputs), device=device)
+    if np.all(np.diff(output_rows) == 1):
+        pack.output_range = (int(output_rows[0]), int(output_rows[-1]) + 1)
+        last = pack.levels[-1]
+        if (last.start, last.stop) == pack.output_range and last.from_rows is not None and \
+                last.from_rows.scale is not None and \
+                [act for act, _, _ in last.groups] == [ACTIVATION_IDS["linear"]]:
+            pack.linear_outputs = last
     return pack
 
 
-def _gather(src_rows: np.ndarray, dst_local: np.ndarray, n_nodes: int, W: int, device) -> Gather | None:
-    """Bags (node k, weight j) at k * W + j over table rows src * W + j; None if no edges."""
+def _gather(src_rows: np.ndarray, dst_local: np.ndarray, n_nodes: int, W: int, device,
+            scale: torch.Tensor | None = None) -> Gather | None:
+    """Bags (node k, weight j) at k * W + j over table rows src * W + j, each row times
+    scale[j] when `scale` is given; None if no edges."""
     if len(src_rows) == 0:
         return None
     order = np.lexsort((src_rows, dst_local))
@@ -428,7 +492,12 @@ def _gather(src_rows: np.ndarray, dst_local: np.ndarray, n_nodes: int, W: int, d
     indices = np.empty(len(src_rows) * W, dtype=np.int64)
     indices[slot.ravel()] = (src_rows[:, None] * W + j[None, :]).ravel()
     offsets = (W * first[:, None] + j[None, :] * counts[:, None]).ravel()
-    return Gather(torch.as_tensor(indices, device=device), torch.as_tensor(offsets, device=device))
+    per_row = None
+    if scale is not None:
+        weight_of = np.empty(len(src_rows) * W, dtype=np.int64)
+        weight_of[slot.ravel()] = np.broadcast_to(j, slot.shape).ravel()
+        per_row = scale[torch.as_tensor(weight_of, device=scale.device)]
+    return Gather(torch.as_tensor(indices, device=device), torch.as_tensor(offsets, device=device), per_row)
 
 
 def plan_chunks(n_genomes: int, rows_per_genome: float, n_weights: int, min_samples: int, dtype_bytes: int,

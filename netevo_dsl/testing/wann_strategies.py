@@ -100,8 +100,13 @@ def random_genome(
     disabled_fraction: float = 0.1,
     activations: tuple[str, ...] = ACTIVATION_NAMES,
     name: str = "g",
+    output_activation: str | None = None,
 ) -> ir.WannGenome:
-    """A seeded random genome with `n_edges` enabled edges (plus some disabled ones)."""
+    """A seeded random genome with `n_edges` enabled edges (plus some disabled ones).
+
+    Output activations are drawn like the hidden ones unless `output_activation` fixes
+    them, as a task does (WANN's classification outputs are linear and never mutate).
+    """
     n_front = n_inputs + 1
     n_targets = n_hidden + n_outputs
     capacity = n_front * n_targets + n_hidden * (n_hidden - 1) // 2 + n_hidden * n_outputs
@@ -117,5 +122,5 @@ def random_genome(
     rng.shuffle(ordered)
     edges = [(s, d, i >= n_disabled) for i, (s, d) in enumerate(ordered)]
     hidden_acts = [rng.choice(activations) for _ in range(n_hidden)]
-    out_acts = [rng.choice(activations) for _ in range(n_outputs)]
+    out_acts = [output_activation or rng.choice(activations) for _ in range(n_outputs)]
     return build_genome(name, n_inputs, n_outputs, hidden_acts, out_acts, edges)
