@@ -146,28 +146,57 @@ def _task_arg(text: str):
     return value.func, {k.name: _literal(k.value) for k in value.kwargs}
 
 
-def cmd_analyze(args) -> int:
+def _analysis_genomes(paths, name, task) -> list:
+    """[(spec stem, genome)] to analyze: every WANN and transformer genome of the specs (or the one
+    named `name`). One task cannot score both kinds, so when both are present the task picks:
+    transformer genomes for sequence tasks, WANN genomes otherwise."""
     from . import check, load
     from .ir import nodes as ir
-    from .runtime.analysis import analyze, compare, plot_comparison
 
-    spec = load(args.spec)
-    check(spec)
-    genomes = [g for g in spec.of_kind(ir.WannGenome) if args.genome in (None, g.name)]
-    if not genomes:
-        raise UsageError("no WANN genome to analyze" + (f" named `{args.genome}`" if args.genome else ""),
-                         hint="analyze takes specs with `genome NAME: wann { ... }`")
-    task = _task_arg(args.task)
-    out = Path(args.out or f"analysis-{Path(args.spec).stem}")
+    found = []
+    for path in paths:
+        spec = load(path)
+        check(spec)
+        found += [(Path(path).stem, g) for g in spec.genomes if name in (None, g.name)]
+    if not found:
+        raise UsageError("no genome to analyze" + (f" named `{name}`" if name else ""),
+                         hint="analyze takes specs with `genome NAME: wann { ... }` or "
+                              "`genome NAME: transformer { ... }`")
+    if len({type(g) for _, g in found}) > 1:
+        kind = ir.TransformerGenome if task.kind == "sequence" else ir.WannGenome
+        found = [(stem, g) for stem, g in found if isinstance(g, kind)]
+    return found
+
+
+def _analysis_labels(found) -> list[str]:
+    """One output folder name per genome: its name, or `stem.name` when names repeat across specs."""
+    names = [g.name for _, g in found]
+    labels = names if len(set(names)) == len(names) else [f"{stem}.{g.name}" for stem, g in found]
+    return labels if len(set(labels)) == len(labels) else [f"{label}-{k}" for k, label in enumerate(labels)]
+
+
+def cmd_analyze(args) -> int:
+    from .ir import nodes as ir
+    from .runtime import analysis, analysis_transformer
+    from .runtime.tasks import make_task
+
+    task = make_task(_task_arg(args.task))
+    found = _analysis_genomes(args.spec, args.genome, task)
+    labels = _analysis_labels(found)
+    genomes = [g for _, g in found]
+    transformer = isinstance(genomes[0], ir.TransformerGenome)
+    module = analysis_transformer if transformer else analysis
+    out = Path(args.out or f"analysis-{Path(args.spec[0]).stem}")
     out.mkdir(parents=True, exist_ok=True)
-    for g in genomes:
-        target = out / g.name if len(genomes) > 1 else out
+    for label, g in zip(labels, genomes):
+        target = out / label if len(genomes) > 1 else out
         target.mkdir(exist_ok=True)
-        result = analyze(g, task, target, device=args.device)
-        print(f"{g.name}: mean reward {result['baseline']:.4g}; report {result['paths']['summary']}")
+        result = module.analyze(g, task, target, device=args.device)
+        metric = result["metric"] if transformer else "reward"
+        print(f"{label}: mean {metric} {result['baseline']:.4g}; report {result['paths']['summary']}")
     if len(genomes) > 1:
-        rows = compare(genomes, task, device=args.device)
-        plot_comparison(rows, out / "comparison.png")
+        rows = module.compare(genomes, task, names=labels, device=args.device)
+        analysis.plot_comparison(rows, out / "comparison.png", metric="token_accuracy" if transformer else "mean")
         print(f"comparison: {out / 'comparison.png'}")
     return 0
 
@@ -273,11 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-D", dest="define", action="append", metavar="NAME=VALUE", help="override a param")
     e.set_defaults(func=cmd_evolve)
 
-    a = sub.add_parser("analyze", help="weight sensitivity, ensemble and ablation of WANN genomes, with plots")
-    a.add_argument("spec")
-    a.add_argument("--task", required=True, help="task name or call, e.g. digits or swingup(max_steps=500)")
-    a.add_argument("--genome", help="which genome (default: every WANN genome in the spec)")
-    a.add_argument("--out", help="output folder (default analysis-SPEC)")
+    a = sub.add_parser("analyze", help="weight sensitivity, ensemble and ablation of WANN and transformer genomes, "
+                                        "with plots")
+    a.add_argument("spec", nargs="+", help="one or more specs; several genomes are also compared side by side")
+    a.add_argument("--task", required=True,
+                   help="task name or call, e.g. digits, swingup(max_steps=500) or majority(length=9)")
+    a.add_argument("--genome", help="which genome (default: every WANN or transformer genome in the specs)")
+    a.add_argument("--out", help="output folder (default analysis-SPEC, after the first spec)")
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     a.set_defaults(func=cmd_analyze)
 

@@ -79,7 +79,8 @@ def _control_ensemble_reward(genome, task, weights: torch.Tensor, dtype) -> floa
 
 @attrs.frozen
 class Ablation:
-    kind: str  # "node" (removed with its edges) or "edge" (disabled)
+    kind: str  # "node" (removed with its edges) or "edge" (disabled); transformer genomes (analysis_transformer):
+    #            "head" (its output zeroed), "attention" or "mlp" (the layer's sublayer switched off)
     name: str
     value: float  # the metric without it
     drop: float  # baseline minus value: how much the genome relies on it
@@ -187,11 +188,12 @@ def plot_ensemble(data: dict, path) -> Path:
 def plot_ablation(ablations: list[Ablation], path, top: int = 25) -> Path:
     shown = sorted(ablations, key=lambda a: -abs(a.drop))[:top]
     figure, ax = _figure(6.0, max(2.5, 0.25 * len(shown) + 1))
-    ax.barh(range(len(shown)), [a.drop for a in shown],
-            color=["tab:red" if a.kind == "node" else "tab:blue" for a in shown])
+    colors = {"node": "tab:red", "edge": "tab:blue", "head": "tab:orange", "attention": "tab:green",
+              "mlp": "tab:purple"}
+    ax.barh(range(len(shown)), [a.drop for a in shown], color=[colors.get(a.kind, "tab:gray") for a in shown])
     ax.set_yticks(range(len(shown)), [f"{a.kind} {a.name}" for a in shown])
     ax.invert_yaxis()
-    ax.set_xlabel("drop in metric when removed (node) or disabled (edge)")
+    ax.set_xlabel("drop in metric when the part is removed or switched off")
     ax.set_title("ablation")
     return _save(figure, path)
 

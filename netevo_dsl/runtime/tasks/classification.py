@@ -146,11 +146,14 @@ class ClassificationScorer:
         runs = _runs_in(self.task.label_runs, samples)
         high = x.amax(1)  # [P, W, b]; amax propagates NaN and +inf
         # NaN and +inf survive amax, -inf survives amin: two small reductions find them all
-        self.nonfinite |= ~(torch.isfinite(high.amax(-1)) & torch.isfinite(x.amin(1).amin(-1)))
+        low = x.amin(1)
+        self.nonfinite |= ~(torch.isfinite(high.amax(-1)) & torch.isfinite(low.amin(-1)))
         probs = torch.sub(x, high.unsqueeze(1), out=self._buffer(x))
         # exp of large negative numbers takes a slow path; below e^-80 a class's share of
-        # the softmax is immaterial (1e-35), so it is floored there.
-        probs.clamp_min_(-80.0).exp_()
+        # the softmax is immaterial (1e-35), so it is floored there, when any value is that low.
+        if not bool(((high - low) < 80.0).all()):
+            probs.clamp_min_(-80.0)
+        probs.exp_()
         total = probs.sum(1)
         at_label, earlier = _label_slices(x, runs)
         label_logp = at_label - high - total.log()
