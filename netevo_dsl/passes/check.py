@@ -49,7 +49,7 @@ def check(spec: ir.Spec, overrides: dict | None = None) -> CheckResult:
     for g in spec.of_kind(ir.WannGenome):
         errors += _check_wann(g)
     for g in spec.of_kind(ir.TransformerGenome):
-        errors += _check_transformer(g)
+        errors += check_transformer_genome(g)
     for m in spec.of_kind(ir.MutateBlock):
         errors += _check_mutate(spec, m)
     for e in spec.of_kind(ir.EvolveBlock):
@@ -98,7 +98,7 @@ def _number(e):
     return None
 
 
-def _check_transformer(g: ir.TransformerGenome) -> list[NetevoError]:
+def check_transformer_genome(g: ir.TransformerGenome) -> list[NetevoError]:
     errors: list[NetevoError] = []
     values = {}
     for s in g.settings:

@@ -36,6 +36,11 @@ def reference_forward(genome: ir.WannGenome, inputs: torch.Tensor, w: float) -> 
 
 def reference_evaluate(population, task, weights=None, device="auto", *, dtype=torch.float32) -> Scores:
     """Same contract and result as `evaluate`, computed the slow, obvious way."""
+    from .evaluate_transformer import is_transformer_individual
+    from .reference_transformer import reference_evaluate_transformers
+
+    if isinstance(population, (list, tuple)) and any(map(is_transformer_individual, population)):
+        return reference_evaluate_transformers(population, task, weights, device, dtype=dtype)
     genomes, failures = wann_genomes_of(population)
     task = make_task(task)
     device = resolve_device(device)
