@@ -29,7 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from netevo_dsl.runtime.evaluate import evaluate  # noqa: E402
-from netevo_dsl.runtime.reference import reference_evaluate  # noqa: E402
+from netevo_dsl.runtime.reference import reference_evaluate, reference_forward  # noqa: E402
+from netevo_dsl.runtime.wann_pack import pack_population  # noqa: E402
 from netevo_dsl.runtime.tasks import make_task  # noqa: E402
 from netevo_dsl.testing.wann_strategies import random_genome  # noqa: E402
 
@@ -72,17 +73,45 @@ def digits_benchmark(args, thread_counts: list[int]) -> dict:
             seconds, oracle = best_of(1, lambda: reference_evaluate([population[i] for i in subset], task,
                                                                     device="cpu"))
             reference[threads] = min(reference[threads], seconds / len(subset) * args.population)
+    torch.set_num_threads(1)
+    network_batched_s, network_reference_s = network_only(population, subset, task)
     difference = (scores.per_weight[subset] - oracle.per_weight).abs()
     agree = (difference / oracle.per_weight.abs().clamp_min(1.0)).nan_to_num(0).max().item()
     return {
         "batched_s": batched,
         "reference_scaled_s": reference,
         "best_ratio": min(reference.values()) / min(batched.values()),
+        "network_batched_s": network_batched_s,
+        "network_reference_s": network_reference_s,
         "max_diff": agree,
         "failures": len(scores.failures),
         "evaluations": args.population * 6 * task.n_samples,
         "subset": len(subset),
     }
+
+
+def network_only(population, subset, task) -> tuple[float, float]:
+    """Seconds to compute every output without scoring it: batched (pack + forward over sample
+    blocks) and reference (one genome, one weight at a time, scaled per genome)."""
+    weights = torch.tensor([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0])
+    features = task.features.float()
+
+    def batched():
+        pack, _ = pack_population(population, task.n_inputs, task.n_outputs, weights)
+        block = 69  # what `evaluate` picks for this workload
+        storage = pack.buffer(block).view(-1)
+        for first in range(0, task.n_samples, block):
+            rows = features[first: first + block]
+            pack.forward(rows, storage[: pack.n_rows * len(weights) * len(rows)].view(pack.n_rows, len(weights), -1))
+
+    def reference():
+        for i in subset:
+            for w in weights.tolist():
+                reference_forward(population[i], features, w)
+
+    batched_s, _ = best_of(2, batched)
+    reference_s, _ = best_of(1, reference)
+    return batched_s, reference_s / len(subset) * len(population)
 
 
 def swingup_benchmark(args, device="cpu") -> dict:
@@ -141,6 +170,9 @@ def main() -> None:
           f"{digits['reference_scaled_s'][t]:.1f} s / {digits['reference_scaled_s'][t] / digits['batched_s'][t]:.1f}x |"
           for t in thread_counts],
         f"| **speed-up, each at its best thread count (reference / batched)** | **{digits['best_ratio']:.1f}x** |",
+        f"| outputs only, no scoring, 1 thread: batched (pack + forward) / reference (scaled) / ratio | "
+        f"{digits['network_batched_s']:.2f} s / {digits['network_reference_s']:.1f} s / "
+        f"{digits['network_reference_s'] / digits['network_batched_s']:.1f}x |",
         f"| max relative reward difference on the subset (float32) | {digits['max_diff']:.1e} |",
         f"| genomes reported as failures | {digits['failures']} |",
         f"| swing-up: {args.swingup_population} genomes x 6 weights x {args.repeats_per_weight} repeats, "
