@@ -56,7 +56,8 @@ def evaluate(population, task, weights=None, device="auto", *, dtype=torch.float
     """Score every individual at every shared weight on `task`.
 
     population: a list of `ir.Spec` (each with one genome) or `ir.WannGenome`; a list of specs that each
-        hold one layered network goes to `evaluate_networks` (shared-weight mode, vmap per architecture).
+        hold one layered network goes to `evaluate_networks` (shared-weight mode, batched per group);
+        a list with transformer genomes (or specs holding one) to `evaluate_transformers` (batched per shape).
     task: a registered name, a `(name, kwargs)` pair, or a task object.
     weights: shared-weight values; default the population's `weights` setting.
     device: "auto" (CUDA when available, else CPU), or any torch device.
@@ -65,7 +66,12 @@ def evaluate(population, task, weights=None, device="auto", *, dtype=torch.float
             isinstance(p, ir.Spec) and p.networks and not p.genomes for p in population):
         from .evaluate_networks import evaluate_networks  # layered networks, grouped by architecture
 
-        return evaluate_networks(population, task, weights, device, dtype=dtype)
+        return evaluate_networks(population, task, weights, device, dtype=dtype, block_bytes=block_bytes,
+                                 chunk_bytes=chunk_bytes)
+    from .evaluate_transformer import evaluate_transformers, is_transformer_individual
+
+    if isinstance(population, (list, tuple)) and any(map(is_transformer_individual, population)):
+        return evaluate_transformers(population, task, weights, device, dtype=dtype, chunk_bytes=chunk_bytes)
     genomes, failures = wann_genomes_of(population)
     task = make_task(task)
     device = resolve_device(device)

@@ -308,3 +308,76 @@ def genomes(**kwargs) -> st.SearchStrategy[ir.WannGenome]:
 
 __all__ = ["expressions", "specs", "networks", "op_call_networks", "genomes", "names", "calls", "statements", "items",
            "is_name"]
+
+
+# --- populations for the shared-weight network evaluator ------------------------------------
+
+# Activations for populations: several are not 0 at 0 (sigmoid, cos, gauss), so padded units carry values.
+_POPULATION_ACTIVATIONS = ("relu", "tanh", "sigmoid", "cos", "gauss", "sin", "abs", "square", "step", "identity")
+
+
+@st.composite
+def _width_slots(draw, n_slots: int, widths) -> dict:
+    """One network's widths `w0..` and masks `m0..` (a `, mask=...` argument or nothing)."""
+    slots = {f"w{i}": draw(widths) for i in range(n_slots)}
+    for i in range(n_slots + 3):
+        density = draw(st.sampled_from([None, 0.3, 0.6, 1.0]))
+        slots[f"m{i}"] = "" if density is None else f", mask=random(density={density}, seed={draw(st.integers(0, 99))})"
+    return slots
+
+
+@st.composite
+def _mlp_skeleton(draw, n_inputs: int, n_outputs: int) -> str:
+    """An MLP template over width slots: hidden layers, a residual add or product, a concat branch, a norm."""
+    act = lambda: draw(st.sampled_from(_POPULATION_ACTIVATIONS))  # noqa: E731
+    lines = [f"  input x: [B, {n_inputs}]", f"  h = x |> linear(out={{w0}}{{m0}}) |> {act()}()"]
+    if draw(st.booleans()):
+        joiner = draw(st.sampled_from(["+", "*"]))
+        lines += [f"  r = h |> linear(out={{w0}}{{m1}}) |> {act()}()", f"  h = h {joiner} r"]
+    if draw(st.booleans()):
+        lines += [f"  b = x |> linear(out={{w1}}{{m2}}) |> {act()}()", "  h = concat(h, b, dim=1)"]
+    norm = draw(st.sampled_from(["", "batchnorm1d()", "dropout(p=0.3)", "layernorm()", "softmax(dim=1)"]))
+    if norm:  # layernorm and softmax here normalise over the padded units: padding must be refused
+        lines.append(f"  h = h |> {norm}")
+    if draw(st.booleans()):
+        lines.append(f"  h = h |> linear(out={{w2}}{{m3}}) |> {act()}()")
+    lines.append(f"  output y = linear(h, out={n_outputs}{{m4}})")
+    return "network n {{\n" + "\n".join(lines) + "\n}}"
+
+
+@st.composite
+def _conv_skeleton(draw, n_inputs: int, n_outputs: int) -> str:
+    """A 1-D conv template: conv, optional batchnorm / pooling / norms over length, a residual conv,
+    then flatten with channels first or (after a transpose) last."""
+    act = lambda: draw(st.sampled_from(_POPULATION_ACTIVATIONS))  # noqa: E731
+    k = draw(st.sampled_from([1, 3]))
+    conv = f"conv1d(out={{w0}}, k={k}, pad={k // 2}{{m0}})"
+    lines = [f"  input x: [B, {n_inputs}]", f"  c = reshape(x, shape=[B, 1, {n_inputs}]) |> {conv} |> {act()}()"]
+    for extra in draw(st.lists(st.sampled_from(["batchnorm1d()", "maxpool1d(k=2, stride=1, pad=1)",
+                                                "avgpool1d(k=2, stride=1)", "layernorm()", "softmax(dim=2)"]),
+                               max_size=2)):
+        lines.append(f"  c = c |> {extra}")  # layernorm and softmax(dim=2) act along the length: not padded
+    lines.append(f"  c = c |> conv1d(out={{w1}}, k=1{{m1}}) |> {act()}()")
+    if draw(st.booleans()):
+        lines.append(f"  c = c + (c |> conv1d(out={{w1}}, k=3, pad=1{{m2}}) |> {act()}())")
+    flat = "flatten(c)" if draw(st.booleans()) else "c |> transpose(dim0=1, dim1=2) |> flatten()"
+    lines += [f"  f = {flat}", f"  output y = linear(f, out={n_outputs}{{m3}})"]
+    return "network n {{\n" + "\n".join(lines) + "\n}}"
+
+
+@st.composite
+def shared_weight_populations(draw, n_inputs: int, n_outputs: int, max_size: int = 6,
+                              widths=st.integers(1, 5)) -> list:
+    """Populations for `evaluate_networks`: networks of one or two architectures (MLPs, 1-D conv nets)
+    whose widths and masks differ between members, each with one input [B, n_inputs] and one output
+    [B, n_outputs]. Residual adds, concats, flattens (in either channel order), pooling and norms make
+    padded layouts non-trivial; some skeletons normalise over padded units, where padding must be refused."""
+    from .. import parse
+
+    templates = draw(st.lists(st.one_of(_mlp_skeleton(n_inputs, n_outputs), _conv_skeleton(n_inputs, n_outputs)),
+                              min_size=1, max_size=2))
+    size = draw(st.integers(1, max_size))
+    return [parse(draw(st.sampled_from(templates)).format(**draw(_width_slots(3, widths)))) for _ in range(size)]
+
+
+__all__ += ["shared_weight_populations"]

@@ -26,7 +26,8 @@ def test_batched_network_scores_equal_reference(texts):
     population = [ne.parse(t) for t in texts]
     fast = evaluate_networks(population, "iris", dtype=torch.float64)
     slow = reference_evaluate_networks(population, "iris", dtype=torch.float64)
-    for key in ("reward", "train_accuracy", "test_accuracy"):
+    assert fast.metrics.keys() == slow.metrics.keys()
+    for key in slow.metrics:  # the task scorer's: reward, accuracies, test reward, best weight, ensemble
         torch.testing.assert_close(fast.metrics[key], slow.metrics[key], atol=1e-9, rtol=0, equal_nan=True)
     assert fast.failures == slow.failures
 
@@ -39,6 +40,7 @@ def test_evaluate_dispatches_network_populations_and_reports_bad_individuals():
     assert 1 in mixed.failures and torch.isnan(mixed.per_weight[1]).all()
 
 
-def test_networks_need_a_classification_task():
-    with pytest.raises(ne.NetevoError):
-        evaluate_networks([ne.parse(TEMPLATE.format(density=0.5, seed=1, width=8, act="tanh"))], "swingup")
+def test_networks_need_a_classification_or_control_task():
+    with pytest.raises(ne.NetevoError) as info:
+        evaluate_networks([ne.parse(TEMPLATE.format(density=0.5, seed=1, width=8, act="tanh"))], "parity")
+    assert "sequence" in info.value.hint
