@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import torch_machine  # noqa: E402
 from netevo_dsl.runtime.evaluate import evaluate  # noqa: E402
 from netevo_dsl.runtime.reference import reference_evaluate, reference_forward  # noqa: E402
 from netevo_dsl.runtime.wann_pack import pack_population  # noqa: E402
@@ -45,15 +44,6 @@ def best_of(repeats: int, run) -> tuple[float, object]:
         result = run()
         best = min(best, time.perf_counter() - start)
     return best, result
-
-
-def machine() -> str:
-    try:
-        model = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in model.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def digits_benchmark(args, thread_counts: list[int]) -> dict:
@@ -185,7 +175,7 @@ def main() -> None:
         "# Batched WANN evaluator throughput",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine()}  ",
+        f"Machine: {torch_machine()}  ",
         f"Date: {datetime.datetime.now().isoformat(timespec='minutes')}, "
         f"load average during the run: {load[0]:.2f} (other work shares this machine)",
         "",

@@ -17,6 +17,13 @@ def machine() -> str:
     return f"{name or 'unknown CPU'}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def torch_machine() -> str:
+    """`machine()` plus the torch version and its thread count (for benchmarks that time torch)."""
+    import torch
+
+    return f"{machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
 def timeit(fn, repeat: int = 5, number: int = 1) -> float:
     """Median seconds per call over `repeat` rounds of `number` calls."""
     times = []

@@ -22,13 +22,7 @@ TWO_LAYERS = ("heads 2 ffn 8 activation tanh", "heads 2 ffn 8 activation gelu at
 SMALL_MAJORITY = "majority(length=9, samples=16)"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The models are tiny: on a busy 2-core machine thread hand-offs cost more than the arithmetic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
