@@ -285,10 +285,7 @@ class Evolution:
 
 
 def evaluate_population(population, task, weights, device):
-    if population and isinstance(population[0], ir.TransformerGenome):
-        from ..runtime.evaluate_transformer import evaluate_transformers
-
-        return evaluate_transformers(population, task, weights, device)
+    """Scores of a population of WANN or transformer genomes (`evaluate` picks the evaluator)."""
     from ..runtime.evaluate import evaluate
 
     return evaluate(population, task, weights, device)
