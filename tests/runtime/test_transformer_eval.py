@@ -27,14 +27,7 @@ def random_mask(seed, density=0.5):
     return ir.Call("random", (), (ir.KwArg("density", ir.Num(density)), ir.KwArg("seed", ir.Num(seed))))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The models are tiny: on a busy 2-core machine, OpenMP hand-offs between two threads
-    cost 10x the arithmetic, so run single-threaded and restore afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/runtime/conftest.py
 
 
 @pytest.fixture(scope="module")

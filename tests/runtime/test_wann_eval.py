@@ -207,15 +207,3 @@ def test_evaluation_does_not_depend_on_the_population_it_is_in():
     alone = evaluate(population, "iris", dtype=F64, device="cpu")
     mixed = evaluate(other + population + other, "iris", dtype=F64, device="cpu")
     torch.testing.assert_close(alone.per_weight[0], mixed.per_weight[1], rtol=0, atol=1e-12)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@settings(max_examples=5, deadline=None)
-@given(population=populations(4, 3, max_hidden=6, max_edges=18),
-       controllers=populations(4, 1, max_size=3, max_hidden=4, max_edges=10))
-def test_cuda_equals_cpu(population, controllers):
-    assert_same_scores(evaluate(population, "iris", dtype=F64, device="cuda"),
-                       evaluate(population, "iris", dtype=F64, device="cpu"))
-    task = ("cartpole", {"max_steps": 30, "repeats": 2})
-    assert_same_scores(evaluate(controllers, task, dtype=F64, device="cuda"),
-                       evaluate(controllers, task, dtype=F64, device="cpu"))
