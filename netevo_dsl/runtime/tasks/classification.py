@@ -158,19 +158,24 @@ class ClassificationScorer:
         at_label, earlier = _label_slices(x, runs)
         label_logp = at_label - high - total.log()
         correct = _predicts(at_label, earlier, high)
-        mean_probs = probs.div_(total.unsqueeze(1)).mean(2)  # [P, O, b]: the ensemble over weights
-        at_label_m, earlier_m = _label_slices(mean_probs.unsqueeze(2), runs)
-        ensemble = _predicts(at_label_m, earlier_m, mean_probs.amax(1, keepdim=True)).squeeze(1)
-        # every per-sample quantity against (minibatch, train, test) membership in one product
-        P, W, b = label_logp.shape
-        per_sample = torch.cat([label_logp.reshape(-1, b), correct.reshape(-1, b), ensemble.reshape(-1, b)])
-        sums = per_sample.to(torch.float64) @ self.membership[:, samples].t()  # [2PW + P, 3]
-        self.reward_sum += sums[: P * W, 0].view(P, W)
-        self.test_logp_sum += sums[: P * W, 2].view(P, W)
-        self.train_correct += sums[P * W: 2 * P * W, 1].view(P, W)
-        self.test_correct += sums[P * W: 2 * P * W, 2].view(P, W)
-        self.ensemble_train_correct += sums[2 * P * W:, 1]
-        self.ensemble_test_correct += sums[2 * P * W:, 2]
+        # the ensemble: W times the mean softmax over weights (a sum is cheaper than a mean
+        # over this dimension; the tolerance of `_predicts` is scaled to match)
+        W = x.shape[2]
+        ensemble_sum = probs.div_(total.unsqueeze(1)).sum(2)  # [P, O, b]
+        at_label_m, earlier_m = _label_slices(ensemble_sum.unsqueeze(2), runs)
+        ensemble = _predicts(at_label_m, earlier_m, ensemble_sum.amax(1, keepdim=True), scale=W).squeeze(1)
+        # every per-sample quantity against (minibatch, train, test) membership, one product each
+        P, b = x.shape[0], x.shape[3]
+        membership = self.membership[:, samples].t()  # [b, 3]
+        logp_sums = label_logp.view(-1, b).to(torch.float64) @ membership  # [P * W, 3]
+        correct_sums = correct.view(-1, b).to(torch.float64) @ membership
+        ensemble_sums = ensemble.view(-1, b).to(torch.float64) @ membership  # [P, 3]
+        self.reward_sum += logp_sums[:, 0].view(P, W)
+        self.test_logp_sum += logp_sums[:, 2].view(P, W)
+        self.train_correct += correct_sums[:, 1].view(P, W)
+        self.test_correct += correct_sums[:, 2].view(P, W)
+        self.ensemble_train_correct += ensemble_sums[:, 1]
+        self.ensemble_test_correct += ensemble_sums[:, 2]
 
     def _buffer(self, like: torch.Tensor) -> torch.Tensor:
         """Reused scratch space: fresh large allocations cost page faults on every block."""
@@ -218,24 +223,27 @@ def _label_slices(x: torch.Tensor, runs) -> tuple[torch.Tensor, torch.Tensor]:
     """
     shape = (x.shape[0],) + tuple(x.shape[2:])
     at_label = x.new_empty(shape)
-    earlier = x.new_full(shape, float("-inf"))
+    earlier = x.new_empty(shape)  # the runs cover every sample of the block
     for label, first, stop in runs:
         at_label[..., first:stop] = x[:, label, ..., first:stop]
         if label > 0:
             torch.amax(x[:, :label, ..., first:stop], 1, out=earlier[..., first:stop])
+        else:
+            earlier[..., first:stop] = float("-inf")
     return at_label, earlier
 
 
-def _predicts(at_label: torch.Tensor, earlier: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+def _predicts(at_label: torch.Tensor, earlier: torch.Tensor, high: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Whether the label is the predicted class: the first class within a relative
     sqrt(eps) of the maximum (argmax's first-index rule, tolerant of rounding).
 
     The tolerance makes the batched and the reference evaluator agree on ties that
     are exact in real arithmetic but not in floating point (an odd network's mean
-    softmax over +-w, two outputs summing the same sources in another order).
+    softmax over +-w, two outputs summing the same sources in another order). For scores
+    that are `scale` times a quantity, the tolerance is that quantity's.
     """
     tolerance = math.sqrt(torch.finfo(high.dtype).eps)
-    threshold = high - tolerance * high.abs().clamp_min(1.0)
+    threshold = high - tolerance * high.abs().clamp_min(scale)
     return (at_label >= threshold) & (earlier < threshold)
 
 
