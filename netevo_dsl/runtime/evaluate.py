@@ -27,6 +27,9 @@ from .wann_pack import pack_population, plan_chunks
 # and cost page faults on every block.
 BLOCK_BYTES = 16 << 20
 MIN_BLOCK_SAMPLES = 64
+# On a GPU every block costs kernel launches, not cache misses: blocks take up to this
+# share of the free device memory, so that a data set usually runs as one block.
+GPU_FREE_MEMORY_SHARE = 8
 # Budget for one chunk's value buffer; larger populations are evaluated chunk by chunk.
 CHUNK_BYTES = 1 << 30
 
@@ -52,7 +55,7 @@ class Scores:
 
 
 def evaluate(population, task, weights=None, device="auto", *, dtype=torch.float32,
-             block_bytes: int = BLOCK_BYTES, chunk_bytes: int = CHUNK_BYTES) -> Scores:
+             block_bytes: int | None = None, chunk_bytes: int = CHUNK_BYTES) -> Scores:
     """Score every individual at every shared weight on `task`.
 
     population: a list of `ir.Spec` (each with one genome) or `ir.WannGenome`; a list of specs that each
@@ -61,6 +64,8 @@ def evaluate(population, task, weights=None, device="auto", *, dtype=torch.float
     task: a registered name, a `(name, kwargs)` pair, or a task object.
     weights: shared-weight values; default the population's `weights` setting.
     device: "auto" (CUDA when available, else CPU), or any torch device.
+    block_bytes: temporaries per block of samples; default `block_budget(device)`.
+    chunk_bytes: the value buffer's budget; larger populations run chunk by chunk.
     """
     if isinstance(population, (list, tuple)) and population and all(
             isinstance(p, ir.Spec) and p.networks and not p.genomes for p in population):
@@ -77,6 +82,7 @@ def evaluate(population, task, weights=None, device="auto", *, dtype=torch.float
     device = resolve_device(device)
     weights = resolve_weights(genomes, weights, dtype, device)
     if task.kind == "classification":
+        block_bytes = block_budget(device) if block_bytes is None else block_bytes
         scores = _classification(genomes, task, weights, block_bytes, chunk_bytes)
     elif task.kind == "control":
         scores = _control(genomes, task, weights, chunk_bytes)
@@ -120,6 +126,15 @@ def resolve_device(device) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def block_budget(device: torch.device) -> int:
+    """Bytes of temporaries for one block of samples: on the CPU the size that runs fastest
+    (larger blocks leave the cache and cost page faults), on a GPU a share of its free memory."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return max(BLOCK_BYTES, free // GPU_FREE_MEMORY_SHARE)
+    return BLOCK_BYTES
 
 
 def resolve_weights(genomes: list, weights, dtype, device) -> torch.Tensor:
@@ -221,8 +236,7 @@ def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int) 
         result.failures.update(failures)
         if not pack.members:
             continue
-        widest = max([len(pack.members) * task.n_outputs] + [lv.stop - lv.start for lv in pack.levels])
-        block = int(min(n, max(MIN_BLOCK_SAMPLES, block_bytes // (widest * len(weights) * weights.element_size()))))
+        block = _block_samples(pack, n, task.n_outputs, weights, block_bytes, chunk_bytes)
         storage = pack.buffer(block).view(-1)
         scorer = task.scorer(len(pack.members), weights, batch_mask)
         for first in range(0, n, block):
@@ -233,6 +247,15 @@ def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int) 
         reward, metrics = scorer.finish()
         result.write(pack.members, reward, metrics, scorer.nonfinite)
     return result
+
+
+def _block_samples(pack, n: int, n_outputs: int, weights: torch.Tensor, block_bytes: int, chunk_bytes: int) -> int:
+    """Samples per block: the widest level's temporaries within `block_bytes`, the value buffer
+    within `chunk_bytes`, and at least MIN_BLOCK_SAMPLES (a chunk is planned to afford them)."""
+    per_sample = len(weights) * weights.element_size()
+    widest = max([len(pack.members) * n_outputs] + [lv.stop - lv.start for lv in pack.levels])
+    fits = min(block_bytes // (widest * per_sample), chunk_bytes // (pack.n_rows * per_sample))
+    return int(min(n, max(MIN_BLOCK_SAMPLES, fits)))
 
 
 def _control(genomes, task, weights, chunk_bytes: int) -> ScoreTable:

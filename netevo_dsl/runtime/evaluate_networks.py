@@ -25,7 +25,8 @@ from ..errors import NetevoError, UsageError
 from ..ir import nodes as ir
 from ..ir.dims import Dim, shape_str
 from ..ops.registry import get_op
-from .evaluate import BLOCK_BYTES, CHUNK_BYTES, Scores, ScoreTable, finalize, resolve_device, resolve_weights
+from .evaluate import (BLOCK_BYTES, CHUNK_BYTES, Scores, ScoreTable, block_budget, finalize, resolve_device,
+                       resolve_weights)
 from .network_groups import GroupPlan, network_groups
 from .network_program import GroupProgram
 from .tasks import make_task
@@ -44,7 +45,7 @@ CALL_NODES = 15
 
 
 def evaluate_networks(population, task, weights=None, device="auto", *, dtype=torch.float32, widths: str = "auto",
-                      block_bytes: int = BLOCK_BYTES, chunk_bytes: int = CHUNK_BYTES) -> Scores:
+                      block_bytes: int | None = None, chunk_bytes: int = CHUNK_BYTES) -> Scores:
     """Score every network at every shared weight on a classification or control task.
 
     population: a list of specs that each hold one network with one input [B, task inputs] and one
@@ -54,12 +55,14 @@ def evaluate_networks(population, task, weights=None, device="auto", *, dtype=to
         "auto" pads where the benchmark-derived cost model (`prefer_padding`) says it is faster.
     block_bytes, chunk_bytes: one call runs a chunk of a group's networks on a block of samples, with
         activations under min(block_bytes, chunk_bytes): block_bytes is the size that runs fastest
-        (calls much larger than it are slower on the CPU), chunk_bytes a hard memory budget.
+        (default `block_budget(device)`: calls much larger than it are slower on the CPU, while a GPU
+        wants few, large calls), chunk_bytes a hard memory budget.
     """
     task = network_task(task)
-    weights = resolve_weights([], weights, dtype, resolve_device(device))
+    device = resolve_device(device)
+    weights = resolve_weights([], weights, dtype, device)
     graphs, failures = network_graphs(population, task)
-    budget = min(block_bytes, chunk_bytes)
+    budget = min(block_budget(device) if block_bytes is None else block_bytes, chunk_bytes)
     return finalize(evaluate_graphs(graphs, len(population), task, weights, widths=widths, budget=budget), failures)
 
 

@@ -78,3 +78,20 @@ def test_auto_picks_cuda_and_results_come_back_to_the_cpu():
                    " node h: tanh\n edge a -> h\n edge h -> y0\n edge b -> y1\n edge bias -> y2\n}").genomes[0]
     scores = evaluate([genome], "iris")
     assert scores.per_weight.device.type == "cpu" and torch.isfinite(scores.per_weight).all()
+
+
+def test_digits_runs_as_one_block_on_a_gpu(monkeypatch):
+    """On a GPU the default block budget is a share of free memory, not the CPU's cache-sized 16 MiB."""
+    from netevo_dsl.runtime import evaluate as evaluate_module
+    from netevo_dsl.runtime.wann_pack import PackedPopulation
+    from netevo_dsl.testing.wann_strategies import random_genome
+    import random
+
+    assert evaluate_module.block_budget(torch.device("cuda")) > evaluate_module.BLOCK_BYTES
+    rng = random.Random(0)
+    population = [random_genome(rng, 64, 10, 30, 150, output_activation="linear") for _ in range(200)]
+    calls = []
+    forward = PackedPopulation.forward
+    monkeypatch.setattr(PackedPopulation, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    evaluate(population, "digits", device="cuda")
+    assert len(calls) == 1

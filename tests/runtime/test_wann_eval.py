@@ -207,3 +207,27 @@ def test_evaluation_does_not_depend_on_the_population_it_is_in():
     alone = evaluate(population, "iris", dtype=F64, device="cpu")
     mixed = evaluate(other + population + other, "iris", dtype=F64, device="cpu")
     torch.testing.assert_close(alone.per_weight[0], mixed.per_weight[1], rtol=0, atol=1e-12)
+
+
+def test_sample_blocks_fit_the_temporaries_and_the_value_buffer_budgets():
+    import random
+
+    from netevo_dsl.runtime import evaluate as evaluate_module
+    from netevo_dsl.testing.wann_strategies import random_genome
+
+    assert evaluate_module.block_budget(torch.device("cpu")) == evaluate_module.BLOCK_BYTES
+    rng = random.Random(0)
+    population = [random_genome(rng, 64, 10, 30, 150, output_activation="linear") for _ in range(50)]
+    weights = torch.tensor([-1.0, 1.0])
+    pack, _ = pack_population(population, 64, 10, weights)
+    per_sample = len(weights) * weights.element_size()
+    widest = 50 * 10  # the outputs level is the widest here
+
+    def block(block_bytes, chunk_bytes):
+        return evaluate_module._block_samples(pack, 1797, 10, weights, block_bytes, chunk_bytes)
+
+    assert max(lv.stop - lv.start for lv in pack.levels) <= widest
+    assert block(1 << 40, 1 << 40) == 1797  # everything fits: one block
+    assert block(1 << 40, pack.n_rows * per_sample * 100) == 100  # the value buffer bounds it
+    assert block(widest * per_sample * 200, 1 << 40) == 200  # a level's temporaries bound it
+    assert block(1, 1) == evaluate_module.MIN_BLOCK_SAMPLES

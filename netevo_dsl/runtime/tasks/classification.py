@@ -149,9 +149,10 @@ class ClassificationScorer:
         low = x.amin(1)
         self.nonfinite |= ~(torch.isfinite(high.amax(-1)) & torch.isfinite(low.amin(-1)))
         probs = torch.sub(x, high.unsqueeze(1), out=self._buffer(x))
-        # exp of large negative numbers takes a slow path; below e^-80 a class's share of
-        # the softmax is immaterial (1e-35), so it is floored there, when any value is that low.
-        if not bool(((high - low) < 80.0).all()):
+        # exp of large negative numbers takes a slow path on the CPU; below e^-80 a class's share
+        # of the softmax is immaterial (1e-35), so it is floored there, when any value is that low
+        # (on a GPU always: the floor is cheap there, and asking would wait for the device).
+        if probs.is_cuda or not bool(((high - low) < 80.0).all()):
             probs.clamp_min_(-80.0)
         probs.exp_()
         total = probs.sum(1)
