@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import torch_machine  # noqa: E402
-from netevo_dsl.runtime.evaluate import evaluate  # noqa: E402
+from netevo_dsl.runtime.evaluate import BLOCK_BYTES, CHUNK_BYTES, block_samples, evaluate  # noqa: E402
 from netevo_dsl.runtime.reference import reference_evaluate, reference_forward  # noqa: E402
 from netevo_dsl.runtime.wann_pack import pack_population  # noqa: E402
 from netevo_dsl.runtime.tasks import make_task  # noqa: E402
@@ -63,6 +63,8 @@ def digits_benchmark(args, thread_counts: list[int]) -> dict:
             seconds, oracle = best_of(1, lambda: reference_evaluate([population[i] for i in subset], task,
                                                                     device="cpu"))
             reference[threads] = min(reference[threads], seconds / len(subset) * args.population)
+    torch.set_num_threads(max(thread_counts))
+    phase_s = phases(population, task, args.repeats)
     torch.set_num_threads(1)
     network_batched_s, network_reference_s = network_only(population, subset, task)
     difference = (scores.per_weight[subset] - oracle.per_weight).abs()
@@ -71,6 +73,8 @@ def digits_benchmark(args, thread_counts: list[int]) -> dict:
         "batched_s": batched,
         "reference_scaled_s": reference,
         "best_ratio": min(reference.values()) / min(batched.values()),
+        "phases_s": phase_s,
+        "phase_threads": max(thread_counts),
         "network_batched_s": network_batched_s,
         "network_reference_s": network_reference_s,
         "max_diff": agree,
@@ -78,6 +82,35 @@ def digits_benchmark(args, thread_counts: list[int]) -> dict:
         "evaluations": args.population * 6 * task.n_samples,
         "subset": len(subset),
     }
+
+
+def phases(population, task, repeats: int) -> dict[str, float]:
+    """Seconds of each phase of `evaluate` on this workload (fastest of `repeats`): packing the
+    genomes, the forward pass over every sample block, and scoring the blocks' outputs."""
+    weights = torch.tensor([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0])
+    features = task.features.float()
+    best = {"pack": float("inf"), "forward": float("inf"), "scoring": float("inf")}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        pack, _ = pack_population(population, task.n_inputs, task.n_outputs, weights)
+        took = {"pack": time.perf_counter() - start, "forward": 0.0, "scoring": 0.0}
+        block = block_samples(pack, task.n_samples, task.n_outputs, weights, BLOCK_BYTES, CHUNK_BYTES)
+        storage = pack.buffer(block).view(-1)
+        scorer = task.scorer(len(pack.members), weights, task.next_batch_mask())
+        for first in range(0, task.n_samples, block):
+            stop = min(first + block, task.n_samples)
+            values = storage[: pack.n_rows * len(weights) * (stop - first)].view(pack.n_rows, len(weights), -1)
+            start = time.perf_counter()
+            outputs = pack.forward(features[first:stop], values)
+            middle = time.perf_counter()
+            scorer.add(outputs, slice(first, stop))
+            took["forward"] += middle - start
+            took["scoring"] += time.perf_counter() - middle
+        start = time.perf_counter()
+        scorer.finish()
+        took["scoring"] += time.perf_counter() - start
+        best = {k: min(best[k], took[k]) for k in best}
+    return best
 
 
 def network_only(population, subset, task) -> tuple[float, float]:
@@ -88,7 +121,7 @@ def network_only(population, subset, task) -> tuple[float, float]:
 
     def batched():
         pack, _ = pack_population(population, task.n_inputs, task.n_outputs, weights)
-        block = 69  # what `evaluate` picks for this workload
+        block = block_samples(pack, task.n_samples, task.n_outputs, weights, BLOCK_BYTES, CHUNK_BYTES)
         storage = pack.buffer(block).view(-1)
         for first in range(0, task.n_samples, block):
             rows = features[first: first + block]
@@ -165,6 +198,9 @@ def main() -> None:
           f"{digits['reference_scaled_s'][t]:.1f} s / {digits['reference_scaled_s'][t] / digits['batched_s'][t]:.1f}x |"
           for t in thread_counts],
         f"| **speed-up, each at its best thread count (reference / batched)** | **{digits['best_ratio']:.1f}x** |",
+        f"| {digits['phase_threads']} threads, `evaluate`'s phases: packing / forward / scoring | "
+        f"{digits['phases_s']['pack']:.2f} s / {digits['phases_s']['forward']:.2f} s / "
+        f"{digits['phases_s']['scoring']:.2f} s |",
         f"| outputs only, no scoring, 1 thread: batched (pack + forward) / reference (scaled) / ratio | "
         f"{digits['network_batched_s']:.2f} s / {digits['network_reference_s']:.1f} s / "
         f"{digits['network_reference_s'] / digits['network_batched_s']:.1f}x |",

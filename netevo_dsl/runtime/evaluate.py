@@ -236,7 +236,7 @@ def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int) 
         result.failures.update(failures)
         if not pack.members:
             continue
-        block = _block_samples(pack, n, task.n_outputs, weights, block_bytes, chunk_bytes)
+        block = block_samples(pack, n, task.n_outputs, weights, block_bytes, chunk_bytes)
         storage = pack.buffer(block).view(-1)
         scorer = task.scorer(len(pack.members), weights, batch_mask)
         for first in range(0, n, block):
@@ -249,7 +249,7 @@ def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int) 
     return result
 
 
-def _block_samples(pack, n: int, n_outputs: int, weights: torch.Tensor, block_bytes: int, chunk_bytes: int) -> int:
+def block_samples(pack, n: int, n_outputs: int, weights: torch.Tensor, block_bytes: int, chunk_bytes: int) -> int:
     """Samples per block: the widest level's temporaries within `block_bytes`, the value buffer
     within `chunk_bytes`, and at least MIN_BLOCK_SAMPLES (a chunk is planned to afford them)."""
     per_sample = len(weights) * weights.element_size()

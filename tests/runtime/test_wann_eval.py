@@ -224,7 +224,7 @@ def test_sample_blocks_fit_the_temporaries_and_the_value_buffer_budgets():
     widest = 50 * 10  # the outputs level is the widest here
 
     def block(block_bytes, chunk_bytes):
-        return evaluate_module._block_samples(pack, 1797, 10, weights, block_bytes, chunk_bytes)
+        return evaluate_module.block_samples(pack, 1797, 10, weights, block_bytes, chunk_bytes)
 
     assert max(lv.stop - lv.start for lv in pack.levels) <= widest
     assert block(1 << 40, 1 << 40) == 1797  # everything fits: one block
