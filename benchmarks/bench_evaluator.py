@@ -142,7 +142,7 @@ def swingup_benchmark(args, device="cpu") -> dict:
     population = [random_genome(rng, 5, 1, 10, 40, name=f"s{i}") for i in range(args.swingup_population)]
     task = make_task(("swingup", {"repeats": args.repeats_per_weight, "max_steps": args.swingup_steps}))
     evaluate(population[:10], task, device=device)
-    seconds, scores = best_of(1, lambda: evaluate(population, task, device=device))
+    seconds, scores = best_of(args.repeats, lambda: evaluate(population, task, device=device))
     carts = args.swingup_population * 6 * args.repeats_per_weight
     running = carts * scores.metrics["steps"].nanmean().item()  # cart-steps of episodes still running
     simulated = carts * scores.metrics["steps"].nan_to_num(0).max().item()  # the loop steps every cart
@@ -206,7 +206,7 @@ def main() -> None:
         f"{digits['network_reference_s'] / digits['network_batched_s']:.1f}x |",
         f"| max relative reward difference on the subset (float32) | {digits['max_diff']:.1e} |",
         f"| genomes reported as failures | {digits['failures']} |",
-        f"| swing-up: {args.swingup_population} genomes x 6 weights x {args.repeats_per_weight} repeats, "
+        f"| swing-up (best of {args.repeats}): {args.swingup_population} genomes x 6 weights x {args.repeats_per_weight} repeats, "
         f"<= {args.swingup_steps} steps | {swing['seconds']:.2f} s: {swing['steps_per_s']:,.0f} episode-steps/s "
         f"({swing['simulated_per_s']:,.0f} cart-steps/s simulated) |",
         f"| one digits generation on CUDA (of which packing on the host) | "
