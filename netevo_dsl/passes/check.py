@@ -21,7 +21,7 @@ EVOLVE_KEYS = {"task", "population", "generations", "selection", "seed", "weight
                "init_density", "chunk", "prob_moo"}
 TRANSFORMER_KEYS = {"vocab", "context", "embed", "weights", "masks"}
 LAYER_KEYS = {"heads", "ffn", "activation", "attention", "mlp"}
-GENOME_METRICS = {"connections", "nodes", "params"}
+GENOME_METRICS = {"connections", "nodes"}
 
 
 @attrs.frozen
@@ -212,6 +212,10 @@ def _check_evolve(spec, e: ir.EvolveBlock) -> list[NetevoError]:
     if kind is None:
         names = [i.name for i in spec.networks + spec.genomes]
         return [NameError_(f"evolve: no network or genome named `{e.target}`", e.span, did_you_mean(e.target, names))]
+    if kind == "network":
+        return [EvolveError(f"`netevo evolve` evolves genomes (wann or transformer); `{e.target}` is a network",
+                            e.span, "score a population of networks with `evaluate_networks`, or write mutants "
+                                    "with `netevo mutate`")]
     task_spec, task_params, metrics = None, {}, set()
     for s in e.settings:
         if isinstance(s, ir.Objective):

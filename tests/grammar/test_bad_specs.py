@@ -141,6 +141,10 @@ BAD = [
      XOR + "evolve g {\n  task swingup\n}\n"),
     ("genome_outputs_vs_task", "E073", 1, "task `xor` needs 2 outputs but genome `g` has 1",
      XOR + "evolve g {\n  task xor\n}\n"),
+    ("evolve_a_network", "E070", 6, "`netevo evolve` evolves genomes (wann or transformer); `n` is a network",
+     NET + "evolve n {\n  task iris\n}\n"),
+    ("objective_params_is_no_genome_measure", "E072", 9, "task `xor` has no metric `params`",
+     XOR + "evolve g {\n  task xor(outputs=1)\n  objective minimize params\n}\n"),
 ]
 
 
