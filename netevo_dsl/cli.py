@@ -146,6 +146,26 @@ def _task_arg(text: str):
     return value.func, {k.name: _literal(k.value) for k in value.kwargs}
 
 
+def _evolve_task(paths, name) -> tuple[str, dict]:
+    """The task of the specs' evolve blocks (for genome `name`, or any), when --task is not given."""
+    from . import load
+    from .evolve.settings import from_evolve_block
+    from .ir import nodes as ir
+
+    tasks = set()
+    for path in paths:
+        for block in load(path).of_kind(ir.EvolveBlock):
+            settings = from_evolve_block(block)
+            if name in (None, block.target) and "task" in settings:
+                tasks.add((settings["task"], tuple(sorted(settings.get("task_params", {}).items()))))
+    if len(tasks) != 1:
+        raise UsageError("no --task given, and " + ("no evolve block names one" if not tasks else
+                                                    "the evolve blocks name different tasks"),
+                         hint="pass --task, e.g. --task digits or --task 'swingup(max_steps=500)'")
+    task, params = tasks.pop()
+    return task, dict(params)
+
+
 def _analysis_genomes(paths, name, task) -> list:
     """[(spec stem, genome)] to analyze: every WANN and transformer genome of the specs (or the one
     named `name`). One task cannot score both kinds, so when both are present the task picks:
@@ -180,7 +200,7 @@ def cmd_analyze(args) -> int:
     from .runtime import analysis, analysis_transformer
     from .runtime.tasks import make_task
 
-    task = make_task(_task_arg(args.task))
+    task = make_task(_task_arg(args.task) if args.task else _evolve_task(args.spec, args.genome))
     found = _analysis_genomes(args.spec, args.genome, task)
     labels = _analysis_labels(found)
     genomes = [g for _, g in found]
@@ -305,8 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="weight sensitivity, ensemble and ablation of WANN and transformer genomes, "
                                         "with plots")
     a.add_argument("spec", nargs="+", help="one or more specs; several genomes are also compared side by side")
-    a.add_argument("--task", required=True,
-                   help="task name or call, e.g. digits, swingup(max_steps=500) or majority(length=9)")
+    a.add_argument("--task", help="task name or call, e.g. digits, swingup(max_steps=500) or majority(length=9) "
+                                   "(default: the task of the spec's evolve block)")
     a.add_argument("--genome", help="which genome (default: every WANN or transformer genome in the specs)")
     a.add_argument("--out", help="output folder (default analysis-SPEC, after the first spec)")
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

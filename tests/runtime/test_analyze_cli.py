@@ -21,3 +21,20 @@ def test_analyze_bad_task_is_a_user_error(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "xorr" in err and "Traceback" not in err
+
+
+def test_analyze_takes_the_task_of_the_evolve_block_by_default(tmp_path, capsys):
+    # specs/wann_xor.net evolves `xor` on `task xor(outputs=1)`: the genome's single output fits only that
+    code = main(["analyze", str(ROOT / "specs" / "wann_xor.net"), "--out", str(tmp_path), "--device", "cpu"])
+    assert code == 0
+    assert (tmp_path / "summary.md").exists()
+    assert "mean reward" in capsys.readouterr().out
+
+
+def test_analyze_without_task_or_evolve_block_asks_for_one(tmp_path, capsys):
+    spec = tmp_path / "g.net"
+    spec.write_text("version 1\n\ngenome g: wann {\n  inputs a, b, bias\n  outputs y: tanh\n  edge a -> y\n}\n")
+    code = main(["analyze", str(spec), "--out", str(tmp_path / "out")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "no --task given" in err and "--task" in err and "Traceback" not in err
