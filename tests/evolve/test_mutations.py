@@ -265,6 +265,15 @@ def test_mutants_are_valid_unique_and_differ_from_the_parent():
     assert stats["attempts"] >= 12
 
 
+def test_mutants_that_mean_the_parent_or_each_other_are_duplicates():
+    # digits_mlp: h1 = linear(out=hidden), hidden = 128; a walk 128 -> 256 -> 128 writes `out=128`, a
+    # different text for the parent's network
+    spec = load("digits_mlp")
+    found = mutants(spec, 5, seed=0, rules="width(h1, p=1, choices={64, 128, 256})", strict=False)
+    widths = sorted(dict(m.check_result.graphs["digits_mlp"].node("h1.0").params)["out"] for m in found)
+    assert widths == [64, 256]
+
+
 def test_too_few_possible_mutants_is_an_error_unless_asked_otherwise():
     spec = load("gpt2_tiny")
     heads_only = 'heads("h.*", choices={1, 2, 4, 8})'  # heads of both layers change together: 3 children

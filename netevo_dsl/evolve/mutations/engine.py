@@ -266,6 +266,9 @@ def mutants(spec: ir.Spec, n: int, seed: int = 0, *, target: str | None = None, 
     item = target_item(spec, target)
     root = canonical_hash(spec)
     seen = {root}
+    # Texts can differ and mean the same network (`out=128` where the parent wrote `out=hidden`, with
+    # hidden = 128): networks are also compared elaborated, with every param resolved.
+    networks = [_elaborated(spec, item.name, overrides)] if isinstance(item, ir.Network) else []
     found: list[Mutant] = []
     counts = stats if stats is not None else {}
     counts.update(attempts=0, invalid=0, duplicates=0, failures=[])
@@ -292,6 +295,14 @@ def mutants(spec: ir.Spec, n: int, seed: int = 0, *, target: str | None = None, 
             counts["duplicates"] += 1
             continue
         seen.add(h)
+        if networks:
+            graph = engine.last_check.graphs.get(item.name) if engine.last_check else None
+            if graph is None:
+                graph = _elaborated(child, item.name, overrides)
+            if graph in networks:
+                counts["duplicates"] += 1
+                continue
+            networks.append(graph)
         try:
             if validate == "source":
                 validate_source(child, item.name, overrides, device=device, check_result=engine.last_check)
@@ -310,6 +321,12 @@ def mutants(spec: ir.Spec, n: int, seed: int = 0, *, target: str | None = None, 
                         f"attempts, {n} asked for", None,
                         "give the rules more choices or ask for fewer mutants")
     return found
+
+
+def _elaborated(spec: ir.Spec, name: str, overrides):
+    from ...passes.check import check
+
+    return check(spec, overrides).graphs[name]
 
 
 __all__ = ["mutate", "mutate_genome", "mutants", "Mutant", "Mutator", "parse_rules", "rules_for", "target_item",
