@@ -72,6 +72,10 @@ def plot_sensitivity(weights, reward, path: Path, metric_name="reward") -> None:
     plt.close(fig)
 
 
+# light fills, so that the black labels stay readable: inputs, the bias, hidden nodes, outputs
+ROLE_COLOURS = {"input": "#cfe3f7", "bias": "#e6e6e6", "hidden": "#fde2b8", "output": "#c9ecc4"}
+
+
 def plot_topology(genome, path: Path) -> None:
     plt = _plt()
     import networkx as nx
@@ -89,7 +93,9 @@ def plot_topology(genome, path: Path) -> None:
             g.nodes[n]["layer"] = levels.get(n, 0)
         pos = nx.multipartite_layout(g, subset_key="layer")
         acts = {n: d.get("activation", "") for n, d in g.nodes(data=True)}
-        nx.draw_networkx(g, pos, ax=ax, node_size=220, font_size=6, arrowsize=6,
+        colours = [ROLE_COLOURS[d["role"]] for _, d in g.nodes(data=True)]
+        nx.draw_networkx(g, pos, ax=ax, node_size=650, node_color=colours, edgecolors="#555555", font_size=6,
+                         arrowsize=8, edge_color="#777777",
                          labels={n: f"{n}\n{acts[n]}" if acts[n] else n for n in g.nodes})
     else:
         from ..compiler.transformer import config_of
