@@ -17,7 +17,8 @@ from ..ir.wann import connection_count, shared_weights
 from .evaluate import evaluate
 from .tasks import make_task
 
-DEFAULT_SWEEP = tuple(torch.linspace(-2.5, 2.5, 51).tolist())
+# -2.5, -2.4, ..., 2.5 exactly (0 included: the silent network), not float32 linspace's -3.7e-08
+DEFAULT_SWEEP = tuple(round(-2.5 + 0.1 * k, 10) for k in range(51))
 
 
 def _per_weight(scores, metric: str) -> torch.Tensor:
