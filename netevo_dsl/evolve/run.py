@@ -9,10 +9,10 @@ deterministic fields; wall-clock times go to `timing.jsonl`.
 """
 from __future__ import annotations
 
-import functools
 import json
 import signal
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import attrs
@@ -291,10 +291,24 @@ def evaluate_population(population, task, weights, device):
     return evaluate(population, task, weights, device)
 
 
-@functools.lru_cache(maxsize=8192)
+_TEXTS: "OrderedDict[int, tuple[object, str]]" = OrderedDict()  # id(genome) -> (genome, text)
+
+
 def _text(genome) -> str:
-    """A genome's .net text; elites and repeated parents are printed once."""
-    return genome_text(genome)
+    """A genome's .net text; elites and repeated parents are printed once.
+
+    Cached by identity, not by value: hashing a genome walks all its edges (with WANN's initial
+    population, hundreds of disabled ones) and cost as much as printing it. An entry holds its
+    genome, so an id cannot be reused while it is cached."""
+    hit = _TEXTS.get(id(genome))
+    if hit is not None and hit[0] is genome:
+        _TEXTS.move_to_end(id(genome))
+        return hit[1]
+    text = genome_text(genome)
+    _TEXTS[id(genome)] = (genome, text)
+    if len(_TEXTS) > 8192:
+        _TEXTS.popitem(last=False)
+    return text
 
 
 def _source(genome) -> str:

@@ -198,6 +198,8 @@ def format_spec(spec: ir.Spec) -> str:
 
 
 def _with_comments(rows, comments) -> str:
+    if not comments:  # specs built in code (every evolved genome): no placement to work out
+        return "\n".join(INDENT * depth + text if text else "" for depth, text, _ in rows) + "\n"
     trailing: dict[int, list[str]] = {}
     before: dict[int, list[str]] = {}
     tail: list[str] = []
