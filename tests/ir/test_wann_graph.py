@@ -135,3 +135,28 @@ def test_generated_genomes_are_valid_and_levels_respect_every_enabled_edge(genom
             assert level_of[edge.src] < level_of[edge.dst]
     assert sorted(level_of) == sorted(list(genome.inputs) + [n.name for n in genome.nodes] +
                                       [o.name for o in genome.outputs])
+
+
+def test_cycle_check_among_hidden_nodes_agrees_with_the_check_over_all_nodes():
+    """validate_genome looks for cycles among hidden nodes only when every edge end is sound."""
+    import random
+
+    import attrs
+
+    from netevo_dsl.testing.wann_strategies import random_genome
+
+    rng = random.Random(0)
+    cyclic = 0
+    for k in range(60):
+        g = random_genome(rng, 4, 2, 6, 14, name=f"g{k}")
+        hidden = [n.name for n in g.nodes]
+        back = {(rng.choice(hidden), rng.choice(hidden)) for _ in range(rng.randrange(3))}
+        existing = {(e.src, e.dst) for e in g.edges}
+        g = attrs.evolve(g, edges=g.edges + tuple(ir.WannEdge(a, b, rng.random() < 0.5)
+                                                  for a, b in sorted(back - existing)))
+        assert not wann._check_edges(g)
+        fast = sorted(e.message for e in wann._check_cycles(g, sound_ends=True))
+        full = sorted(e.message for e in wann._check_cycles(g, sound_ends=False))
+        assert fast == full
+        cyclic += bool(full)
+    assert cyclic >= 10  # the check saw cycles, not only acyclic genomes
