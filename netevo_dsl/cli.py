@@ -166,12 +166,10 @@ def _evolve_task(paths, name) -> tuple[str, dict]:
     return task, dict(params)
 
 
-def _analysis_genomes(paths, name, task) -> list:
+def _analysis_genomes(paths, name) -> list:
     """[(spec stem, genome)] to analyze: every WANN and transformer genome of the specs (or the one
-    named `name`). One task cannot score both kinds, so when both are present the task picks:
-    transformer genomes for sequence tasks, WANN genomes otherwise."""
+    named `name`)."""
     from . import check, load
-    from .ir import nodes as ir
 
     found = []
     for path in paths:
@@ -182,6 +180,14 @@ def _analysis_genomes(paths, name, task) -> list:
         raise UsageError("no genome to analyze" + (f" named `{name}`" if name else ""),
                          hint="analyze takes specs with `genome NAME: wann { ... }` or "
                               "`genome NAME: transformer { ... }`")
+    return found
+
+
+def _one_kind(found: list, task) -> list:
+    """One task cannot score both kinds of genome: when both are present, the task picks
+    (transformer genomes for sequence tasks, WANN genomes otherwise)."""
+    from .ir import nodes as ir
+
     if len({type(g) for _, g in found}) > 1:
         kind = ir.TransformerGenome if task.kind == "sequence" else ir.WannGenome
         found = [(stem, g) for stem, g in found if isinstance(g, kind)]
@@ -200,8 +206,9 @@ def cmd_analyze(args) -> int:
     from .runtime import analysis, analysis_transformer
     from .runtime.tasks import make_task
 
+    found = _analysis_genomes(args.spec, args.genome)
     task = make_task(_task_arg(args.task) if args.task else _evolve_task(args.spec, args.genome))
-    found = _analysis_genomes(args.spec, args.genome, task)
+    found = _one_kind(found, task)
     labels = _analysis_labels(found)
     genomes = [g for _, g in found]
     transformer = isinstance(genomes[0], ir.TransformerGenome)
@@ -231,6 +238,9 @@ def cmd_track(args) -> int:
     spec = load(args.spec)
     overrides = _overrides(args.define)
     check(spec, overrides)
+    if not spec.networks:
+        raise UsageError(f"{args.spec} has no network: netevo track trains layered networks",
+                         hint="analyze WANN and transformer genomes with `netevo analyze`")
     data = classification_data(args.data, seed=args.seed)
     model = compile_module(spec, name=args.network, overrides=overrides)
     graph_inputs = model._inputs

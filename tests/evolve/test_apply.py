@@ -89,3 +89,14 @@ def test_track_cli_rejects_mismatched_dataset(tmp_path, capsys):
     spec = Path(__file__).resolve().parents[2] / "specs" / "digits_mlp.net"
     assert main(["track", str(spec), "--data", "iris", "--out", str(tmp_path), "--no-progress"]) == 1
     assert "features" in capsys.readouterr().err
+
+
+def test_netevo_track_on_a_genome_spec_is_a_user_error(tmp_path, capsys):
+    from pathlib import Path
+
+    from netevo_dsl.cli import main
+
+    spec = Path(__file__).resolve().parents[2] / "specs" / "wann_xor.net"
+    assert main(["track", str(spec), "--data", "iris", "--out", str(tmp_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "has no network" in err and "netevo analyze" in err and "Traceback" not in err

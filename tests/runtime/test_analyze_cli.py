@@ -38,3 +38,10 @@ def test_analyze_without_task_or_evolve_block_asks_for_one(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "no --task given" in err and "--task" in err and "Traceback" not in err
+
+
+def test_analyze_on_a_network_spec_says_there_is_no_genome(tmp_path, capsys):
+    code = main(["analyze", str(ROOT / "specs" / "mlp.net"), "--out", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "no genome to analyze" in err and "Traceback" not in err
