@@ -24,6 +24,7 @@ from ..ir import nodes as ir
 from ..ir.dims import Dim, to_source
 from ..ops.registry import get_op, src
 from ..passes.elaborate import POISON, Elaborator, TensorVal, check_identifier
+from .safe_text import comment_text, docstring_body
 
 HEADER = '''"""{title}
 
@@ -173,6 +174,7 @@ class Emitter:
         self.blocks_done: dict[str, tuple] = {}  # name -> (class name, param order)
         self.block_sources: list[str] = []
         self.helpers: set[str] = set()
+        # the file name is user text: it reaches the source only escaped (a comment, a docstring)
         self.file = Path(spec.path).name if spec.path else "<spec>"
 
     def mask_expr(self, mask, op, shapes, params, scope):
@@ -185,7 +187,7 @@ class Emitter:
             (f", {kw})" if kw else ")")
 
     def where(self, span) -> str:
-        return f"  # {self.file}:{span.line}" if span is not None else ""
+        return f"  # {comment_text(self.file)}:{span.line}" if span is not None else ""
 
     # --- statements ---------------------------------------------------------------
     def run_statements(self, el: Elaborator, sink: EmitSink, body, env, is_block: bool):
@@ -333,8 +335,8 @@ class Emitter:
 
 
 def _doc(text: str) -> str:
-    # Doc comments are free text: keep them out of the code by escaping what could end the docstring.
-    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    # Doc comments are free text: escaped so that nothing in them can end the docstring or the file.
+    return docstring_body(text)
 
 
 @functools.cache
@@ -399,7 +401,7 @@ def emit_network_source(spec: ir.Spec, name: str | None = None, overrides=None) 
     except NetevoError as e:
         raise_all(flatten(e))
     title = f"{class_name(net.name)}: compiled from `network {net.name}`."
-    parts = [HEADER.format(title=title, source=em.file).rstrip()]
+    parts = [HEADER.format(title=title, source=docstring_body(em.file, keep_newlines=False)).rstrip()]
     parts += _helper_sources(em.helpers)
     parts += em.block_sources
     parts.append(body)
