@@ -226,6 +226,9 @@ class _ToIR(Transformer):
     def objective(self, meta, direction, metric):
         return ir.Objective(str(direction), metric, span=self.sp(meta))
 
+    def train(self, meta, *settings):
+        return ir.TrainSettings(settings, span=self.sp(meta))
+
     def layer(self, meta, *settings):
         return ir.TransformerLayer(settings, span=self.sp(meta))
 

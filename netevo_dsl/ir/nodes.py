@@ -275,6 +275,14 @@ class Objective:
 
 
 @frozen
+class TrainSettings:
+    """``train { task digits  epochs 2  optimizer Adam(lr=0.001) }`` inside a network's evolve block."""
+
+    settings: tuple = tuple_field(default=())  # tuple[Setting]
+    span: Span | None = span_field()
+
+
+@frozen
 class WannGenome:
     """A weight-agnostic network: nodes, edges, activations, one shared weight."""
 
@@ -322,7 +330,7 @@ class MutateBlock:
 @frozen
 class EvolveBlock:
     target: str
-    settings: tuple = tuple_field(default=())  # tuple[Setting | Objective]
+    settings: tuple = tuple_field(default=())  # tuple[Setting | Objective | TrainSettings]
     span: Span | None = span_field()
     doc: str = doc_field()
 

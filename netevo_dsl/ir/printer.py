@@ -175,6 +175,12 @@ def _item(out: _Out, item):
     elif isinstance(item, ir.EvolveBlock):
         out.add(0, f"evolve {item.target} {{", line)
         for s in item.settings:
+            if isinstance(s, ir.TrainSettings):
+                out.add(1, "train {", _line(s.span))
+                for t in s.settings:
+                    out.add(2, _setting(t), _line(t.span))
+                out.add(1, "}", _line(s.span, "end_line"))
+                continue
             out.add(1, _setting(s), _line(s.span))
         out.add(0, "}", end)
     else:

@@ -53,7 +53,7 @@ def check(spec: ir.Spec, overrides: dict | None = None) -> CheckResult:
     for m in spec.of_kind(ir.MutateBlock):
         errors += _check_mutate(spec, m)
     for e in spec.of_kind(ir.EvolveBlock):
-        errors += _check_evolve(spec, e)
+        errors += _check_evolve(spec, e, graphs)
     raise_all(errors)
     return CheckResult(graphs)
 
@@ -204,7 +204,7 @@ def _check_mutate(spec, m: ir.MutateBlock) -> list[NetevoError]:
     return errors
 
 
-def _check_evolve(spec, e: ir.EvolveBlock) -> list[NetevoError]:
+def _check_evolve(spec, e: ir.EvolveBlock, graphs: dict | None = None) -> list[NetevoError]:
     from ..ops.tasks import get_task_spec
 
     kind, target = _target_kind(spec, e.target)
@@ -213,12 +213,16 @@ def _check_evolve(spec, e: ir.EvolveBlock) -> list[NetevoError]:
         names = [i.name for i in spec.networks + spec.genomes]
         return [NameError_(f"evolve: no network or genome named `{e.target}`", e.span, did_you_mean(e.target, names))]
     if kind == "network":
-        return [EvolveError(f"`netevo evolve` evolves genomes (wann or transformer); `{e.target}` is a network",
-                            e.span, "score a population of networks with `evaluate_networks`, or write mutants "
-                                    "with `netevo mutate`")]
+        from .check_network_evolve import read_network_evolve
+
+        return read_network_evolve(e, (graphs or {}).get(e.target))[1]
+    for t in e.settings:
+        if isinstance(t, ir.TrainSettings):
+            errors.append(EvolveError("a `train` part is for evolving a network; a genome is scored by its task",
+                                      t.span, "remove the `train { }` part", code="E074"))
     task_spec, task_params, metrics = None, {}, set()
     for s in e.settings:
-        if isinstance(s, ir.Objective):
+        if not isinstance(s, ir.Setting):
             continue
         if s.key not in EVOLVE_KEYS:
             errors.append(EvolveError(f"unknown evolve setting `{s.key}`", s.span,

@@ -22,7 +22,7 @@ from ..ir import nodes as ir
 
 GRAMMAR_KEYWORDS = frozenset(
     "version import param block mask network input output return repeat as genome inputs outputs node edge "
-    "layer mutate evolve objective true false".split()
+    "layer mutate evolve objective train true false".split()
 )
 _RESERVED = frozenset({"self", "torch", "nn", "F", "math", "super"})
 BINARY_OPS = ("+", "-", "*", "/", "%")  # `//` has no spelling: it starts a comment
@@ -172,7 +172,8 @@ def items() -> st.SearchStrategy:
         st.builds(
             ir.EvolveBlock,
             names(),
-            st.lists(settings() | st.builds(ir.Objective, names(), expressions(6)), max_size=4),
+            st.lists(settings() | st.builds(ir.Objective, names(), expressions(6))
+                     | st.builds(ir.TrainSettings, st.lists(settings(), max_size=3)), max_size=4),
             doc=docs(),
         ),
     )

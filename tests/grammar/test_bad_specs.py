@@ -13,6 +13,7 @@ from netevo_dsl.cli import main
 from netevo_dsl.errors import ErrorGroup, NetevoError, flatten
 
 NET = "network n {\n  input x: [B, 3]\n  output y = linear(x, out=3)\n}\n\n"  # 5 lines: what follows is line 6
+CSV_TASK = 'task csv(path="d.csv", target="y")'  # a task check cannot shape-check: any classifier fits it
 XOR = "genome g: wann {\n  inputs a, b, bias\n  outputs y: tanh\n  edge a -> y\n}\n\n"  # likewise
 
 
@@ -141,8 +142,33 @@ BAD = [
      XOR + "evolve g {\n  task swingup\n}\n"),
     ("genome_outputs_vs_task", "E073", 1, "task `xor` needs 2 outputs but genome `g` has 1",
      XOR + "evolve g {\n  task xor\n}\n"),
-    ("evolve_a_network", "E070", 6, "`netevo evolve` evolves genomes (wann or transformer); `n` is a network",
-     NET + "evolve n {\n  task iris\n}\n"),
+    # --- evolve blocks of networks (E074-E079, E135-E136); CSV_TASK: no shape check, so NET fits it
+    ("network_evolve_genome_setting", "E074", 7, "unknown setting `weights` for evolving a network",
+     NET + "evolve n {\n  weights {1, 2}\n  train {\n    " + CSV_TASK + "\n  }\n}\n"),
+    ("network_evolve_without_train", "E074", 6, "evolve `n` has no `train` part", NET + "evolve n {\n  population 4\n}\n"),
+    ("train_part_for_a_genome", "E074", 9, "a `train` part is for evolving a network",
+     XOR + "evolve g {\n  task xor(outputs=1)\n  train {\n    epochs 1\n  }\n}\n"),
+    ("train_unknown_task", "E075", 8, "unknown training task `irs`", NET + "evolve n {\n  train {\n    task irs\n  }\n}\n"),
+    ("train_csv_without_target", "E075", 8, "task `csv` needs `target`",
+     NET + 'evolve n {\n  train {\n    task csv(path="d.csv")\n  }\n}\n'),
+    ("train_epochs_and_steps", "E076", 10, "give the budget as epochs or as steps, not both",
+     NET + "evolve n {\n  train {\n    " + CSV_TASK + "\n    epochs 1\n    steps 10\n  }\n}\n"),
+    ("train_zero_batch_size", "E076", 9, "`batch_size` must be a positive integer",
+     NET + "evolve n {\n  train {\n    " + CSV_TASK + "\n    batch_size 0\n  }\n}\n"),
+    ("train_unknown_optimizer", "E077", 9, "unknown optimizer `LBFGS`",
+     NET + "evolve n {\n  train {\n    " + CSV_TASK + "\n    optimizer LBFGS(lr=1)\n  }\n}\n"),
+    ("train_unknown_optimizer_argument", "E077", 9, "`SGD` takes no argument `betas`",
+     NET + "evolve n {\n  train {\n    " + CSV_TASK + "\n    optimizer sgd(lr=0.1, betas=[0.9, 0.99])\n  }\n}\n"),
+    ("train_scheduler_missing_argument", "E078", 9, "`StepLR` needs `step_size`",
+     NET + "evolve n {\n  train {\n    " + CSV_TASK + "\n    scheduler StepLR(gamma=0.5)\n  }\n}\n"),
+    ("network_objective_unknown", "E079", 7, "`connections` is no objective for a network",
+     NET + "evolve n {\n  objective minimize connections\n  train {\n    " + CSV_TASK + "\n  }\n}\n"),
+    ("network_selection_unknown", "E135", 7, "selection is nsga2, aging or random, not `wann`",
+     NET + "evolve n {\n  selection wann\n  train {\n    " + CSV_TASK + "\n  }\n}\n"),
+    ("network_inherit_not_on_off", "E135", 7, "inherit is on or off",
+     NET + "evolve n {\n  inherit maybe\n  train {\n    " + CSV_TASK + "\n  }\n}\n"),
+    ("network_does_not_fit_task", "E136", 2, "task `iris` gives samples [B, 4]",
+     NET + "evolve n {\n  train {\n    task iris\n  }\n}\n"),
     ("objective_params_is_no_genome_measure", "E072", 9, "task `xor` has no metric `params`",
      XOR + "evolve g {\n  task xor(outputs=1)\n  objective minimize params\n}\n"),
 ]
