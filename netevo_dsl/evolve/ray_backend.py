@@ -57,3 +57,32 @@ def evaluate_on_ray(population: list, task, weights, settings):
         metrics[k] = torch.cat([r.metrics[k] for r in results])
     return Scores(per_weight=torch.cat([r.per_weight for r in results]), weights=results[0].weights,
                   metrics=metrics, failures=failures)
+
+
+def _train_chunk(candidates, data, cfg, batched):
+    from ..runtime.train_networks import train_candidates
+
+    return train_candidates(candidates, data, cfg, batched=batched)
+
+
+def train_on_ray(candidates: list, data, cfg, settings) -> list:
+    """Train network candidates as Ray tasks, in population order. Candidates with the same spec text
+    stay in one task, so every group is batched exactly as the local backend batches it."""
+    ray = ensure_ray(settings.address)
+    from .network_run import spec_text
+
+    groups: dict = {}
+    for i, c in enumerate(candidates):
+        groups.setdefault(spec_text(c.spec), []).append(i)
+    n_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    chunks: list[list[int]] = [[] for _ in range(min(n_workers, len(groups)))]
+    for k, members in enumerate(groups.values()):
+        min(chunks, key=len).extend(members) if k >= len(chunks) else chunks[k].extend(members)
+    data_ref = ray.put(data)
+    remote = ray.remote(_train_chunk)
+    refs = [remote.remote([candidates[i] for i in chunk], data_ref, cfg, settings.batched) for chunk in chunks]
+    out: list = [None] * len(candidates)
+    for chunk, results in zip(chunks, ray.get(refs)):
+        for i, r in zip(chunk, results):
+            out[i] = r
+    return out
