@@ -98,8 +98,14 @@ def cmd_evolve(args) -> int:
 
     spec = load(args.spec)
     check(spec, _overrides(args.define))
+    from .evolve.network_cli import evolve_network, is_network_run
+
+    if is_network_run(spec, args):
+        return evolve_network(spec, args)
     flags = {"population": args.population, "generations": args.generations, "seed": args.seed,
-             "device": args.device, "backend": args.backend, "address": args.address}
+             "device": args.device, "backend": args.backend, "address": args.address, "selection": args.selection}
+    if args.inherit is not None:
+        raise UsageError("--inherit applies to networks; a genome run has no trained weights to inherit")
     if args.resume:
         out = Path(args.resume)
         settings = load_settings(out / "config.yaml")
@@ -118,10 +124,41 @@ def cmd_evolve(args) -> int:
         print(f"interrupted; the last checkpoint is in {out}. Resume with: netevo evolve {args.spec} --resume {out}",
               file=sys.stderr)
         return 130
-    scores = ", ".join(f"{k} {v}" for k, v in result.champion_scores.items())
-    print(f"champion: {scores}")
+    _print_champion(result, run, settings)
+    if result.report:
+        from .evolve.report import record_command
+
+        record_command(result.report, "netevo " + " ".join(sys.argv[1:]) if argv_is_cli() else "netevo evolve")
+    if args.tensorboard is not None:
+        from .runtime.tensorboard import evolution_rows, write_scalars
+
+        log = [json.loads(l) for l in (out / "log.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
+        accuracy = out / "champion_accuracy.json"
+        accuracy = json.loads(accuracy.read_text(encoding="utf-8")) if accuracy.exists() else None
+        print(f"tensorboard: {write_scalars(Path(args.tensorboard or out / 'tensorboard'), evolution_rows(log, accuracy))}")
     print(f"report: {result.report or out}")
     return 0
+
+
+def argv_is_cli() -> bool:
+    """True when this process is the `netevo` command (not main() called from Python or a test)."""
+    return Path(sys.argv[0]).name in ("netevo", "cli.py", "__main__.py")
+
+
+def _print_champion(result, run, settings) -> None:
+    """The champion in words a newcomer reads: test accuracies (classification) or rewards with units."""
+    from .evolve.report import headline, objective_words
+
+    summary = result.out_dir / "champion_summary.json"
+    final = json.loads(summary.read_text(encoding="utf-8")) if summary.exists() else \
+        headline(result.champion, run.task, settings.weights)
+    kind = getattr(run.task, "kind", None)
+    print(f"champion after {result.generations} generations:")
+    for label, value in final.items():
+        shown = f"{value:.1%}" if "accuracy" in label else f"{value:.4g}"
+        print(f"  {label}: {shown}")
+    for label, value in result.champion_scores.items():
+        print(f"  {objective_words(label, kind)}: {value}")
 
 
 def _task_arg(text: str):
@@ -208,18 +245,27 @@ def cmd_analyze(args) -> int:
     genomes = [g for _, g in found]
     transformer = isinstance(genomes[0], ir.TransformerGenome)
     module = analysis_transformer if transformer else analysis
+    from .runtime.progress import PhaseBar
+
     out = Path(args.out or f"analysis-{Path(args.spec[0]).stem}")
     out.mkdir(parents=True, exist_ok=True)
-    for label, g in zip(labels, genomes):
-        target = out / label if len(genomes) > 1 else out
-        target.mkdir(exist_ok=True)
-        result = module.analyze(g, task, target, device=args.device)
-        metric = result["metric"] if transformer else "reward"
-        print(f"{label}: mean {metric} {result['baseline']:.4g}; report {result['paths']['summary']}")
-    if len(genomes) > 1:
-        rows = module.compare(genomes, task, names=labels, device=args.device)
-        analysis.plot_comparison(rows, out / "comparison.png", metric="token_accuracy" if transformer else "mean")
-        print(f"comparison: {out / 'comparison.png'}")
+    bar = PhaseBar(4 * len(genomes) + (len(genomes) > 1), not args.no_progress, desc="analyze")
+    lines = []
+    try:
+        for label, g in zip(labels, genomes):
+            target = out / label if len(genomes) > 1 else out
+            target.mkdir(exist_ok=True)
+            result = module.analyze(g, task, target, device=args.device, progress=bar.prefix(label))
+            metric = result["metric"] if transformer else "reward"
+            lines.append(f"{label}: mean {metric} {result['baseline']:.4g}; report {result['paths']['summary']}")
+        if len(genomes) > 1:
+            bar("comparison")
+            rows = module.compare(genomes, task, names=labels, device=args.device)
+            analysis.plot_comparison(rows, out / "comparison.png", metric="token_accuracy" if transformer else "mean")
+            lines.append(f"comparison: {out / 'comparison.png'}")
+    finally:
+        bar.close()
+    print("\n".join(lines))
     return 0
 
 
@@ -237,6 +283,9 @@ def cmd_track(args) -> int:
         raise UsageError(f"{args.spec} has no network: netevo track trains layered networks",
                          hint="analyze WANN and transformer genomes with `netevo analyze`")
     data = classification_data(args.data, seed=args.seed)
+    import torch
+
+    torch.manual_seed(args.seed)  # the initial weights: the same seed gives the same run
     model = compile_module(spec, name=args.network, overrides=overrides)
     graph_inputs = model._inputs
     if len(graph_inputs) != 1 or len(graph_inputs[0][1]) != 2:
@@ -249,10 +298,15 @@ def cmd_track(args) -> int:
     tracker, history = train_tracked(model, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                      seed=args.seed, progress=not args.no_progress)
     written = write_report(tracker, out, history=history)
+    if args.tensorboard is not None:
+        from .runtime.tensorboard import training_rows, write_scalars
+
+        written["tensorboard"] = write_scalars(Path(args.tensorboard or out / "tensorboard"), training_rows(history))
     recs = json.loads(Path(written["recommendations"]).read_text())
     before = accuracy(model, data.test_x, data.test_y)
     print(Path(written["summary"]).read_text())
-    print(f"test accuracy {before:.4f}, {parameter_count(model)} parameters; report in {out}")
+    print(f"test accuracy {before:.4f}, {parameter_count(model)} parameters; report in {out}"
+          + (f"; tensorboard in {written['tensorboard']}" if "tensorboard" in written else ""))
     if args.apply:
         from .evolve.apply import apply_recommendations
 
@@ -276,9 +330,27 @@ def cmd_ops(args) -> int:
     from .ops.registry import all_ops
 
     for op in all_ops():
-        params = ", ".join(p.name + ("" if p.required else f"={p.default!r}") for p in op.params)
-        print(f"{op.name}({params})  - {op.doc}")
+        print(op_signature(op) + f"  - {op.doc}")
     return 0
+
+
+def net_literal(value) -> str:
+    """A Python default as .net source: `true`, `"gelu"`, `[1, 2]` (what a spec may contain)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(net_literal(v) for v in value) + "]"
+    return repr(value)
+
+
+def op_signature(op) -> str:
+    """`conv2d(out, k, stride=1, ..., bias=true, mask=?)`: required params bare, defaults in .net syntax,
+    `name=?` for optional params without a default value (leave them out, or give one)."""
+    parts = [p.name if p.required else f"{p.name}=?" if p.default is None else f"{p.name}={net_literal(p.default)}"
+             for p in op.params]
+    return f"{op.name}({', '.join(parts)})"
 
 
 def cmd_lsp(args) -> int:
@@ -299,40 +371,52 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("check", help="parse, resolve, infer shapes and check spec files")
-    c.add_argument("files", nargs="+")
+    c.add_argument("files", nargs="+", help=".net files to check")
     c.add_argument("--shapes", action="store_true", help="print every op's inferred shape")
     c.add_argument("--groups", action="store_true", help="print the dependency groups of each network")
     c.add_argument("-D", dest="define", action="append", metavar="NAME=VALUE", help="override a param")
-    c.add_argument("-q", "--quiet", action="store_true")
+    c.add_argument("-q", "--quiet", action="store_true", help="print nothing when the files are fine")
     c.set_defaults(func=cmd_check)
 
     f = sub.add_parser("fmt", help="rewrite spec files in canonical form (comments kept)")
-    f.add_argument("files", nargs="+")
+    f.add_argument("files", nargs="+", help=".net files to format in place")
     f.add_argument("--check", action="store_true", help="exit 1 if a file would change; write nothing")
     f.set_defaults(func=cmd_fmt)
 
     k = sub.add_parser("compile", help="emit standalone PyTorch source for a network or genome")
-    k.add_argument("spec")
+    k.add_argument("spec", help="the .net file")
     k.add_argument("--network", help="which network or genome (when the spec has several)")
     k.add_argument("-o", "--output", help="write here instead of stdout")
     k.add_argument("-D", dest="define", action="append", metavar="NAME=VALUE", help="override a param")
     k.set_defaults(func=cmd_compile)
 
-    e = sub.add_parser("evolve", help="run the spec's evolve block (checkpointed, resumable)")
-    e.add_argument("spec")
+    from .evolve.settings import PRESETS  # pure Python: no torch
+
+    presets = "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in values.items()) for name, values in PRESETS.items())
+    e = sub.add_parser("evolve", help="run the spec's evolve block (checkpointed, resumable)",
+                       description="Run the spec's evolve block. Settings come from the block, then --preset, "
+                                   "then --config, then the flags below (each overrides the one before).")
+    e.add_argument("spec", help="the .net file with a genome or network and its evolve block")
     e.add_argument("--target", help="which evolve block, when the spec has several")
-    e.add_argument("--generations", type=int)
-    e.add_argument("--population", type=int)
-    e.add_argument("--seed", type=int)
+    e.add_argument("--generations", type=int, metavar="N", help="generations to run (default: the evolve block's)")
+    e.add_argument("--population", type=int, metavar="N", help="individuals per generation (default: the evolve block's)")
+    e.add_argument("--seed", type=int, metavar="S",
+                   help="random seed; the same seed and settings give the same run (default: the block's, else 0)")
     e.add_argument("--out", help="run folder (default runs/TARGET-seedS)")
     e.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     e.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
-    e.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    e.add_argument("--backend", choices=("local", "ray"))
+    e.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to evaluate (auto: cuda when available)")
+    e.add_argument("--backend", choices=("local", "ray"), help="evaluate here (local) or on a Ray cluster (ray)")
     e.add_argument("--address", help="Ray cluster address (with --backend ray)")
+    e.add_argument("--selection", choices=("wann", "nsga2", "aging", "random"),
+                   help="selection (genomes: wann, nsga2; networks: nsga2, aging, random); default: the block's")
+    e.add_argument("--inherit", choices=("on", "off"),
+                   help="networks: children start from their parent's trained weights (default: the block's, else on)")
     e.add_argument("--config", help="YAML file with settings (same keys as the evolve block)")
-    e.add_argument("--preset", help="named settings: quick, small, paper")
+    e.add_argument("--preset", help=f"named settings ({presets})")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.add_argument("--tensorboard", nargs="?", const="", metavar="DIR",
+                   help="also write TensorBoard scalars (default DIR: RUN/tensorboard); needs netevo[tensorboard]")
     e.add_argument("-D", dest="define", action="append", metavar="NAME=VALUE", help="override a param")
     e.set_defaults(func=cmd_evolve)
 
@@ -343,20 +427,26 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(default: the task of the spec's evolve block)")
     a.add_argument("--genome", help="which genome (default: every WANN or transformer genome in the specs)")
     a.add_argument("--out", help="output folder (default analysis-SPEC, after the first spec)")
-    a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where to evaluate (auto: cuda when available)")
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
     a.set_defaults(func=cmd_analyze)
 
     t = sub.add_parser("track", help="train a network on a bundled dataset while tracking its neurons")
-    t.add_argument("spec")
-    t.add_argument("--data", required=True, choices=("digits", "iris", "wine", "breast_cancer"))
+    t.add_argument("spec", help="the .net file with a network taking [B, features]")
+    t.add_argument("--data", required=True, choices=("digits", "iris", "wine", "breast_cancer"),
+                   help="bundled scikit-learn dataset (fixed, seeded train/test split)")
     t.add_argument("--network", help="which network, when the spec has several")
-    t.add_argument("--epochs", type=int, default=20)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
+    t.add_argument("--batch-size", type=int, default=64, help="minibatch size (default 64)")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 0.001)")
+    t.add_argument("--seed", type=int, default=0,
+                   help="seed for the initial weights, the split and the batch order (default 0)")
     t.add_argument("--out", help="output folder (default track-SPEC-DATA)")
     t.add_argument("--apply", action="store_true", help="apply the exact recommendations and compare accuracy")
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--tensorboard", nargs="?", const="", metavar="DIR",
+                   help="also write TensorBoard scalars (default DIR: OUT/tensorboard); needs netevo[tensorboard]")
     t.add_argument("-D", dest="define", action="append", metavar="NAME=VALUE", help="override a param")
     t.set_defaults(func=cmd_track)
 
@@ -364,12 +454,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mutate_parser(sub)
 
-    o = sub.add_parser("ops", help="list the registered ops and their parameters")
+    o = sub.add_parser("ops", help="list the registered ops and their parameters, in .net syntax")
     o.set_defaults(func=cmd_ops)
 
     ls = sub.add_parser("lsp", help="run the language server over stdio (needs pip install 'netevo[lsp]'); "
                                     "see docs/editors.md")
     ls.set_defaults(func=cmd_lsp)
+    # `netevo check FILE --error-format json` as well as `netevo --error-format json check FILE`:
+    # SUPPRESS keeps the top-level value unless the flag is given after the subcommand.
+    for command in sub.choices.values():
+        command.add_argument("--error-format", choices=("human", "json"), default=argparse.SUPPRESS,
+                             help="how errors are printed (human, or json for editors)")
     return p
 
 
