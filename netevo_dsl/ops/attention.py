@@ -20,6 +20,16 @@ def _attn_emit(shapes, p, mask_expr=None):
     return f"CausalSelfAttention({src(shapes[0][-1])}, {src(p['heads'])}{extra})"
 
 
+def _attn_macs(shapes, out, p):
+    t, e = shapes[0][-2], shapes[0][-1]
+    return t * e * 3 * e + 2 * t * t * e + t * e * e  # qkv projection, q k^T, weights x v, output projection
+
+
+def _attn_params(shapes, p):
+    e = shapes[0][-1]
+    return 4 * e * e + (4 * e if p["bias"] else 0)
+
+
 register(OpDef(
     name="attention",
     params=(ParamDef("heads", "int", minimum=1), ParamDef("bias", "bool", True), ParamDef("dropout", "float", 0.0)),
@@ -33,6 +43,7 @@ register(OpDef(
                ChannelSite("c_proj.weight", 1, "heads", "consume")),
         internal=(InternalSpace("heads", lambda shapes, p: shapes[0][-1], blocks_param="heads",
                                 no_resize="the head size enters attention's 1/sqrt(head_dim) scale"),)),
+    macs=_attn_macs, n_params=_attn_params,
     doc="GPT-2 causal multi-head self-attention on [B, T, E]."))
 
 
@@ -60,6 +71,16 @@ def _mlp_emit(shapes, p, mask_expr=None):
 _MLP_ACTIVATIONS = ("gelu_tanh", "gelu", "relu", "silu", "tanh", "sigmoid", "identity", "step", "sin", "cos", "gauss",
                     "inverse", "abs", "square")
 
+def _mlp_macs(shapes, out, p):
+    t, e, h = shapes[0][-2] if len(shapes[0]) > 1 else 1, shapes[0][-1], int(_hidden(shapes, p))
+    return 2 * t * e * h
+
+
+def _mlp_params(shapes, p):
+    e, h = shapes[0][-1], int(_hidden(shapes, p))
+    return 2 * e * h + ((h + e) if p["bias"] else 0)
+
+
 register(OpDef(
     name="gpt2_mlp",
     params=(ParamDef("hidden", "int", None, minimum=1, doc="hidden width; default 4 x embedding"),
@@ -71,4 +92,5 @@ register(OpDef(
                ChannelSite("c_fc.bias", 0, "hidden", "produce"), ChannelSite("c_proj.weight", 1, "hidden", "consume"),
                ChannelSite("c_proj.weight", 0, "out", "produce"), ChannelSite("c_proj.bias", 0, "out", "produce")),
         internal=(InternalSpace("hidden", _hidden, width_param="hidden"),)),
+    macs=_mlp_macs, n_params=_mlp_params,
     doc="GPT-2 feed-forward: c_fc, activation, c_proj."))

@@ -1,4 +1,6 @@
 """conv1d / conv2d(out, k, stride=1, pad=0|"same"|"valid", dilation=1, groups=1, bias=true, mask=none)."""
+import math
+
 from ..ir.dims import Dim
 from .registry import (Channels, ChannelSite, OpDef, ParamDef, ShapeFailure, divisible, ival, mask_param, positive, rank,
                        register, src)
@@ -70,6 +72,14 @@ def make_emit(spatial: int):
     return emit
 
 
+def _macs(shapes, out, p):
+    return math.prod(out) * (shapes[0][0] // p["groups"]) * p["k"] ** (len(out) - 1)
+
+
+def _n_params(shapes, p):
+    return p["out"] * (shapes[0][0] // p["groups"]) * p["k"] ** (len(shapes[0]) - 1) + (p["out"] if p["bias"] else 0)
+
+
 def _params():
     return (
         ParamDef("out", "int", minimum=1, doc="output channels"),
@@ -99,6 +109,8 @@ for _spatial in (1, 2):
                        ChannelSite("bias", 0, "out", "produce"), ChannelSite("mask", 0, "out", "produce"),
                        ChannelSite("mask", 1, "in", "consume", grouped=True)),
                 width_param="out", partition_param="groups"),
+            macs=_macs,
+            n_params=_n_params,
             doc=f"{_spatial}-D convolution over [B, C, {'L' if _spatial == 1 else 'H, W'}].",
         )
     )

@@ -19,6 +19,7 @@ register(OpDef(name="embedding", params=(ParamDef("vocab", "int", minimum=1), Pa
                coupling="produce", neuron_axis=-1,
                channels=Channels(sites=(ChannelSite("weight", 1, "out", "produce"),), width_param="dim",
                                  consumes_input=False),
+               n_params=lambda shapes, p: p["vocab"] * p["dim"],
                doc="Token embedding: integer ids [..] to vectors [.., dim]."))
 
 
@@ -42,7 +43,7 @@ def _pos_build(shapes, p):
 register(OpDef(name="pos_embedding", params=(ParamDef("context", "int", minimum=1),), infer=_pos_infer,
                build=_pos_build,
                emit=lambda shapes, p, mask_expr=None: f"PositionalEmbedding({src(p['context'])}, {src(shapes[0][-1])})",
-               helper_classes=("PositionalEmbedding",),
+               helper_classes=("PositionalEmbedding",), n_params=lambda shapes, p: p["context"] * shapes[0][-1],
                coupling="elementwise", neuron_axis=-1,
                channels=Channels(sites=(ChannelSite("weight", 1, "in", "follow"),)),
                doc="x + learned position embedding (GPT-2's wpe), x: [B, T, E]."))

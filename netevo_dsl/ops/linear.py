@@ -1,4 +1,6 @@
 """linear(out, bias=true, mask=none): y = x W^T + b over the last axis."""
+import math
+
 from .registry import Channels, ChannelSite, OpDef, ParamDef, ShapeFailure, mask_param, positive, register, src
 
 
@@ -28,6 +30,14 @@ def emit(shapes, p, mask_expr=None):
     return f"MaskedLinear({args}, mask={mask_expr})"
 
 
+def macs(shapes, out, p):
+    return math.prod(out) * shapes[0][-1]
+
+
+def n_params(shapes, p):
+    return shapes[0][-1] * p["out"] + (p["out"] if p["bias"] else 0)
+
+
 LINEAR = register(
     OpDef(
         name="linear",
@@ -43,6 +53,8 @@ LINEAR = register(
                    ChannelSite("bias", 0, "out", "produce"), ChannelSite("mask", 0, "out", "produce"),
                    ChannelSite("mask", 1, "in", "consume")),
             width_param="out"),
+        macs=macs,
+        n_params=n_params,
         doc="Fully connected layer over the last axis.",
     )
 )

@@ -1,6 +1,13 @@
 """Normalisation layers: batchnorm (1d/2d by rank), batchnorm1d, batchnorm2d, layernorm, groupnorm."""
 from .registry import Channels, ChannelSite, OpDef, ParamDef, divisible, rank, register, src
 
+def _channels_affine(axis):
+    def n_params(shapes, p):
+        return 2 * shapes[0][axis] if p["affine"] else 0
+
+    return n_params
+
+
 _AFFINE = (ChannelSite("weight", 0, "in", "follow"), ChannelSite("bias", 0, "in", "follow"))
 
 
@@ -37,6 +44,7 @@ for _name, _ranks in (("batchnorm", (2, 3, 4)), ("batchnorm1d", (2, 3)), ("batch
                    coupling="elementwise", neuron_axis=1,
                    channels=Channels(sites=_AFFINE + (ChannelSite("running_mean", 0, "in", "follow"),
                                                       ChannelSite("running_var", 0, "in", "follow"))),
+                   n_params=_channels_affine(0),
                    doc="Batch normalisation over the channel axis (1)."))
 
 
@@ -58,7 +66,7 @@ def _ln_emit(shapes, p, mask_expr=None):
 
 register(OpDef(name="layernorm", params=(ParamDef("eps", "float", 1e-5), ParamDef("affine", "bool", True)),
                infer=_ln_infer, build=_ln_build, emit=_ln_emit, coupling="elementwise", neuron_axis=-1,
-               channels=Channels(sites=_AFFINE, mixes_channels=True),
+               channels=Channels(sites=_AFFINE, mixes_channels=True), n_params=_channels_affine(-1),
                doc="Layer normalisation over the last axis."))
 
 
@@ -84,4 +92,5 @@ register(OpDef(name="groupnorm", params=(ParamDef("groups", "int", minimum=1), P
                                          ParamDef("affine", "bool", True)),
                infer=_gn_infer, build=_gn_build, emit=_gn_emit, coupling="elementwise", neuron_axis=1,
                channels=Channels(sites=_AFFINE, blocks_param="groups", mixes_channels=True),
+               n_params=_channels_affine(0),
                doc="Group normalisation over channel groups."))

@@ -118,6 +118,12 @@ class OpDef:
     helper_classes: tuple = ()  # compiler.modules classes whose source the emitter must include
     channels: Channels = Channels()  # weight-surgery metadata (evolve)
     doc: str = ""
+    # Measures (passes.measures), over concrete per-sample shapes (the batch axis removed):
+    # macs(in_shapes, out_shape, params) -> multiply-adds of matrix products and convolutions per sample
+    # (elementwise work is not counted, as in torch.utils.flop_counter); None: 0.
+    macs: Callable | None = None
+    # n_params(in_shapes, params) -> trainable parameters (mask buffers and statistics excluded); None: 0.
+    n_params: Callable | None = None
 
     def param(self, name: str) -> ParamDef | None:
         return next((p for p in self.params if p.name == name), None)
