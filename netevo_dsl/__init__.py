@@ -61,4 +61,34 @@ def emit_source(spec, name=None, overrides=None) -> str:
     return _emit(spec, name=name, overrides=overrides)
 
 
-__all__ = ["NetevoError", "parse", "load", "format", "check", "infer_shapes", "compile_module", "emit_source"]
+# The rest of the public surface, imported on first use (PEP 562) so that `import netevo_dsl`, `check` and
+# `format` stay free of torch: name -> (module, attribute; None for the module itself).
+_LAZY = {
+    "mutate": ("netevo_dsl.evolve.mutations", "mutate"),  # one rule-driven mutation of a spec
+    "mutants": ("netevo_dsl.evolve.mutations", "mutants"),  # n valid, unique mutants
+    "evaluate": ("netevo_dsl.runtime.evaluate", "evaluate"),  # population x shared weights x samples, batched
+    "make_task": ("netevo_dsl.runtime.tasks", "make_task"),  # a task object from a name or (name, kwargs)
+    "NeuronTracker": ("netevo_dsl.runtime.tracker", "NeuronTracker"),  # streaming neuron statistics
+    "run_evolution": ("netevo_dsl.evolve", "run_evolution"),  # an evolve block's run, as `netevo evolve`
+    "transforms": ("netevo_dsl.evolve.transforms", None),  # permute, widen, deepen, prune_units, merge_units
+    "strategies": ("netevo_dsl.testing.strategies", None),  # Hypothesis strategies for your rules
+    "evolve": ("netevo_dsl.evolve", None),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'netevo_dsl' has no attribute '{name}'")
+    import importlib
+
+    module, attribute = _LAZY[name]
+    value = importlib.import_module(module)
+    return value if attribute is None else getattr(value, attribute)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = ["NetevoError", "parse", "load", "format", "check", "infer_shapes", "compile_module", "emit_source",
+           *_LAZY]

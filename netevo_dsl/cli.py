@@ -22,11 +22,14 @@ def _overrides(pairs) -> dict:
 
 
 def _sources(paths) -> dict:
+    """Texts for error excerpts, read with the loader's limits (regular files, 4 MiB, UTF-8)."""
+    from .grammar.loader import read_text
+
     out = {}
     for p in paths:
         try:
-            out[str(p)] = Path(p).read_text(encoding="utf-8")
-        except OSError:
+            out[str(p)] = read_text(p)
+        except NetevoError:
             pass
     return out
 
@@ -92,9 +95,11 @@ def cmd_compile(args) -> int:
 
 
 def cmd_evolve(args) -> int:
+    import signal
+
     from . import check, load
-    from .evolve.run import Evolution
-    from .evolve.settings import load_settings, resolve_settings
+    from .evolve.run import Evolution, resume_settings
+    from .evolve.settings import resolve_settings
 
     spec = load(args.spec)
     check(spec, _overrides(args.define))
@@ -108,11 +113,7 @@ def cmd_evolve(args) -> int:
         raise UsageError("--inherit applies to networks; a genome run has no trained weights to inherit")
     if args.resume:
         out = Path(args.resume)
-        settings = load_settings(out / "config.yaml")
-        changed = {k: v for k, v in flags.items() if v is not None and getattr(settings, k) != v}
-        if changed:
-            raise UsageError(f"--resume keeps the run's settings; these flags differ: {', '.join(changed)}",
-                             hint="drop them, or start a new run with --out")
+        settings = resume_settings(spec, out, flags, args.target, args.config, args.preset)
     else:
         settings = resolve_settings(spec, args.target, args.config, args.preset, flags)
         out = Path(args.out) if args.out else Path("runs") / f"{settings.target}-seed{settings.seed}"
@@ -121,6 +122,7 @@ def cmd_evolve(args) -> int:
     try:
         result = run.execute()
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a further Ctrl-C must not turn 130 into -2
         print(f"interrupted; the last checkpoint is in {out}. Resume with: netevo evolve {args.spec} --resume {out}",
               file=sys.stderr)
         return 130

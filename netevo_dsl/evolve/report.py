@@ -1,5 +1,6 @@
-"""The run report: report.md with PNG plots (fitness curves, Pareto front, the champion's
-weight-sensitivity curve and topology)."""
+"""The run report: report.md with PNG plots (fitness curves, the champion's accuracy per generation,
+the Pareto front, the champion's weight-sensitivity curve and topology), each with a caption that says
+what to read from it. The topology layout is `layered_positions` (deterministic)."""
 from __future__ import annotations
 
 import json
@@ -19,37 +20,162 @@ def _plt():
     return plt
 
 
-def plot_fitness(log: list[dict], path: Path) -> None:
+# --- words and units -------------------------------------------------------------------------
+
+REWARD_UNITS = {"classification": "\u2212cross-entropy, nats; 0 is perfect",
+                "control": "episode reward", "sequence": "\u2212cross-entropy per token, nats"}
+
+
+def objective_words(label: str, kind: str | None = None) -> str:
+    """`mean(reward)` -> `mean reward over the shared weights (−cross-entropy, nats; 0 is perfect)`."""
+    unit = REWARD_UNITS.get(kind, "the task's reward")
+    words = {"mean(reward)": f"mean reward over the shared weights ({unit})",
+             "max(reward)": f"best reward over the shared weights ({unit})",
+             "min(reward)": f"worst reward over the shared weights ({unit})",
+             "connections": "enabled connections (count)", "nodes": "hidden nodes (count)"}
+    return words.get(label, label)
+
+
+def robust_limits(values, pad: float = 0.06) -> tuple[float, float, str]:
+    """Axis limits that keep far outliers (Tukey's fences at 3 IQR) from crushing the view.
+    Returns (low, high, note): the note names the values left off the axis ("" when none are)."""
+    v = np.asarray([x for x in np.ravel(values) if x is not None], dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return -1.0, 1.0, ""
+    q1, q3 = np.percentile(v, [25, 75])
+    fence = 3 * (q3 - q1)
+    low, high = max(v.min(), q1 - fence), min(v.max(), q3 + fence)
+    if high <= low:
+        low, high = v.min(), v.max()
+    if high <= low:
+        low, high = low - 1, high + 1
+    span = high - low
+    note = " ".join(([f"lowest {v.min():.4g}"] if v.min() < low else []) + ([f"highest {v.max():.4g}"] if v.max() > high else []))
+    return low - pad * span, high + pad * span, f"off the axis: {note}" if note else ""
+
+
+# --- fitness ------------------------------------------------------------------------------------
+
+STATS = (("max", "-", "max over the population"), ("median", "--", "median"), ("min", ":", "min over the population"))
+
+
+SHORT_UNITS = {"classification": "\u2212cross-entropy, nats", "control": "episode reward",
+               "sequence": "\u2212cross-entropy per token, nats"}
+PANEL_TITLES = {"mean(reward)": "mean(reward): averaged over the shared weights",
+                "max(reward)": "max(reward): at the best shared weight", "connections": "connections (enabled edges)"}
+
+
+def plot_fitness(log: list[dict], path: Path, kind: str | None = None, champion: dict | None = None,
+                 labels: list[str] | None = None) -> None:
+    """One panel per objective (best, median and worst individual of each generation), plus one panel
+    with the champion's accuracies when `champion` holds them ({label: [value per generation]})."""
     plt = _plt()
-    labels = list(log[0]["objectives"]) if log else []
-    fig, axes = plt.subplots(1, max(1, len(labels)), figsize=(4.2 * max(1, len(labels)), 3.2), squeeze=False)
+    labels = labels or (list(log[0]["objectives"]) if log else [])
+    panels = len(labels) + bool(champion)
+    fig, axes = plt.subplots(1, max(1, panels), figsize=(4.6 * max(1, panels), 3.8), squeeze=False)
     gens = [l["generation"] for l in log]
     for ax, label in zip(axes[0], labels):
-        for stat, style in (("max", "-"), ("median", "--"), ("min", ":")):
-            ys = [l["objectives"][label][stat] for l in log]
-            ax.plot(gens, [np.nan if y is None else y for y in ys], style, label=stat)
-        ax.set_title(label)
+        series = {stat: [np.nan if l["objectives"][label][stat] is None else l["objectives"][label][stat] for l in log]
+                  for stat, _, _ in STATS}
+        for stat, style, words in STATS:
+            ax.plot(gens, series[stat], style, label=words)
+        low, high, note = robust_limits([series[s] for s, _, _ in STATS])
+        ax.set_ylim(low, high)
+        if note:
+            ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7, color="#a33")
+        ax.set_title(PANEL_TITLES.get(label, label), fontsize=9)
+        ax.set_ylabel("count" if label in ("connections", "nodes") else
+                      f"reward ({SHORT_UNITS.get(kind, 'task reward')})" if "reward" in label else label, fontsize=8)
         ax.set_xlabel("generation")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_front(oriented: np.ndarray, front: list[int], labels: list[str], signs: list[float], path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    if oriented.shape[1] >= 2:
-        x, y = oriented[:, 0] * signs[0], oriented[:, 1] * signs[1]
-        ok = np.isfinite(x) & np.isfinite(y)
-        ax.scatter(x[ok], y[ok], s=10, c="lightgray", label="population")
-        ax.scatter(x[front], y[front], s=18, c="crimson", label="Pareto front")
-        ax.set_xlabel(labels[0])
-        ax.set_ylabel(labels[1])
+    if champion:
+        ax = axes[0][len(labels)]
+        for (label, values), style in zip(champion.items(), ("-", "--", "-.", ":")):
+            ax.plot(gens[: len(values)], values, style, label=label)
+        ax.set_ylim(0, 1.02)
+        ax.set_title("champion of each generation", fontsize=10)
+        ax.set_ylabel("accuracy (fraction correct)", fontsize=8)
+        ax.set_xlabel("generation")
         ax.legend(fontsize=7)
+    fig.suptitle("fitness per generation", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def champion_accuracies(out: Path, task, weights, device="cpu") -> dict | None:
+    """{label: [value per generation]} of the champions in `out/champions`, for classification tasks:
+    test accuracy with a random shared weight (the mean over the weights), with the weight that is best on
+    the training data, and of the ensemble over the weights; training accuracy at that weight. One
+    batched evaluation of all champions. None for other tasks (their log already holds the champion)."""
+    if getattr(task, "kind", None) != "classification":
+        return None
+    from .population import genome_from_text
+    from .run import evaluate_population
+
+    files = sorted((Path(out) / "champions").glob("gen_*.net"))
+    if not files:
+        return None
+    genomes = [genome_from_text(f.read_text(encoding="utf-8")) for f in files]
+    m = evaluate_population(genomes, task, weights, device).metrics
+    return {"test, random weight": m["test_accuracy"].double().mean(1).tolist(),
+            "test, best weight": m["best_test_accuracy"].tolist(),
+            "test, ensemble": m["ensemble_test_accuracy"].tolist(),
+            "train, best weight": m["best_train_accuracy"].tolist()}
+
+
+def headline(champion, task, weights=None, device="cpu") -> dict[str, float]:
+    """What a newcomer wants to know about the champion: test accuracy with a random shared weight, the
+    best weight (chosen on training data) and the ensemble; for other tasks the reward over the weights."""
+    from .run import evaluate_population
+
+    scores = evaluate_population([champion], task, weights, device)
+    m = scores.metrics
+    if getattr(task, "kind", None) == "classification":
+        return {"test accuracy, random shared weight": float(m["test_accuracy"][0].double().mean()),
+                "test accuracy, best weight": float(m["best_test_accuracy"][0]),
+                "test accuracy, ensemble of the weights": float(m["ensemble_test_accuracy"][0]),
+                "best weight (chosen on training data)": float(m["best_weight"][0])}
+    unit = REWARD_UNITS.get(getattr(task, "kind", None), "reward")
+    return {f"mean over the shared weights ({unit})": float(scores.mean[0]),
+            f"best shared weight ({unit})": float(scores.max[0]),
+            "best weight": float(scores.weights[int(scores.per_weight[0].argmax())])}
+
+
+# --- Pareto front ---------------------------------------------------------------------------------
+
+
+def plot_front(oriented: np.ndarray, front: list[int], labels: list[str], signs: list[float], path: Path,
+               kind: str | None = None) -> None:
+    """The last generation: the first two objectives as axes, the third (connections) as colour, the
+    first Pareto front (over all objectives) ringed in red."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.2, 4.6))
+    if oriented.shape[1] >= 2:
+        values = oriented * np.asarray(signs)[None, :]
+        x, y = values[:, 0], values[:, 1]
+        ok = np.isfinite(x) & np.isfinite(y)
+        colour = values[:, 2] if values.shape[1] >= 3 else None
+        points = ax.scatter(x[ok], y[ok], s=16, c=colour[ok] if colour is not None else "tab:blue",
+                            cmap="viridis", label="population (last generation)")
+        if colour is not None:
+            fig.colorbar(points, ax=ax).set_label(objective_words(labels[2], kind), fontsize=8)
+        ax.scatter(x[front], y[front], s=60, facecolors="none", edgecolors="crimson", linewidths=1.3,
+                   label=f"Pareto front ({len(front)})")
+        for axis, v, setter in ((x, "x", ax.set_xlim), (y, "y", ax.set_ylim)):
+            low, high, _ = robust_limits(axis[ok])
+            setter(low, high)
+        ax.set_xlabel(objective_words(labels[0], kind) + "  \u2192 better", fontsize=8)
+        ax.set_ylabel(objective_words(labels[1], kind) + "  \u2192 better", fontsize=8)
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("last generation: objectives and Pareto front", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- weight sensitivity ---------------------------------------------------------------------------
 
 
 def sensitivity(champion, task, weights: np.ndarray, device="cpu"):
@@ -60,56 +186,159 @@ def sensitivity(champion, task, weights: np.ndarray, device="cpu"):
                                           if getattr(v, "dim", lambda: 0)() == 2}
 
 
-def plot_sensitivity(weights, reward, path: Path, metric_name="reward") -> None:
+def plot_sensitivity(weights, reward, path: Path, metric_name="reward", kind: str | None = None,
+                     genome_weights=()) -> None:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    ax.plot(weights, reward, "-o", ms=3)
-    ax.set_xlabel("shared weight w")
-    ax.set_ylabel(metric_name)
-    ax.set_title("champion: weight sensitivity")
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    ax.plot(weights, reward, "-o", ms=3, label="sweep")
+    marked = [(w, r) for w, r in zip(weights, reward) if any(abs(w - g) < 1e-9 for g in genome_weights)]
+    if marked:
+        ax.scatter(*zip(*marked), s=50, color="tab:orange", zorder=3, label="the genome's shared weights")
+    low, high, _ = robust_limits(reward)
+    ax.set_ylim(low, high)
+    ax.set_xlabel("shared weight w (the one value every connection uses)")
+    ax.set_ylabel(f"{metric_name} ({REWARD_UNITS.get(kind, 'the task reward')})" if metric_name == "reward"
+                  else metric_name, fontsize=8)
+    ax.set_title("champion: reward at each shared weight", fontsize=10)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-# light fills, so that the black labels stay readable: inputs, the bias, hidden nodes, outputs
-ROLE_COLOURS = {"input": "#cfe3f7", "bias": "#e6e6e6", "hidden": "#fde2b8", "output": "#c9ecc4"}
+# --- topology -------------------------------------------------------------------------------------
+
+# one colour per activation (inputs and the bias are drawn as squares in their own colours)
+ACTIVATION_COLOURS = {
+    "linear": "#7f7f7f", "identity": "#7f7f7f", "step": "#1f77b4", "sin": "#ff7f0e", "gauss": "#2ca02c",
+    "tanh": "#d62728", "sigmoid": "#9467bd", "inverse": "#8c564b", "abs": "#e377c2", "relu": "#17becf",
+    "cos": "#bcbd22", "square": "#393b79",
+}
+INPUT_COLOUR, BIAS_COLOUR = "#9ecae1", "#d9d9d9"
+
+
+def layered_positions(genome: ir.WannGenome) -> tuple[dict[str, tuple[float, float]], list[str]]:
+    """A layered drawing, as in the WANN paper's figures: used inputs in the first column (declared order),
+    hidden nodes by longest-path depth, outputs in the last column (declared order). Within a hidden
+    column nodes sit in the order of their sources' mean height, which uncrosses most edges.
+    Returns the positions and the inputs left out (no enabled edge leaves them). Deterministic."""
+    from ..ir.wann import enabled_edges, output_names, topological_levels
+
+    edges = enabled_edges(genome)
+    sources: dict[str, list[str]] = {}
+    for e in edges:
+        sources.setdefault(e.dst, []).append(e.src)
+    used = {e.src for e in edges}
+    shown = [i for i in genome.inputs if i in used]
+    unused = [i for i in genome.inputs if i not in used]
+    outputs = output_names(genome)
+    columns = [shown] + [[n for n in level if n not in outputs] for level in topological_levels(genome)]
+    columns = [c for c in columns if c] + [outputs]
+    pos: dict[str, tuple[float, float]] = {}
+    for x, column in enumerate(columns):
+        if 0 < x < len(columns) - 1:
+            def height(name):
+                ys = [pos[s][1] for s in sources.get(name, ()) if s in pos]
+                return -np.mean(ys) if ys else 0.0
+            column = sorted(column, key=height)  # stable: ties keep declaration order
+        for k, name in enumerate(column):
+            pos[name] = (float(x), (len(column) - 1) / 2 - k)
+    return pos, unused
 
 
 def plot_topology(genome, path: Path) -> None:
     plt = _plt()
-    import networkx as nx
+    if not isinstance(genome, ir.WannGenome):
+        _plot_transformer(genome, path)
+        return
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if isinstance(genome, ir.WannGenome):
-        from ..ir.wann import topological_levels, to_networkx
+    from ..ir.wann import BIAS, activation_of, enabled_edges
 
-        g = to_networkx(genome)
-        levels = {n: 0 for n in genome.inputs}
-        for depth, names in enumerate(topological_levels(genome), start=1):
-            for n in names:
-                levels[n] = depth
-        for n in g.nodes:
-            g.nodes[n]["layer"] = levels.get(n, 0)
-        pos = nx.multipartite_layout(g, subset_key="layer")
-        acts = {n: d.get("activation", "") for n, d in g.nodes(data=True)}
-        colours = [ROLE_COLOURS[d["role"]] for _, d in g.nodes(data=True)]
-        nx.draw_networkx(g, pos, ax=ax, node_size=650, node_color=colours, edgecolors="#555555", font_size=6,
-                         arrowsize=8, edge_color="#777777",
-                         labels={n: f"{n}\n{acts[n]}" if acts[n] else n for n in g.nodes})
-    else:
-        from ..compiler.transformer import config_of
-
-        cfg = config_of(genome)
-        chain = ["embed"] + [f"layer {i}\nheads {h} ffn {f}\n{a}" + ("" if at else "\nno attn") + ("" if m else "\nno ffn")
-                             for i, (h, f, a, at, m) in enumerate(cfg.layers)] + ["head"]
-        g = nx.path_graph(len(chain), create_using=nx.DiGraph)
-        nx.draw_networkx(g, {i: (i, 0) for i in range(len(chain))}, ax=ax, node_size=900, font_size=6,
-                         labels=dict(enumerate(chain)))
+    pos, unused = layered_positions(genome)
+    acts = activation_of(genome)
+    columns = max(x for x, _ in pos.values()) + 1
+    tallest = max(sum(1 for p in pos.values() if p[0] == x) for x in range(int(columns)))
+    fig, ax = plt.subplots(figsize=(2.0 + 1.7 * columns, max(3.8, 0.26 * tallest + 1.6)))
+    segments = [(pos[e.src], pos[e.dst]) for e in enabled_edges(genome) if e.src in pos and e.dst in pos]
+    ax.add_collection(LineCollection(segments, colors="#555555", linewidths=0.6,
+                                     alpha=max(0.25, min(0.8, 40 / max(1, len(segments))))))
+    font = 7 if tallest <= 40 else 5
+    for name, (x, y) in pos.items():
+        if name in genome.inputs:
+            ax.scatter([x], [y], marker="s", s=40, color=BIAS_COLOUR if name == BIAS else INPUT_COLOUR,
+                       edgecolors="#333333", linewidths=0.5, zorder=3)
+            ax.text(x - 0.08, y, name, ha="right", va="center", fontsize=font)
+        else:
+            ax.scatter([x], [y], s=70, color=ACTIVATION_COLOURS.get(acts[name], "#000000"), edgecolors="#333333",
+                       linewidths=0.5, zorder=3)
+            if x == columns - 1:
+                ax.text(x + 0.08, y, name, ha="left", va="center", fontsize=font)
+    present = sorted({acts[n] for n in pos if n in acts})
+    handles = [Line2D([], [], marker="o", linestyle="", color=ACTIVATION_COLOURS.get(a, "#000000"), label=a)
+               for a in present]
+    handles += [Line2D([], [], marker="s", linestyle="", color=INPUT_COLOUR, label="input"),
+                Line2D([], [], marker="s", linestyle="", color=BIAS_COLOUR, label="bias (constant 1)")]
+    ax.legend(handles=handles, title="activation", fontsize=7, title_fontsize=7, loc="upper left",
+              bbox_to_anchor=(1.0, 1.0))
+    hidden = len(genome.nodes)
+    ax.set_title(f"champion `{genome.name}`: {hidden} hidden nodes, {len(segments)} connections"
+                 + (f"\n{len(unused)} inputs without a connection not drawn" if unused else ""), fontsize=9)
+    ax.set_xlim(-0.8, columns - 0.2)
+    ax.set_ylim(-tallest / 2 - 0.5, tallest / 2 + 0.5)
     ax.set_axis_off()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def _plot_transformer(genome, path: Path) -> None:
+    plt = _plt()
+    from ..compiler.transformer import config_of
+
+    cfg = config_of(genome)
+    chain = ["embed"] + [f"layer {i}\nheads {h}, ffn {f}\n{a}" + ("" if at else "\nno attention")
+                         + ("" if m else "\nno ffn") for i, (h, f, a, at, m) in enumerate(cfg.layers)] + ["head"]
+    fig, ax = plt.subplots(figsize=(1.7 * len(chain) + 1, 2.6))
+    for i, text in enumerate(chain):
+        ax.text(i, 0, text, ha="center", va="center", fontsize=7,
+                bbox={"boxstyle": "round", "facecolor": "#fde2b8", "edgecolor": "#555555"})
+        if i:
+            ax.annotate("", (i - 0.35, 0), (i - 0.65, 0), arrowprops={"arrowstyle": "->"})
+    ax.set_xlim(-0.7, len(chain) - 0.3)
+    ax.set_ylim(-1, 1)
+    ax.set_title(f"champion `{genome.name}`: layers in order", fontsize=9)
+    ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+# --- report.md --------------------------------------------------------------------------------------
+
+CAPTIONS = {
+    "fitness": "*Fitness per generation.* One panel per objective. Each individual has one value per objective "
+               "(`mean(reward)`: its reward averaged over the shared weights; `max(reward)`: its reward at its best "
+               "shared weight); the three lines are the max, the median and the min of that value over the "
+               "generation's individuals. Rising max and median lines mean the population improves (for "
+               "connections, lower is better); far outliers are left off the axis and noted in red.",
+    "champion": "The last panel follows the champion of each generation on held-out test data: with a shared "
+                "weight drawn at random (the mean over the weights), with the weight that is best on the "
+                "training data, and with all weights as an ensemble; and its training accuracy. There is no "
+                "separate validation split: the weight is chosen on training data, so the test accuracy is "
+                "unbiased.",
+    "pareto": "*Pareto front.* The last generation, first objective across, second up, third (connections) as "
+              "colour. Ringed points are the first Pareto front over all objectives: none is beaten on every "
+              "objective by another. Up and right is better; a front that reaches far up with few connections "
+              "is the goal.",
+    "sensitivity": "*Weight sensitivity.* The champion's reward when every connection uses the one shared weight "
+                   "on the x-axis; orange dots are the weights it was evolved with. A weight-agnostic network "
+                   "stays good over a wide range; w = 0 silences every connection.",
+    "topology": "*Topology.* The champion as drawn in the WANN paper: inputs left (those without a connection "
+                "are left out and counted in the title), hidden nodes by depth, outputs right; colour is the "
+                "activation (legend). Every connection carries the same shared weight.",
+}
 
 
 def write_report(out: Path, settings, champion, task, population, oriented, front) -> Path:
@@ -119,22 +348,36 @@ def write_report(out: Path, settings, champion, task, population, oriented, fron
     log = [json.loads(l) for l in (out / "log.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
     labels = [o.label for o in settings.objectives]
     signs = [1.0 if o.direction == "maximize" else -1.0 for o in settings.objectives]
-    plot_fitness(log, plots / "fitness.png")
-    plot_front(oriented, front, labels, signs, plots / "pareto.png")
+    kind = getattr(task, "kind", None)
+    accuracies = champion_accuracies(out, task, settings.weights) if isinstance(champion, ir.WannGenome) else None
+    if accuracies:
+        (out / "champion_accuracy.json").write_text(json.dumps(accuracies), encoding="utf-8")
+    plot_fitness(log, plots / "fitness.png", kind, accuracies, labels)
+    plot_front(oriented, front, labels, signs, plots / "pareto.png", kind)
     ws = np.round(np.linspace(-2.0, 2.0, 41), 6)
     ws = ws[ws != 0.0]
+    genome_weights = ()
+    if isinstance(champion, ir.WannGenome):
+        from ..ir.wann import shared_weights
+
+        genome_weights = settings.weights or shared_weights(champion)
+        ws = np.union1d(ws, np.asarray(genome_weights, dtype=float))
     reward, metrics = sensitivity(champion, task, ws)
-    plot_sensitivity(ws, reward, plots / "sensitivity.png")
+    plot_sensitivity(ws, reward, plots / "sensitivity.png", kind=kind, genome_weights=genome_weights)
     plot_topology(champion, plots / "topology.png")
+    final = headline(champion, task, settings.weights)
+    (out / "champion_summary.json").write_text(json.dumps(final, indent=1), encoding="utf-8")
     last = log[-1] if log else {}
     lines = [
         f"# netevo run: `{settings.target}` on `{settings.task}`", "",
-        f"Selection `{settings.selection}`, population {settings.population}, generations {settings.generations}, "
-        f"seed {settings.seed}. Settings: `config.yaml`.", "",
+        f"Made by `netevo evolve` (or `netevo_dsl.evolve.run_evolution`) with selection `{settings.selection}`, "
+        f"population {settings.population}, generations {settings.generations}, seed {settings.seed}. "
+        "Settings: `config.yaml`.", "",
         "## Champion", "",
         f"`champion.net` / `champion.py` (id `{last.get('champion', {}).get('id', '?')}`).", "",
-        "| objective | value |", "|---|---|",
-        *[f"| {k} | {v} |" for k, v in last.get("champion", {}).items() if k != "id"],
+        "| measure | value |", "|---|---|",
+        *[f"| {k} | {v:.4g} |" for k, v in final.items()],
+        *[f"| {objective_words(k, kind)} | {v} |" for k, v in last.get("champion", {}).items() if k != "id"],
     ]
     extra = {k: v for k, v in metrics.items() if k != "reward"}
     if extra:
@@ -143,10 +386,21 @@ def write_report(out: Path, settings, champion, task, population, oriented, fron
                   "| metric at that weight | value |", "|---|---|",
                   *[f"| {k} | {v[best]:.4g} |" for k, v in sorted(extra.items())]]
     lines += ["", "## Plots", "",
-              "![fitness](plots/fitness.png)", "", "![Pareto front](plots/pareto.png)", "",
-              "![weight sensitivity](plots/sensitivity.png)", "", "![topology](plots/topology.png)", "",
+              "![fitness](plots/fitness.png)", "", CAPTIONS["fitness"] + (" " + CAPTIONS["champion"] if accuracies else ""),
+              "", "![Pareto front](plots/pareto.png)", "", CAPTIONS["pareto"], "",
+              "![weight sensitivity](plots/sensitivity.png)", "", CAPTIONS["sensitivity"], "",
+              "![topology](plots/topology.png)", "", CAPTIONS["topology"], "",
               f"The final Pareto front ({len(front)} individuals) is in `pareto/`; the champion of every generation "
               "in `champions/`; one line per generation in `log.jsonl`."]
     path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from .checkpoint import write_atomic
+
+    write_atomic(path, "\n".join(lines) + "\n")
     return path
+
+
+def record_command(report: Path, command: str) -> None:
+    """Name the command that made the run in its report.md (the CLI calls this after the run)."""
+    text = Path(report).read_text(encoding="utf-8")
+    text = text.replace("Made by `netevo evolve` (or `netevo_dsl.evolve.run_evolution`)", f"Made by `{command}`", 1)
+    Path(report).write_text(text, encoding="utf-8")

@@ -164,13 +164,35 @@ def _save(figure, path) -> Path:
     return path
 
 
-def plot_sensitivity(data: dict, path) -> Path:
+# What each metric is, in words and units, for axis labels: a newcomer cannot read "reward".
+METRIC_LABELS = {
+    ("classification", "reward"): "reward = \u2212cross-entropy on training data (nats; 0 is perfect)",
+    ("control", "reward"): "episode reward (sum over the episode's steps)",
+    ("sequence", "reward"): "reward = \u2212cross-entropy per token (nats; 0 is perfect)",
+    (None, "test_accuracy"): "test accuracy (fraction of held-out samples correct)",
+    (None, "train_accuracy"): "training accuracy (fraction correct)",
+    (None, "token_accuracy"): "token accuracy (fraction of target tokens correct)",
+    (None, "sequence_accuracy"): "sequence accuracy (fraction of sequences all correct)",
+}
+
+
+def metric_label(metric: str, kind: str | None = None) -> str:
+    """`metric` in words with its unit (the task kind decides what a reward is)."""
+    return METRIC_LABELS.get((kind, metric)) or METRIC_LABELS.get((None, metric)) or metric
+
+
+def plot_sensitivity(data: dict, path, genome_weights=()) -> Path:
+    """The metric over the sweep; the genome's own shared weights are marked (orange)."""
     figure, ax = _figure()
-    ax.plot(data["weights"], data["values"], marker=".")
+    ax.plot(data["weights"], data["values"], marker=".", label="sweep")
     ax.axvline(0.0, color="grey", linewidth=0.5)
-    ax.set_xlabel("shared weight")
-    ax.set_ylabel(data["metric"])
-    ax.set_title("weight sensitivity")
+    marked = [(w, v) for w, v in zip(data["weights"], data["values"]) if any(abs(w - g) < 1e-9 for g in genome_weights)]
+    if marked:
+        ax.scatter(*zip(*marked), s=45, color="tab:orange", zorder=3, label="the genome's shared weights")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("shared weight w (the one value every connection uses)")
+    ax.set_ylabel(metric_label(data["metric"], data.get("kind")), fontsize=8)
+    ax.set_title("weight sensitivity: the metric at each shared weight")
     return _save(figure, path)
 
 
@@ -180,13 +202,14 @@ def plot_ensemble(data: dict, path) -> Path:
     values = list(data["per_weight"]) + [data["ensemble"]]
     ax.bar(range(len(values)), values, color=["tab:blue"] * (len(values) - 1) + ["tab:orange"])
     ax.set_xticks(range(len(values)), labels)
-    ax.set_xlabel("shared weight")
-    ax.set_ylabel(data["metric"])
-    ax.set_title("single weights and their ensemble")
+    ax.set_xlabel("shared weight w (orange: all weights together, mean of their outputs)")
+    ax.set_ylabel(metric_label(data["metric"], data.get("kind")), fontsize=8)
+    ax.set_title("single shared weights and their ensemble")
     return _save(figure, path)
 
 
-def plot_ablation(ablations: list[Ablation], path, top: int = 25) -> Path:
+def plot_ablation(ablations: list[Ablation], path, top: int = 25, metric: str = "mean reward over the shared weights"
+                  ) -> Path:
     shown = sorted(ablations, key=lambda a: -abs(a.drop))[:top]
     figure, ax = _figure(6.0, max(2.5, 0.25 * len(shown) + 1))
     colors = {"node": "tab:red", "edge": "tab:blue", "head": "tab:orange", "attention": "tab:green",
@@ -194,30 +217,42 @@ def plot_ablation(ablations: list[Ablation], path, top: int = 25) -> Path:
     ax.barh(range(len(shown)), [a.drop for a in shown], color=[colors.get(a.kind, "tab:gray") for a in shown])
     ax.set_yticks(range(len(shown)), [f"{a.kind} {a.name}" for a in shown])
     ax.invert_yaxis()
-    ax.set_xlabel("drop in metric when the part is removed or switched off")
-    ax.set_title("ablation")
+    ax.set_xlabel(f"drop in {metric}\n(with the part minus without it; larger = more needed)", fontsize=8)
+    ax.set_title(f"ablation: the {len(shown)} parts whose removal changes the most")
     return _save(figure, path)
+
+
+COMPARISON_LABELS = {"mean": "mean reward over the shared weights", "max": "best reward over the shared weights",
+                     "token_accuracy": "token accuracy, mean over the shared weights (fraction correct)"}
 
 
 def plot_comparison(rows: list[dict], path, metric: str = "mean") -> Path:
     figure, ax = _figure()
     ax.bar(range(len(rows)), [r[metric] for r in rows])
     ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=30, ha="right")
-    ax.set_ylabel(metric)
-    ax.set_title("genomes side by side")
+    ax.set_ylabel(COMPARISON_LABELS.get(metric, metric), fontsize=8)
+    ax.set_title("genomes side by side on one task")
     return _save(figure, path)
 
 
-def analyze(genome: ir.WannGenome, task, out_dir, device="auto", dtype=torch.float64) -> dict:
-    """Write sensitivity.png, ensemble.png, ablation.png and summary.md into `out_dir`."""
+def analyze(genome: ir.WannGenome, task, out_dir, device="auto", dtype=torch.float64, progress=None) -> dict:
+    """Write sensitivity.png, ensemble.png, ablation.png and summary.md into `out_dir`.
+
+    `progress(phase)`, when given, is called as each phase starts (for a progress bar)."""
+    step = progress or (lambda phase: None)
     out = Path(out_dir)
     task = make_task(task)
     weights = shared_weights(genome)
+    step("weight sweep")
     sensitivity = weight_sensitivity(genome, task, device=device, dtype=dtype)
+    sensitivity["kind"] = task.kind
+    step("ensemble")
     ensemble = ensemble_evaluation(genome, task, weights=weights, device=device, dtype=dtype)
+    step("ablation")
     base, ablations = ablation(genome, task, weights=weights, device=device, dtype=dtype)
+    step("plots")
     paths = {
-        "sensitivity": plot_sensitivity(sensitivity, out / "sensitivity.png"),
+        "sensitivity": plot_sensitivity(sensitivity, out / "sensitivity.png", genome_weights=weights),
         "ensemble": plot_ensemble(ensemble, out / "ensemble.png"),
         "ablation": plot_ablation(ablations, out / "ablation.png"),
     }
@@ -239,8 +274,24 @@ def analyze(genome: ir.WannGenome, task, out_dir, device="auto", dtype=torch.flo
         "|---|---|",
     ]
     lines += [f"| {a.kind} `{a.name}` | {a.drop:.6g} |" for a in sorted(ablations, key=lambda a: -a.drop)[:10]]
-    lines += ["", "![sensitivity](sensitivity.png)", "![ensemble](ensemble.png)", "![ablation](ablation.png)", ""]
+    lines += ["", *FIGURE_CAPTIONS]
     paths["summary"] = out / "summary.md"
     paths["summary"].write_text("\n".join(lines))
     return {"paths": paths, "sensitivity": sensitivity, "ensemble": ensemble, "ablation": ablations,
             "baseline": base}
+
+
+# The figures of summary.md with what to read from each (shared with analysis_transformer)
+FIGURE_CAPTIONS = [
+    "![sensitivity](sensitivity.png)", "",
+    "*Weight sensitivity.* The metric when every connection uses the one shared weight on the x-axis; orange "
+    "dots are the genome's own weights. A weight-agnostic genome scores well over a wide range of weights, "
+    "not at one value only; w = 0 silences every connection.", "",
+    "![ensemble](ensemble.png)", "",
+    "*Ensemble.* Each bar is the genome run with one of its shared weights; the orange bar averages the outputs "
+    "over all of them (the WANN paper's ensemble), usually at least as good as the best single weight.", "",
+    "![ablation](ablation.png)", "",
+    "*Ablation.* How much the metric falls when one part is removed (a hidden node with its edges) or switched off "
+    "(an edge, a head, a sublayer). Long bars are the parts the genome relies on; bars near 0 could be pruned; "
+    "negative bars are parts that hurt.", "",
+]

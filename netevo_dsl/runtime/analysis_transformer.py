@@ -22,7 +22,8 @@ import torch
 from ..compiler.transformer import compile_transformer, config_of, masks_for
 from ..errors import UsageError
 from ..ir import nodes as ir
-from .analysis import DEFAULT_SWEEP, Ablation, _per_weight, plot_ablation, plot_ensemble, plot_sensitivity
+from .analysis import (DEFAULT_SWEEP, FIGURE_CAPTIONS, Ablation, _per_weight, plot_ablation, plot_ensemble,
+                       plot_sensitivity)
 from .evaluate import resolve_device
 from .evaluate_transformer import evaluate_transformers
 from .tasks import make_task
@@ -227,20 +228,26 @@ def _describe(part: Ablation) -> str:
 
 
 def analyze(genome: ir.TransformerGenome, task, out_dir, metric: str = DEFAULT_METRIC, device="auto",
-            dtype=torch.float64) -> dict:
+            dtype=torch.float64, progress=None) -> dict:
     """Write sensitivity.png, ensemble.png, ablation.png and summary.md into `out_dir`.
 
-    The sweep covers DEFAULT_SWEEP; the ensemble and the ablations use the genome's own weights."""
+    The sweep covers DEFAULT_SWEEP; the ensemble and the ablations use the genome's own weights.
+    `progress(phase)`, when given, is called as each phase starts."""
+    step = progress or (lambda phase: None)
     out = Path(out_dir)
     task = _sequence_task(task)
+    step("weight sweep")
     sensitivity = weight_sensitivity(genome, task, metric=metric, device=device, dtype=dtype)
     cfg = config_of(genome)  # after the sweep, which rejects genomes that do not fit the task
+    step("ensemble")
     ensemble = ensemble_evaluation(genome, task, weights=cfg.weights, device=device, dtype=dtype)
+    step("ablation")
     base, parts = ablation(genome, task, metric=metric, weights=cfg.weights, device=device, dtype=dtype)
+    step("plots")
     paths = {
-        "sensitivity": plot_sensitivity(sensitivity, out / "sensitivity.png"),
+        "sensitivity": plot_sensitivity(sensitivity, out / "sensitivity.png", genome_weights=cfg.weights),
         "ensemble": plot_ensemble(ensemble, out / "ensemble.png"),
-        "ablation": plot_ablation(parts, out / "ablation.png"),
+        "ablation": plot_ablation(parts, out / "ablation.png", metric=f"mean {metric} over the shared weights"),
     }
     best_sweep = max(range(len(sensitivity["values"])), key=lambda k: sensitivity["values"][k])
     lines = [
@@ -261,7 +268,7 @@ def analyze(genome: ir.TransformerGenome, task, out_dir, metric: str = DEFAULT_M
         "|---|---|",
     ]
     lines += [f"| {_describe(a)} | {a.drop:.6g} |" for a in sorted(parts, key=lambda a: -a.drop)[:10]]
-    lines += ["", "![sensitivity](sensitivity.png)", "![ensemble](ensemble.png)", "![ablation](ablation.png)", ""]
+    lines += ["", *FIGURE_CAPTIONS]
     paths["summary"] = out / "summary.md"
     paths["summary"].write_text("\n".join(lines))
     return {"paths": paths, "sensitivity": sensitivity, "ensemble": ensemble, "ablation": parts,

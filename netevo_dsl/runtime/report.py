@@ -169,36 +169,55 @@ def _file_stem(layer: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", layer) or "model"
 
 
-def _save_image(path: Path, matrix, title: str, xlabel: str = "", ylabel: str = "") -> Path:
+# colour-bar labels: what the colour measures, with its unit
+KEY_LABELS = {"firing_rate": "firing rate (share of samples > 0)",
+              "mean": "mean activation", "zero_fraction": "fraction of samples exactly 0"}
+
+
+def _save_image(path: Path, matrix, title: str, xlabel: str = "", ylabel: str = "", key: str = "firing_rate",
+                yticks: Sequence[str] | None = None) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(6, 4.5))
+    rows = len(matrix)
+    figure = Figure(figsize=(7, min(10.0, max(2.2, 0.45 * rows + 1.6))))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    image = axes.imshow(matrix, aspect="auto", interpolation="nearest", cmap="viridis")
-    figure.colorbar(image, ax=axes)
-    axes.set_title(title)
+    bounded = key in ("firing_rate", "zero_fraction")
+    image = axes.imshow(matrix, aspect="auto", interpolation="nearest", cmap="viridis",
+                        vmin=0.0 if bounded else None, vmax=1.0 if bounded else None)
+    figure.colorbar(image, ax=axes).set_label(KEY_LABELS.get(key, key), fontsize=8)
+    if yticks is not None:
+        axes.set_yticks(range(len(yticks)), yticks, fontsize=8)
+    axes.set_title(title, fontsize=10)
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
-    figure.savefig(path, dpi=80)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
     return path
 
 
 def save_heatmaps(tracker: "NeuronTracker", out_dir: str | Path, key: str = "firing_rate") -> list[Path]:
-    """One PNG per layer: the layer's neurons laid out on a near-square grid, coloured by `key`."""
+    """`layers.png`: one row per tracked layer, neurons across (narrower layers end early, blank), coloured
+    by `key`; and one single-row PNG per layer. Returns the per-layer paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths, rows, names = [], [], []
     for name in tracker.layer_names:
         if not tracker.layer_info(name)["samples"]:
             continue
-        values = tracker.layer_stats(name)[key].numpy()
-        columns = max(1, math.ceil(math.sqrt(values.size)))
-        grid = np.full(columns * math.ceil(values.size / columns), np.nan)
-        grid[: values.size] = values
-        title = f"{name or '<model>'}: {key} per neuron (row-major index)"
-        paths.append(_save_image(out_dir / f"{_file_stem(name)}.png", grid.reshape(-1, columns), title))
+        values = tracker.layer_stats(name)[key].numpy().astype(float)
+        rows.append(values)
+        label = f"{name or '<model>'} ({tracker.layer_info(name)['op']}, {values.size})"
+        names.append(label)
+        paths.append(_save_image(out_dir / f"{_file_stem(name)}.png", values[None, :],
+                                 f"{name or '<model>'}: {key} per neuron", "neuron index", "", key, [label]))
+    if rows:
+        grid = np.full((len(rows), max(r.size for r in rows)), np.nan)
+        for k, r in enumerate(rows):
+            grid[k, : r.size] = r
+        _save_image(out_dir / "layers.png", grid, f"{key} of every neuron, one row per layer (after training)",
+                    "neuron index within the layer", "", key, names)
     return paths
 
 
@@ -213,8 +232,9 @@ def save_history_heatmaps(history: "TrainingHistory", out_dir: str | Path, key: 
         if len({len(values) for values in series}) != 1:
             continue  # the layer changed width; a rectangular image would misalign neurons
         matrix = np.array([[np.nan if v is None else v for v in values] for values in series], dtype=float)
-        title = f"{name or '<model>'}: {key} per epoch"
-        paths.append(_save_image(out_dir / f"{_file_stem(name)}.png", matrix, title, "neuron", "epoch"))
+        title = f"{name or '<model>'}: {key} per neuron and epoch"
+        paths.append(_save_image(out_dir / f"{_file_stem(name)}.png", matrix, title, "neuron index", "epoch", key,
+                                 [str(snap["epoch"]) for snap in history.epochs if name in snap["layers"]]))
     return paths
 
 
@@ -227,6 +247,17 @@ def write_recommendations(tracker: "NeuronTracker", path: str | Path, **threshol
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(tracker.recommendations(**thresholds), indent=1))
     return path
+
+
+FIGURES = """
+Figures
+  heatmaps/layers.png         firing rate of every neuron after training, one row per layer (colour bar:
+                              share of training samples where the unit's output is above the threshold, 0..1).
+                              Dark cells are units that almost never fire: the prune candidates.
+  heatmaps/LAYER.png          the same, one layer per file.
+  history_heatmaps/LAYER.png  one row per epoch: how each unit's firing rate moved during training; a column
+                              that turns dark is a unit dying.
+"""
 
 
 def write_report(
@@ -242,7 +273,7 @@ def write_report(
     written["recommendations"].write_text(json.dumps(recommendations, indent=1))
     written["summary"] = out_dir / "summary.txt"
     table_thresholds = {key: thresholds[key] for key in TABLE_THRESHOLDS if key in thresholds}
-    written["summary"].write_text(text_report(tracker, k, recommendations, **table_thresholds))
+    written["summary"].write_text(text_report(tracker, k, recommendations, **table_thresholds) + FIGURES)
     written["heatmaps"] = save_heatmaps(tracker, out_dir / "heatmaps")
     if history is not None:
         written["history"] = history.save(out_dir / "history.json")
