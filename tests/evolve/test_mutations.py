@@ -180,7 +180,7 @@ def test_grow_adds_connections_to_the_existing_mask():
     old = _bits(spec, "logits")
     new, text = child(spec, "grow(sparse10, rate=0.05)")
     grown = _bits(new, "logits")
-    k = int(round(0.05 * old.size))
+    k = int(round(0.05 * old.sum()))  # SET / RigL: the rate is a share of the live connections
     assert grown.sum() == old.sum() + k and (grown | ~old).all(), "every old connection is kept"
     assert "bits(rows=" in ne.format(new) and "random" in text
 
@@ -192,8 +192,28 @@ def test_prune_by_magnitude_removes_the_smallest_weights():
     new, text = child(spec, "prune(sparse10, rate=0.01, score=\"magnitude\")", weights={"logits": weights})
     pruned = _bits(new, "logits")
     removed = old & ~pruned
-    assert removed.sum() == int(round(0.01 * old.size)) and "magnitude" in text
+    assert removed.sum() == max(1, int(round(0.01 * old.sum()))) and "magnitude" in text
     assert np.abs(weights[removed]).max() <= np.abs(weights[pruned]).min()
+
+
+def test_rates_are_shares_of_the_live_connections_as_in_set_and_rigl():
+    """Issue 15: prune(rate=0.05) on a 20%-dense mask removed 25% of its connections (5% of all positions).
+    SET's zeta and RigL's drop fraction are shares of the connections a layer has."""
+    spec = ne.parse("mask m = bits(rows=[\"1111000000\", \"1111000000\", \"0000000000\", \"0000000000\", "
+                    "\"0000000000\"] )\nnetwork n {\n  input x: [B, 10]\n  output y = linear(x, out=5, mask=m)\n}\n")
+    old = _bits(spec, "y")
+    assert old.mean() == pytest.approx(0.16) and old.sum() == 8
+    pruned = _bits(child(spec, "prune(m, rate=0.25)")[0], "y")
+    assert pruned.sum() == 6 and (old | ~pruned).all()  # 25% of 8 live connections, not 25% of 50 positions
+    new, text = child(spec, "grow(m, rate=0.5)")
+    assert _bits(new, "y").sum() == 12 and text.startswith("grow ") and "0.5 of 8 live" in text
+
+
+def test_density_on_an_explicit_mask_says_density():
+    spec = ne.parse("mask m = bits(rows=[\"1100\", \"1000\", \"0000\", \"0000\"])\n"
+                    "network n {\n  input x: [B, 4]\n  output y = linear(x, out=4, mask=m)\n}\n")
+    new, text = child(spec, "density(m, choices={0.5})")
+    assert _bits(new, "y").sum() == 8 and text.startswith("density ") and "grew 5" in text
 
 
 def test_magnitude_without_weights_falls_back_to_random_and_says_so():

@@ -13,8 +13,11 @@ Representation of a changed mask:
   becomes `random(density=d +/- rate, seed=s)` with a fresh seed, and the
   description says it was re-drawn.
 
-`rate` is a fraction of all positions of the weight, so the density moves by
-exactly `rate` (at least one connection). Scores: `random` (SET),
+`rate` is a share of the mask's *live* connections, as SET (Mocanu et al. 2018, zeta) and RigL
+(Evci et al. 2020, the drop fraction) define it: `prune(rate=0.05)` removes 5% of the connections
+a mask has, `grow(rate=0.05)` adds as many as 5% of them (at least one either way), so the
+density moves by the factor 1 -/+ rate. `density(choices=...)` sets the density itself; on an
+explicit mask it grows or prunes to that density, and says so under its own name. Scores: `random` (SET),
 `gradient` (RigL: largest |gradient| among absent connections, from `grads`),
 `magnitude` (largest |weight| to grow among absent ones in a dense shadow,
 smallest |weight| to prune, from `weights`). `weights` and `grads` map node
@@ -140,20 +143,22 @@ def _mean_density(a, site) -> float:
     return kept / total
 
 
-def _change(ctx: Context, site: MaskSite, grow: bool, rate: float, score: str):
+def _change(ctx: Context, site: MaskSite, grow: bool, rate: float, score: str, target: float | None = None):
+    """Grow or prune by `rate` x the live connections; with `target`, to that density (the density rule)."""
     a = ctx.analysis
     matrix, shapes, mask = _current(a, site)
-    verb = "grow" if grow else "prune"
+    verb = "density" if target is not None else "grow" if grow else "prune"
     if matrix is None:
         old = _mean_density(a, site)
-        new = old + rate if grow else old - rate
-        if not 0 < new <= 1 or (grow and old >= 1):
+        new = target if target is not None else min(1.0, old * (1 + rate) if grow else old * (1 - rate))
+        if not 0 < new <= 1 or (grow and old >= 1) or abs(new - old) < 1e-12:
             return None
         return site.replace(_reseeded(ctx, mask, new)), \
             f"{verb} {site.label}: density {old:.4f} -> {new:.4f} (re-drawn: its layers differ in shape)"
     flat = matrix.reshape(-1).copy()
     candidates = np.flatnonzero(~flat if grow else flat)
-    k = max(1, int(round(rate * flat.size)))
+    live = int(flat.sum())
+    k = int(round(abs(target * flat.size - live))) if target is not None else max(1, int(round(rate * live)))
     if not grow:
         k = min(k, len(candidates) - 1)  # keep at least one connection
     k = min(k, len(candidates))
@@ -168,8 +173,13 @@ def _change(ctx: Context, site: MaskSite, grow: bool, rate: float, score: str):
     chosen = _pick(ctx, candidates, k, scores, largest=grow)
     flat[chosen] = grow
     how = score if scores is not None else "random"
+    if target is not None:
+        return site.replace(bits_call(flat.reshape(matrix.shape))), \
+            f"density {site.label}: {matrix.mean():.4f} -> {flat.mean():.4f} ({'grew' if grow else 'pruned'} {k} " \
+            f"connection(s) by {how}){note}"
     return site.replace(bits_call(flat.reshape(matrix.shape))), \
-        f"{verb} {site.label}: {k} connection(s) by {how}, density {matrix.mean():.4f} -> {flat.mean():.4f}{note}"
+        f"{verb} {site.label}: {k} connection(s) by {how} ({rate:g} of {live} live), density " \
+        f"{matrix.mean():.4f} -> {flat.mean():.4f}{note}"
 
 
 def _mask_rule(grow: bool):
@@ -205,7 +215,7 @@ def density(ctx: Context):
                 edits, text = site.replace(new_call), f"density {site.label}: {old:.4f} -> {d}"
             elif site.call.func == "bits":
                 # An explicit mask keeps its connections: grow or prune at random to the new density.
-                change = _change(ctx, site, d > old, abs(d - old), "random")
+                change = _change(ctx, site, d > old, 0.0, "random", target=d)
                 if change is None:
                     continue
                 edits, text = change

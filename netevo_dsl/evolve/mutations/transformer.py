@@ -164,7 +164,7 @@ def grow(ctx: Context):
     if call is None or _density(call) >= 1.0:
         return
     old = _density(call)
-    new = min(1.0, old + float(ctx.rule.option("rate", 0.01)))
+    new = min(1.0, old * (1 + float(ctx.rule.option("rate", 0.01))))  # rate: a share of the live connections
     # Every matrix draws its own random mask from (density, seed): growing re-draws them at the new density.
     yield _with_density(ctx, call, new), f"grow masks: density {old} -> {round(new, 6)} (random, same seed)"
 
@@ -175,8 +175,8 @@ def prune(ctx: Context):
     if call is None:
         return
     old = _density(call)
-    new = old - float(ctx.rule.option("rate", 0.01))
-    if new <= 0:
+    new = old * (1 - float(ctx.rule.option("rate", 0.01)))  # rate: a share of the live connections
+    if new <= 0 or new == old:
         return
     yield _with_density(ctx, call, new), f"prune masks: density {old} -> {round(new, 6)} (random, same seed)"
 
