@@ -66,8 +66,12 @@ def cmd_mutate(args) -> int:
         print(f"note: {stats['invalid']} child(ren) passed check but not validation and were dropped; first: "
               f"{stats['failures'][0]}", file=sys.stderr)
     if not found:
+        why = stats.get("refusal")  # each rule tried and why it could not apply (E060 notes)
         raise RuleError(f"no valid mutant found in {stats['attempts']} attempts",
-                        hint="the rules allow no change that passes check; widen their choices")
+                        hint=(why.hint if why is not None and why.hint else
+                              "each note says why a rule could not apply" if why is not None and why.notes else
+                              "the rules allow no change that passes check; widen their choices"),
+                        notes=why.notes if why is not None else ())
     if len(found) < args.n:
         # Fewer than asked is not a failure: every mutant the rules allow was written.
         print(f"note: only {len(found)} distinct valid mutants exist within {stats['attempts']} attempts "

@@ -20,8 +20,9 @@ from ..errors import NetevoError, TransformError
 from ..ir import nodes as ir
 from ..ops.activations import NETWORK_BY_NAME
 from ..ops.registry import get_op
-from .groups import DependencyGroup, dependency_groups, find_group, reasons
-from .spec_edit import arg_expr, replace_call, resize_spec
+from .groups import DependencyGroup, find_group, reasons
+from .resize import ResizeRefused, analysis_of, groups_of, plan_resize
+from .spec_edit import arg_expr, replace_call
 from .surgery import TransformResult, UnitMap, apply_unit_maps
 
 
@@ -35,11 +36,9 @@ def _network(spec: ir.Spec, network: str | None) -> str:
 
 
 def _analyse(spec, network):
-    from ..passes.elaborate import elaborate
-
     network = _network(spec, network)
-    graph = elaborate(spec, network)
-    return network, graph, dependency_groups(graph)
+    analysis = analysis_of(spec, network)
+    return network, analysis, groups_of(analysis)
 
 
 def _resizable_hint(groups) -> str:
@@ -85,7 +84,7 @@ def permute(spec: ir.Spec, weights: dict, group, perm, network: str | None = Non
     Blocks are respected: attention heads move as wholes (and may be reordered
     inside), conv-group partitions keep their channels.
     """
-    network, graph, groups = _analyse(spec, network)
+    network, analysis, groups = _analyse(spec, network)
     g = find_group(groups, group)
     if g.fixed:
         raise TransformError(f"cannot permute `{g.name}`: {reasons(g.fixed)}", None,
@@ -108,35 +107,33 @@ def permute(spec: ir.Spec, weights: dict, group, perm, network: str | None = Non
 # --- resizing: widen, prune, merge ------------------------------------------------------------------
 
 
-def _resize(spec, weights, network, graph, groups, g, new_size, make_map, verb):
-    new_spec, _, _, co = resize_spec(spec, network, graph, groups, {g.name: new_size})
+def _resize(spec, weights, network, analysis, groups, g, new_size, make_map, verb):
+    """Resize through the planner the `width` rule uses (`evolve.resize`), then move the weights."""
+    try:
+        plan = plan_resize(analysis, g, new_size, groups)
+    except ResizeRefused as e:
+        raise TransformError(f"cannot {verb} `{g.name}` to {new_size}: {e.message}", None, e.hint) from None
     maps = {g.name: make_map(g)}
     by_name = {h.name: h for h in groups}
-    for name, (old, new) in co.items():
-        other = by_name[name]
-        _check_resizable(other, groups, f"{verb} `{g.name}`, which also resizes")
-        if (old, new) == (g.size, new_size):
-            maps[name] = maps[g.name]  # copies of one spec call change alike
-        elif verb == "widen" and new > old:
-            maps[name] = make_map(other, new)
-        else:
-            raise TransformError(f"{verb} of `{g.name}` also resizes `{name}` ({old} -> {new}): they are made by "
-                                 "one spec call", None, "edit the spec so the two are written separately")
+    for name in list(plan.sizes)[1:] + list(plan.derived):
+        _check_resizable(by_name[name], groups, f"{verb} `{g.name}`, which also resizes")
+        maps[name] = maps[g.name]  # the planner resizes other groups only alike: copies of one spec place
     new_weights = apply_unit_maps(weights, groups, maps)
-    _check_shapes(new_spec, network, new_weights)
-    resized = {n: (by_name[n].size, maps[n].new_size) for n in maps}
-    return TransformResult(new_spec, new_weights, maps, spec, network, tuple(groups), resized=resized)
+    _check_shapes(plan.spec, network, new_weights)
+    return TransformResult(plan.spec, new_weights, maps, spec, network, tuple(groups), resized=dict(plan.sizes))
 
 
 def widen(spec: ir.Spec, weights: dict, group, new_size: int, rng=None, network: str | None = None) -> TransformResult:
     """Net2WiderNet: grow a group to new_size by replicating random units and splitting their outgoing weights.
 
-    The spec changes where the width is written (see `evolve.spec_edit`); groups
-    that must grow with it (copies made by one block call or repeat) are widened
-    too and listed in `result.resized`. Refused before layernorm, groupnorm,
-    softmax and attention, whose outputs a replicated unit would change.
+    The spec changes where the width is written, as the `width` mutation rule
+    would change it (one planner, `evolve.resize`); groups that must grow with it
+    (copies made by one block call or repeat, convs sized by the same block
+    parameter) are widened alike and listed in `result.resized`. Refused before
+    layernorm, groupnorm, softmax and attention, whose outputs a replicated unit
+    would change.
     """
-    network, graph, groups = _analyse(spec, network)
+    network, analysis, groups = _analyse(spec, network)
     g = find_group(groups, group)
     _check_resizable(g, groups, "widen")
     if new_size <= g.size:
@@ -148,22 +145,23 @@ def widen(spec: ir.Spec, weights: dict, group, new_size: int, rng=None, network:
         extra = rng.integers(0, h.size, size - h.size)
         return UnitMap.replicate(h.size, np.concatenate([np.arange(h.size), extra]))
 
-    return _resize(spec, weights, network, graph, groups, g, new_size, make_map, "widen")
+    return _resize(spec, weights, network, analysis, groups, g, new_size, make_map, "widen")
 
 
 def prune_units(spec: ir.Spec, weights: dict, group, indices, network: str | None = None) -> TransformResult:
     """Remove units with their rows, columns, biases, norm statistics and mask entries.
 
-    Exact when the removed units are dead: their value is 0 wherever it is read.
+    Exact when the removed units are dead: their value is 0 wherever it is read, in every group of
+    `result.resized` (groups resized alike lose the same units).
     """
-    network, graph, groups = _analyse(spec, network)
+    network, analysis, groups = _analyse(spec, network)
     g = find_group(groups, group)
     _check_resizable(g, groups, "prune")
     drop = sorted({int(i) for i in np.atleast_1d(indices)})
     if not drop or drop[0] < 0 or drop[-1] >= g.size or len(drop) >= g.size:
         raise TransformError(f"prune indices must be distinct units of `{g.name}` (0..{g.size - 1}), keeping one")
     keep = [i for i in range(g.size) if i not in set(drop)]
-    return _resize(spec, weights, network, graph, groups, g, len(keep),
+    return _resize(spec, weights, network, analysis, groups, g, len(keep),
                    lambda h, size=None: UnitMap.select(h.size, keep), "prune")
 
 
@@ -172,7 +170,7 @@ def merge_units(spec: ir.Spec, weights: dict, group, keep, drop, network: str | 
 
     Exact when each dropped unit equals its kept partner wherever it is read.
     """
-    network, graph, groups = _analyse(spec, network)
+    network, analysis, groups = _analyse(spec, network)
     g = find_group(groups, group)
     _check_resizable(g, groups, "merge")
     keep, drop = [int(i) for i in np.atleast_1d(keep)], [int(i) for i in np.atleast_1d(drop)]
@@ -183,7 +181,7 @@ def merge_units(spec: ir.Spec, weights: dict, group, keep, drop, network: str | 
     kept = [i for i in range(g.size) if i not in set(drop)]
     position = {u: j for j, u in enumerate(kept)}
     unit_map = UnitMap(g.size, tuple(kept), None, tuple((position[k], d) for k, d in zip(keep, drop)))
-    return _resize(spec, weights, network, graph, groups, g, len(kept),
+    return _resize(spec, weights, network, analysis, groups, g, len(kept),
                    lambda h, size=None: unit_map, "merge")
 
 
@@ -197,7 +195,10 @@ def deepen(spec: ir.Spec, weights: dict, after_node: str, network: str | None = 
     when the channels are the last axis and a 1x1 convolution when they are
     axis 1. Inside a block every instance gets the layer (blocks are templates).
     """
-    network, graph, groups = _analyse(spec, network)
+    from ..passes.elaborate import elaborate
+
+    network, analysis, groups = _analyse(spec, network)
+    graph = elaborate(spec, network)  # with `Node.origin` (the traced graph's copy has no item names)
     try:
         node = graph.node(after_node)
     except KeyError:

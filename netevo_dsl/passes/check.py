@@ -51,7 +51,7 @@ def check(spec: ir.Spec, overrides: dict | None = None) -> CheckResult:
     for g in spec.of_kind(ir.TransformerGenome):
         errors += check_transformer_genome(g)
     for m in spec.of_kind(ir.MutateBlock):
-        errors += _check_mutate(spec, m)
+        errors += _check_mutate(spec, m, graphs)
     for e in spec.of_kind(ir.EvolveBlock):
         errors += _check_evolve(spec, e, graphs)
     raise_all(errors)
@@ -161,7 +161,7 @@ def _target_kind(spec, name):
     return None, None
 
 
-def _check_mutate(spec, m: ir.MutateBlock) -> list[NetevoError]:
+def _check_mutate(spec, m: ir.MutateBlock, graphs: dict | None = None) -> list[NetevoError]:
     kind, _ = _target_kind(spec, m.target)
     if kind is None:
         names = [i.name for i in spec.networks + spec.genomes]
@@ -194,6 +194,10 @@ def _check_mutate(spec, m: ir.MutateBlock) -> list[NetevoError]:
         for a in r.args:
             if not isinstance(a, (ir.Name, ir.Str)):
                 errors.append(RuleError("a rule target is a name or a glob string like \"conv*\"", a.span))
+        if kind == "network":  # a target that names no node would make the rule do nothing (E061)
+            from .rule_targets import unknown_targets
+
+            errors += unknown_targets(r, (graphs or {}).get(m.target))
         choices = r.kwarg("choices")
         if choices is not None and r.func in ("change_activation", "activation"):
             table = WANN_BY_NAME if kind == "wann" else NETWORK_BY_NAME

@@ -196,15 +196,17 @@ def test_widen_lenet_through_flatten(lenet):
 
 
 def test_widen_resnet_stream_and_block_group(resnet):
+    # `basic(c=...)` sizes both convs of a block: the stage width moves its inner groups alike (as the
+    # `width` rule does, through the same planner); the block itself is not rewritten
     r = widen(resnet.spec, resnet.weights, "conv1", 72, rng=0)
-    assert r.resized == {"conv1": (64, 72)}  # the blocks' inner groups keep their width
+    assert r.resized == {"conv1": (64, 72), "layer1.0.conv1": (64, 72), "layer1.1.conv1": (64, 72)}
     text = nd.format(r.spec)
-    assert "basic(c=72, conv1_out=64)" in text and "conv1_out: int = c" in text
+    assert "maxpool |> basic(c=72) |> basic(c=72)" in text and "block basic(x: [B, c, H, W], c: int)" in text
     resnet.same(r)
     resnet.same(r, train=True)  # replicated channels have identical batch statistics
     r2 = widen(r.spec, r.weights, "layer2.0.conv1", 130, rng=1)
-    assert r2.resized == {"layer2.0.conv1": (128, 130)}
-    assert "down(c=128, conv1_out=130)" in nd.format(r2.spec)
+    assert r2.resized == {"layer2.0.conv1": (128, 130), "layer2.0.conv2": (128, 130), "layer2.1.conv1": (128, 130)}
+    assert "layer1 |> down(c=130) |> basic(c=130)" in nd.format(r2.spec)
     resnet.same(r2)
 
 
@@ -293,9 +295,14 @@ def test_prune_dead_channels_lenet_and_resnet(lenet, resnet):
     r = prune_units(lenet.spec, w, "c3.0", [3, 7])
     assert r.weights["f5.0.weight"].shape == (120, 350)
     assert torch.allclose(run(r.spec, r.weights, lenet.x), run(lenet.spec, w, lenet.x), atol=ATOL, rtol=0)
-    w = killed(resnet.weights, [5, 9, 60], "layer1.1.bn1.bias", "layer1.1.bn1.weight")
+    # `c` of `basic` sizes the stage and both blocks' inner convs: pruning one prunes all alike, so the
+    # channels must be dead in each of them (bn -> relu gives 0; the stream's relu(bn2 + x) too)
+    w = resnet.weights
+    for bn in ("bn1", "layer1.0.bn1", "layer1.0.bn2", "layer1.1.bn1", "layer1.1.bn2"):
+        w = killed(w, [5, 9, 60], f"{bn}.bias", f"{bn}.weight")
     r = prune_units(resnet.spec, w, "layer1.1.conv1", [5, 9, 60])
-    assert r.weights["layer1.1.bn1.running_var"].shape == (61,)
+    assert set(r.resized) == {"layer1.1.conv1", "layer1.0.conv1", "conv1"}
+    assert r.weights["layer1.1.bn1.running_var"].shape == (61,) and r.weights["conv1.weight"].shape[0] == 61
     assert torch.allclose(run(r.spec, r.weights, resnet.x), run(resnet.spec, w, resnet.x), atol=ATOL, rtol=0)
 
 

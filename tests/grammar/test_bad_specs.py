@@ -127,6 +127,10 @@ BAD = [
      NET + 'mutate n {\n  kernel("*", op=conv3d, p=0.5)\n}\n'),
     ("rule_unknown_activation_choice", "E060", 8, "unknown activation `swish` for a wann",
      XOR + "mutate g {\n  change_activation(p=0.5, choices={sin, swish})\n}\n"),
+    ("rule_target_matches_no_node", "E061", 7, "`width` target `yy` matches no node of `n`",
+     NET + "mutate n {\n  width(yy, p=0.5, choices={4, 16})\n}\n"),
+    ("rule_glob_matches_no_node", "E061", 7, "`kernel` target `conv*` matches no node of `n`",
+     NET + 'mutate n {\n  kernel("conv*", p=0.5)\n}\n'),
     # --- evolve blocks and tasks (E070-E073)
     ("unknown_evolve_setting", "E070", 9, "unknown evolve setting `populaton`",
      XOR + "evolve g {\n  task xor(outputs=1)\n  populaton 10\n}\n"),

@@ -19,7 +19,6 @@ from the small coupling walk in this file otherwise.
 """
 from __future__ import annotations
 
-import fnmatch
 import weakref
 from fractions import Fraction
 from typing import Callable
@@ -32,6 +31,7 @@ from ...ir.dims import Dim
 from ...ir.graph import Graph
 from ...ops.registry import ShapeFailure, get_op
 from ...passes.elaborate import Elaborator, GraphBuilder, check_identifier, elaborate
+from ...passes.rule_targets import node_matches  # one matcher for `check` and the rules
 
 
 # --- provenance ---------------------------------------------------------------------------
@@ -123,7 +123,10 @@ def traced_elaborate(spec: ir.Spec, network: str, overrides=None) -> tuple[Graph
 
 @attrs.frozen(eq=False)
 class Slot:
-    """An argument of a call in the spec: ("kw", name), ("pos", index) or ("add", name) when absent."""
+    """An argument of a call in the spec: ("kw", name), ("pos", index) or ("add", name) when absent.
+
+    ("item", (key, i)): element i of the list written at argument `key` (split sizes).
+    """
 
     call: ir.Call
     key: tuple
@@ -138,6 +141,9 @@ class Slot:
             return self.call.kwarg(which)
         if kind == "pos":
             return self.call.args[which]
+        if kind == "item":
+            outer = Slot(self.call, which[0]).expr()
+            return outer.items[which[1]] if isinstance(outer, ir.ListExpr) and which[1] < len(outer.items) else None
         return None
 
 
@@ -246,19 +252,25 @@ class NetworkAnalysis:
         return [n for n in hits if op is None or self.nodes[n].op == op]
 
     # -- traces --
-    def trace(self, node: str, param: str) -> Trace | None:
-        key = (node, param)
+    def trace(self, node: str, param: str, index: int | None = None) -> Trace | None:
+        """Where `param` of `node` (element `index` of a list param) is written, as an affine map of it."""
+        key = (node, param, index)
         if key not in self._traces:
-            self._traces[key] = self._trace_param(node, param)
+            self._traces[key] = self._trace_param(node, param, index)
         return self._traces[key]
 
-    def _trace_param(self, node: str, param: str) -> Trace | None:
+    def _trace_param(self, node: str, param: str, index: int | None = None) -> Trace | None:
         prov = self.provenance.get(node)
         if prov is None or not isinstance(prov.op.call, ir.Call):
             return None
         slot = param_slot(prov.op, param, len(self.nodes[node].inputs))
         if slot is None:
             return None
+        if index is not None:
+            written = slot.expr()
+            if not isinstance(written, ir.ListExpr) or index >= len(written.items):
+                return None
+            slot = Slot(slot.call, ("item", (slot.key, index)))
         return _trace_slot(slot, prov.blocks, len(prov.blocks), Fraction(1), Fraction(0))
 
     def sharing(self, node: str) -> list[str]:
@@ -290,13 +302,6 @@ def _trace_slot(slot: Slot, blocks: tuple, level: int, a: Fraction, b: Fraction)
             if caller is not None:
                 return _trace_slot(caller, blocks, level - 1, a * ca, a * cb + b)
     return Trace(slot, a, b, len(blocks) - level)
-
-
-def node_matches(name: str, pattern: str) -> bool:
-    """`fc1` matches fc1 and its sub-modules (fc1.0, ...); `layer1.*` and `c*` are globs."""
-    if any(ch in pattern for ch in "*?["):
-        return fnmatch.fnmatchcase(name, pattern)
-    return name == pattern or name.startswith(pattern + ".")
 
 
 # --- channel groups -------------------------------------------------------------------------
@@ -529,6 +534,17 @@ class Edits:
     def set_slot(self, slot: Slot, value) -> "Edits":
         kind, which = slot.key
         expr = value if not isinstance(value, (int, float)) else ir.Num(value)
+        if kind == "item":
+            (outer_kind, outer), index = which
+
+            def put(e):
+                return attrs.evolve(e, items=e.items[:index] + (expr,) + e.items[index + 1:])
+
+            if outer_kind == "kw":
+                return self.add(slot.call, lambda c: attrs.evolve(c, kwargs=tuple(
+                    attrs.evolve(k, value=put(k.value)) if k.name == outer else k for k in c.kwargs)))
+            return self.add(slot.call, lambda c: attrs.evolve(c, args=tuple(
+                put(a) if i == outer else a for i, a in enumerate(c.args))))
         if kind == "kw":
             return self.add(slot.call, lambda c: attrs.evolve(c, kwargs=tuple(
                 attrs.evolve(k, value=expr) if k.name == which else k for k in c.kwargs)))

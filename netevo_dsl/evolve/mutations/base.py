@@ -4,7 +4,8 @@ A mutation operator is a generator: given a `Context` (the spec, the item being
 mutated, one rule, a random source) it yields candidate `(new_spec,
 description)` pairs in random order, most promising first. The engine keeps the
 first candidate that passes `check`, so an operator may be optimistic about
-constraints the checker enforces anyway. Operators never modify their input.
+constraints the checker enforces anyway. Operators never modify their input. An operator that yields nothing says why with `ctx.refuse`; when
+no rule can change a spec, the E060 error lists each rule tried and those reasons.
 """
 from __future__ import annotations
 
@@ -99,6 +100,12 @@ class Context:
     overrides: dict | None = None
     siblings: tuple = ()  # every rule of the mutate block (add_node reads change_activation's choices)
     _analysis: object = None
+    refusals: list = attrs.Factory(list)  # (why, hint): why candidates could not be made, for E060
+
+    def refuse(self, why: str, hint: str | None = None):
+        """Record why this rule cannot change the spec here (the engine reports it if no rule can)."""
+        if (why, hint) not in self.refusals:
+            self.refusals.append((why, hint))
 
     @property
     def analysis(self):

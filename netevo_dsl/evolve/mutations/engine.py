@@ -24,7 +24,7 @@ from collections import OrderedDict
 
 import attrs
 
-from ...errors import NetevoError, RuleError, UsageError
+from ...errors import NetevoError, RuleError, UsageError, flatten
 from ...ir import nodes as ir
 from ...ir.hashing import canonical_hash
 from . import masks, network, transformer, wann  # noqa: F401 - operator registration
@@ -109,6 +109,7 @@ class Mutator:
         self.overrides, self.weights, self.grads = overrides, weights, grads
         self.last_check = None
         self.checked = self.rejected = 0  # candidates checked, and rejected by check
+        self.refusals: list = []
 
     def analysis_for(self, spec, item):
         """The network's analysis, shared by every call on the same spec object (parents repeat)."""
@@ -137,29 +138,48 @@ class Mutator:
         ctx = Context(spec, item, rule, rng, self.weights, self.grads, self.overrides, siblings)
         if kind == "network":
             ctx._analysis = self.analysis_for(spec, item)
+        known = failed = 0
+        first_failure = None
         for i, (child, text) in enumerate(op(ctx)):
             if i >= MAX_CANDIDATES:
                 break
             h = canonical_hash(child) if avoid is not None else None
             if h is not None and h in avoid:
+                known += 1
                 continue  # cheaper than checking a child that is already known
             self.checked += 1
             try:
-                result = check(child, self.overrides)
-            except NetevoError:
+                try:
+                    result = check(child, self.overrides)
+                except NetevoError as e:
+                    child = _without_stale_targets(child, e)  # a removed node leaves its rules' targets behind
+                    h = canonical_hash(child) if h is not None else None
+                    result = check(child, self.overrides)
+            except NetevoError as e:
                 self.rejected += 1
+                failed += 1
+                first_failure = first_failure or f"{text}: {e.message}"
                 continue
             if not _sizes_positive(result):
                 self.rejected += 1
+                failed += 1
+                first_failure = first_failure or f"{text}: a size below 1"
                 continue
             self.last_check, self.last_hash = result, h
             return child, text
+        why = list(ctx.refusals)
+        if known:
+            why.append((f"its {known} possible change(s) give children already found", None))
+        if failed:
+            why.append((f"{failed} candidate(s) failed check (first: {first_failure})", None))
+        self.refusals.append((rule, why or [("no candidate", None)]))
         return None
 
     def mutate(self, spec, rng, target, rules, avoid=None):
         item = target_item(spec, target)
         self._target = item.name
         self.last_hash = None
+        self.refusals = []  # (rule, [(why, hint)]) for each rule that made no child
         kind = kind_of(item)
         rule_list = [r for r in rules_for(spec, item, rules) if r.p > 0]
         if not rule_list:
@@ -182,7 +202,8 @@ class Mutator:
             if result is None:
                 result = self._roulette(spec, rule_list, rng, rule_list, avoid)
         if result is None:
-            raise RuleError(f"no rule can change `{item.name}`" + (" into a new child" if avoid else ""), item.span)
+            raise refusal(f"no rule can change `{item.name}`" + (" into a new child" if avoid else ""), item.span,
+                          self.refusals)
         return result
 
     def _roulette(self, spec, rules, rng, siblings, avoid=None):
@@ -198,6 +219,43 @@ class Mutator:
                 return result
             left.remove(rule)
         return None
+
+
+def _rule_label(rule: Rule) -> str:
+    return f"{rule.name}({', '.join(str(t) for t in rule.targets)})"
+
+
+def refusal(message: str, span, refusals) -> RuleError:
+    """E060 listing each rule tried and why it could not apply (as notes at the rules' lines)."""
+    notes, hints, seen = [], [], set()
+    for rule, why in refusals:
+        if rule in seen:
+            continue
+        seen.add(rule)
+        notes.append((rule.call.span if rule.call is not None else None,
+                      f"`{_rule_label(rule)}`: " + "; ".join(w for w, _ in why)))
+        hints += [h for _, h in why if h and h not in hints]
+    return RuleError(message, span, " ".join(hints) or None, notes)
+
+
+def _without_stale_targets(spec: ir.Spec, error: NetevoError) -> ir.Spec:
+    """The child with rule targets that match no node any more (E061) removed, and rules left without
+    targets dropped; re-raises `error` when it holds anything else."""
+    errors = flatten(error)
+    if any(e.code != "E061" for e in errors):
+        raise error
+    stale = {id(e.span) for e in errors}
+    items = []
+    for item in spec.items:
+        if isinstance(item, ir.MutateBlock):
+            rules = []
+            for call in item.rules:
+                args = tuple(a for a in call.args if id(a.span) not in stale)
+                if args or not call.args:
+                    rules.append(call if len(args) == len(call.args) else attrs.evolve(call, args=args))
+            item = attrs.evolve(item, rules=tuple(rules))
+        items.append(item)
+    return attrs.evolve(spec, items=tuple(items))
 
 
 def _sizes_positive(result) -> bool:
@@ -287,8 +345,10 @@ def mutants(spec: ir.Spec, n: int, seed: int = 0, *, target: str | None = None, 
         base_spec = spec if base is None else base.spec
         try:
             child, text = engine.mutate(base_spec, rng, item.name, rules, avoid=seen)
-        except RuleError:
+        except RuleError as e:
             dead.add(root if base is None else base.hash)
+            if base is None:
+                counts["refusal"] = e  # why the parent itself has no (new) child
             continue
         h = engine.last_hash or canonical_hash(child)
         if h in seen:
@@ -317,9 +377,11 @@ def mutants(spec: ir.Spec, n: int, seed: int = 0, *, target: str | None = None, 
         found.append(Mutant(child, text, h, root if base is None else base.hash, engine.last_check))
     counts.update(checked=engine.checked, rejected_by_check=engine.rejected)
     if len(found) < n and strict:
+        why = counts.get("refusal")
         raise RuleError(f"found {len(found)} distinct valid mutants of `{item.name}` in {counts['attempts']} "
                         f"attempts, {n} asked for", None,
-                        "give the rules more choices or ask for fewer mutants")
+                        (why.hint + " " if why is not None and why.hint else "")
+                        + "give the rules more choices or ask for fewer mutants", why.notes if why else ())
     return found
 
 

@@ -3,7 +3,8 @@
 All of them edit the spec where the value is written: an op's argument, a
 block's call-site argument (blocks are templates; their bodies are left alone
 unless the value is written there, in which case every instance changes and
-the description says so), a `repeat` count. Which layers an edit touches comes
+the description says so), a `repeat` count. Widths go through the resize planner
+(`evolve.resize`), the one the exact transforms use. Which layers an edit touches comes
 from `NetworkAnalysis` traces; what must change together comes from channel
 groups; what an op accepts comes from its own shape rule in the registry. No
 layer type is named here; params are read by their registry names.
@@ -15,7 +16,7 @@ import attrs
 from ...ir import nodes as ir
 from ...ir.dims import Dim
 from ...ops.registry import ShapeFailure, get_op, op_names
-from .analysis import Edits, infer_ok, node_matches, width_param
+from .analysis import Edits, infer_ok, node_matches
 from .base import Context, operator, shuffled
 
 
@@ -45,129 +46,52 @@ def _apply(ctx: Context, edits: Edits):
 # --- width -------------------------------------------------------------------------------------
 
 
-def _width_leaves(analysis) -> dict:
-    """leaf ident -> [(producer, trace)] for every producer whose width is traceable."""
-    cache = getattr(analysis, "_width_leaves", None)
-    if cache is None:
-        cache = {}
-        for name in analysis.groups._producer_of:
-            wp = width_param(analysis, name)
-            tr = analysis.trace(name, wp) if wp else None
-            if tr is not None:
-                cache.setdefault(tr.leaf.ident, []).append((name, tr))
-        analysis._width_leaves = cache
-    return cache
-
-
-def width_plan(analysis, group: int, size: int):
-    """The spec edits that make `group` `size` wide, and every group they resize; None if impossible."""
-    groups = analysis.groups
-    leaves = _width_leaves(analysis)
-    target = {group: size}
-    chosen: dict = {}
-    queue = [group]
-    while queue:
-        g = queue.pop()
-        if g in groups.frozen:
-            return None
-        for producer in groups.producers.get(g, ()):
-            wp = width_param(analysis, producer)
-            tr = analysis.trace(producer, wp) if wp else None
-            if tr is None:
-                return None
-            v = tr.leaf_value(target[g])
-            if v is None:
-                return None
-            if tr.leaf.ident in chosen:
-                if chosen[tr.leaf.ident][1] != v:
-                    return None
-                continue
-            chosen[tr.leaf.ident] = (tr.leaf, v)
-            for other, tr2 in leaves.get(tr.leaf.ident, ()):
-                new = tr2.value_at(v)
-                if new.denominator != 1 or new < 1:
-                    return None
-                g2 = groups.group_of(other)
-                if g2 in target:
-                    if target[g2] != new:
-                        return None
-                else:
-                    target[g2] = int(new)
-                    queue.append(g2)
-    edits = Edits()
-    for slot, v in chosen.values():
-        edits.set_slot(slot, v)
-    return edits, target
-
-
-def _divides(op) -> bool:
-    """Does the op constrain channel counts (groups, heads, normalisation blocks)? From its registry metadata."""
-    ch = op.channels
-    return bool(ch.partition_param or ch.blocks_param or any(s.blocks_param for s in ch.internal))
-
-
-def _sizes_ok(analysis, target: dict) -> bool:
-    """Nodes that divide a resized group into parts accept the new sizes (the checker would reject them)."""
-    groups = analysis.groups
-    find = groups.find
-    for node in analysis.graph.nodes:
-        if not _divides(get_op(node.op)) and node.param_dict.get("mask") is None:
-            continue
-        in_shapes = []
-        touched = False
-        for ref in node.inputs:
-            shape = list(analysis.graph.shape_of(ref))
-            for i, g in enumerate(groups.axes.get(ref, ())):
-                if find(g) in target and i < len(shape):
-                    shape[i] = target[find(g)]
-                    touched = True
-            in_shapes.append(tuple(shape))
-        params = {}
-        mine = groups.group_of(node.name)
-        if mine in target:
-            params[width_param(analysis, node.name)] = target[mine]
-            touched = True
-        if touched and not infer_ok(analysis, node.name, params, in_shapes):
-            return False
-    return True
+def _width_groups(ctx: Context, groups) -> list:
+    """The dependency groups the rule's targets produce (a producer cut by a concat produces several)."""
+    nodes = set(ctx.analysis.match(ctx.rule.targets, ctx.rule.option("op")))
+    out = [g for g in groups if g.name in nodes or nodes & set(g.producers)]
+    if not out:
+        ctx.refuse("matches no node" if not nodes else "matches no node that produces channels (" +
+                   _label(sorted(nodes)) + ")")
+    return out
 
 
 @operator("network", "width")
 def width(ctx: Context):
+    """Resize a dependency group with the resize planner (`evolve.resize`), the one `widen` uses."""
+    from ..resize import ResizeRefused, groups_of, plan_resize
+
     a = ctx.analysis
-    groups = a.groups
-    candidates = []
-    for name in a.match(ctx.rule.targets, ctx.rule.option("op")):
-        g = groups.group_of(name)
-        if g is not None and g not in groups.frozen and g not in candidates:
-            candidates.append(g)
-    for g in shuffled(ctx.rng, candidates):
-        size = _int(groups.size(g))
-        if size is None:
+    groups = groups_of(a)
+    refused: dict = {}  # (why, hint) -> sizes it was refused for
+    for g in shuffled(ctx.rng, _width_groups(ctx, groups)):
+        if g.fixed:
+            ctx.refuse(f"`{g.name}` cannot change size: " + "; ".join(g.fixed[:2]))
             continue
-        choices = ctx.rule.choices or (max(1, size // 2), size * 2)
-        for n in shuffled(ctx.rng, [c for c in choices if _int(c) and c >= 1 and c != size]):
-            key = ("width", g, n)
+        choices = ctx.rule.choices or (max(1, g.size // 2), g.size * 2)
+        options = [c for c in choices if _int(c) and c >= 1 and c != g.size]
+        if not options:
+            ctx.refuse(f"every choice equals the current width of `{g.name}` ({g.size})")
+            continue
+        for n in shuffled(ctx.rng, options):
+            key = ("width", g.name, n)
             if key not in a.memo:
-                a.memo[key] = _width_child(ctx, g, size, n)
-            if a.memo[key] is not None:
-                yield a.memo[key]
-
-
-def _width_child(ctx: Context, g: int, size: int, n: int):
-    a = ctx.analysis
-    groups = a.groups
-    plan = width_plan(a, g, n)
-    if plan is None or not _sizes_ok(a, plan[1]):
-        return None
-    edits, target = plan
-    spec = _apply(ctx, edits)
-    if spec is None:
-        return None
-    producers = [p for t in target for p in groups.producers.get(t, ())]
-    also = f"; {len(target) - 1} coupled group(s) follow" if len(target) > 1 else ""
-    layers = f"{len(producers)} layer{'s' if len(producers) > 1 else ''}"
-    return spec, f"width {_label(groups.producers[g])}: {size} -> {n}{also} ({layers})"
+                try:
+                    plan = plan_resize(a, g, n, groups)
+                except ResizeRefused as e:
+                    a.memo[key] = (None, e.message, e.hint)
+                else:
+                    also = len(plan.sizes) - 1
+                    text = f"width {_label(list(g.producers))}: {g.size} -> {n}" + (
+                        f"; {also} coupled group(s) follow" if also else "")
+                    a.memo[key] = (plan.spec, text, None)
+            spec, text, hint = a.memo[key]
+            if spec is None:
+                refused.setdefault((text, hint), []).append(n)
+                continue
+            yield spec, text
+    for (why, hint), sizes in refused.items():
+        ctx.refuse(f"{why} (for {', '.join(str(n) for n in sorted(sizes))})", hint)
 
 
 # --- kernel ------------------------------------------------------------------------------------
@@ -177,7 +101,8 @@ def _width_child(ctx: Context, g: int, size: int, n: int):
 def kernel(ctx: Context):
     a = ctx.analysis
     nodes = [n for n in a.match(ctx.rule.targets, ctx.rule.option("op"))
-             if "k" in get_op(a.nodes[n].op).param_names and _int(a.nodes[n].param_dict.get("k"))]
+             if "k" in get_op(a.nodes[n].op).param_names and _int(a.nodes[n].param_dict.get("k"))
+             and _kernel_selected(ctx, n)]
     for name in shuffled(ctx.rng, nodes):
         p = a.nodes[name].param_dict
         k_old = _int(p["k"])
@@ -191,6 +116,14 @@ def kernel(ctx: Context):
                 a.memo[key] = _kernel_child(ctx, name, tr_k, k_old, k_new)
             if a.memo[key] is not None:
                 yield a.memo[key]
+
+
+def _kernel_selected(ctx: Context, name: str) -> bool:
+    """`kernel("c*")` means the convolutions' kernels: a `k` without weights (a pool's window, which also
+    sets its stride) changes only when the rule names that op (`op=avgpool2d`) or that node exactly."""
+    if get_op(ctx.analysis.nodes[name].op).weight_bearing or ctx.rule.option("op"):
+        return True
+    return any(p == name for p in ctx.rule.targets or ())
 
 
 def _kernel_child(ctx: Context, name: str, tr_k, k_old: int, k_new: int):
@@ -533,5 +466,4 @@ def heads(ctx: Context):
                 yield spec, f"heads {_label(names)}: {current} -> {h}"
 
 
-__all__ = ["width", "kernel", "activation", "insert_layer", "remove_layer", "repeat", "skip", "heads",
-           "width_plan"]
+__all__ = ["width", "kernel", "activation", "insert_layer", "remove_layer", "repeat", "skip", "heads"]
