@@ -32,7 +32,11 @@ def plot_fronts(lines: list[dict], path: Path, title: str) -> None:
         ax.step(x, y, where="post", color=colour, alpha=0.8, lw=1.2)
         ax.scatter(x, y, color=colour, s=14, zorder=3)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, max(1, len(lines) - 1)))
-    fig.colorbar(sm, ax=ax, label="generation")
+    from matplotlib.ticker import MaxNLocator
+
+    bar = fig.colorbar(sm, ax=ax, label="generation")
+    bar.locator = MaxNLocator(integer=True)
+    bar.update_ticks()
     ax.set_xscale("log")
     ax.set_xlabel("parameters (count, log scale)")
     ax.set_ylabel("validation accuracy (fraction correct)")
@@ -49,6 +53,9 @@ def plot_hypervolume(curves: dict, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for label, (x, y) in curves.items():
         ax.plot(x, y, marker="o", ms=3, label=label)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("candidates trained (count)")
     ax.set_ylabel("hypervolume (fraction of the reference box)")
     ax.set_title(title)

@@ -26,14 +26,17 @@ import numpy as np
 from ..errors import EvolveError, UsageError
 from ..ir import nodes as ir
 from ..runtime.progress import progress_bar
-from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
+from .checkpoint import (CHECKPOINT, check_same_spec, load_checkpoint, prepare_run_folder, remove_owned,
+                         reporting_disk_errors, save_checkpoint, spec_fingerprint, truncate_appended, write_atomic)
 from .network_selection import aging_parent, hypervolume_2d, nsga2_parents, pareto_front
 from .network_settings import NetworkSettings, load_network_settings, save_network_settings
-from .run import _truncate_lines
 from .selection import nsga2_select
 
 GROWTH_RULES = ("prune_dead", "merge_duplicates", "widen_saturated")
 PARAMS_REF_FACTOR = 4  # hypervolume reference point: 4x the spec network's parameter count
+OWNED = ("checkpoint.json", "config.yaml", "log.jsonl", "timing.jsonl", "test.json", "report.md", "front.png",
+         "hypervolume.png", "weights", "generations", "front")
+APPENDED = ("log.jsonl", "timing.jsonl")
 ORIENT = {"accuracy": 1.0, "loss": -1.0, "params": -1.0, "flops": -1.0, "latency": -1.0, "density": -1.0}
 
 
@@ -69,14 +72,10 @@ class NetworkEvolution:
         if spec.find(self.network, (ir.Network,)) is None:
             raise EvolveError(f"no network named `{self.network}` to evolve", None)
         if resume:
-            if not (self.out / "checkpoint.json").exists():
+            if not (self.out / CHECKPOINT).exists():
                 raise UsageError(f"{self.out} has no checkpoint.json to resume", hint="start a new run with --out")
-        elif self.out.exists() and any(self.out.iterdir()) and not overwrite:
-            raise UsageError(f"run folder {self.out} exists and is not empty",
-                             hint="resume it with --resume, pick another --out, or pass --overwrite")
-        elif overwrite and self.out.exists():
-            for sub in ("weights", "generations", "front"):
-                shutil.rmtree(self.out / sub, ignore_errors=True)
+        else:
+            prepare_run_folder(self.out, OWNED, overwrite=overwrite)
         self.resume = resume
         for sub in ("weights", "generations", "front"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
@@ -230,9 +229,15 @@ class NetworkEvolution:
 
     # --- the loop -------------------------------------------------------------------------------------
     def execute(self) -> NetworkRunResult:
+        with reporting_disk_errors(self.out):
+            return self._execute()
+
+    def _execute(self) -> NetworkRunResult:
         s = self.settings
+        fingerprint = spec_fingerprint(self.spec)
         if self.resume:
-            state = load_checkpoint(self.out / "checkpoint.json")
+            state = load_checkpoint(self.out / CHECKPOINT, kind="network")
+            check_same_spec(state, self.spec, self.out / CHECKPOINT)
             saved = load_network_settings(self.out / "config.yaml")
             if saved.to_dict() != s.to_dict():
                 raise UsageError("the settings differ from the run being resumed",
@@ -242,12 +247,12 @@ class NetworkEvolution:
             population, archive = state["population"], state["archive"]
             start, counter, log_lines = state["generation"], state["counter"], state["log_lines"]
             trained_steps = state["trained_steps"]
-            for name in ("log.jsonl", "timing.jsonl"):
-                _truncate_lines(self.out / name, log_lines)
+            truncate_appended(self.out, {name: log_lines for name in APPENDED}, self.out / CHECKPOINT)
+            remove_owned(self.out, ())  # temporary files of writes a kill cut short
         else:
             save_network_settings(s, self.out / "config.yaml")
-            for name in ("log.jsonl", "timing.jsonl"):
-                (self.out / name).write_text("")
+            for name in APPENDED:
+                write_atomic(self.out / name, "")
             rng = np.random.default_rng(s.seed)
             population, archive, start, counter, log_lines, trained_steps = [], [], 0, 0, 0, 0
         bar = progress_bar(s.generations, self.progress, unit="gen", desc=f"evolve {self.network}", initial=start)
@@ -262,10 +267,10 @@ class NetworkEvolution:
                 line = self._log_line(generation, counter, trained_steps, population, new, archive)
                 self._write_generation(generation, line, archive)
                 log_lines += 1
-                save_checkpoint(self.out / "checkpoint.json", {
+                save_checkpoint(self.out / CHECKPOINT, {
                     "generation": generation + 1, "population": population, "archive": archive,
                     "rng": rng.bit_generator.state, "log_lines": log_lines, "counter": counter,
-                    "trained_steps": trained_steps})
+                    "trained_steps": trained_steps, **fingerprint}, kind="network")
                 self._collect_weights(population, archive)
                 with open(self.out / "timing.jsonl", "a", encoding="utf-8") as f:
                     f.write(json.dumps({"generation": generation, "seconds": round(time.perf_counter() - t0, 4)}) + "\n")
