@@ -101,3 +101,16 @@ def test_track_is_reproducible_with_the_default_seed(tmp_path, capsys):
         runs.append((re.search(r"test accuracy (\S+),", printed).group(1),
                      (out / "recommendations.json").read_text(), (out / "history.json").read_text()))
     assert runs[0] == runs[1]
+
+
+def test_kernel_rules_select_convolutions_unless_a_pool_is_named():
+    """lenet5's `kernel("c*")` also hit the average pools (stride 2 -> 3 turned 14x14 into 9x9)."""
+    from netevo_dsl.evolve.mutations import mutate, mutants
+    from netevo_dsl.passes.elaborate import elaborate
+
+    spec = ne.load(ROOT / "specs" / "lenet5.net")
+    described = [m.description for m in mutants(spec, 12, 0, strict=False)]
+    assert any("kernel c1.0" in d or "kernel c3.0" in d for d in described)
+    assert not any(re.search(r"kernel c\d\.2", d) for d in described), described
+    pool, text = mutate(spec, 0, rules="kernel(\"c1.2\", choices={3})")
+    assert text.startswith("kernel c1.2") and elaborate(pool).node("c1.2").param_dict["k"] == 3

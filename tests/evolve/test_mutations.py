@@ -275,14 +275,15 @@ def test_mutation_never_touches_the_original(path):
 def test_mutants_are_valid_unique_and_differ_from_the_parent():
     spec = load("lenet5")
     stats = {}
-    found = mutants(spec, 12, seed=3, stats=stats)
+    # lenet5's rules reach 2 (c1 kernel) x 2 (c3 kernel) x 3 (c1 width) - 1 = 11 networks (pools keep their k)
+    found = mutants(spec, 10, seed=3, stats=stats)
     hashes = [m.hash for m in found]
-    assert len(set(hashes)) == 12 and canonical_hash(spec) not in hashes
+    assert len(set(hashes)) == 10 and canonical_hash(spec) not in hashes
     assert hashes == [canonical_hash(m.spec) for m in found]
     for m in found:
         validate_source(m.spec)
         assert outputs(m.spec) == outputs(spec)
-    assert stats["attempts"] >= 12
+    assert stats["attempts"] >= 10
 
 
 def test_mutants_that_mean_the_parent_or_each_other_are_duplicates():
