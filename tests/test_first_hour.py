@@ -114,3 +114,34 @@ def test_kernel_rules_select_convolutions_unless_a_pool_is_named():
     assert not any(re.search(r"kernel c\d\.2", d) for d in described), described
     pool, text = mutate(spec, 0, rules="kernel(\"c1.2\", choices={3})")
     assert text.startswith("kernel c1.2") and elaborate(pool).node("c1.2").param_dict["k"] == 3
+
+
+@pytest.mark.parametrize("init", ["seed", "wann"])
+def test_init_seed_starts_from_the_spec_genome_and_init_wann_from_the_papers_population(init, tmp_path):
+    """WANN (Gaier & Ha 2019, sec. 3.1): the initial population is fully connected input-output candidate links,
+    each enabled with a probability, and no hidden nodes. `init seed` starts from the spec's genome."""
+    import numpy as np
+
+    from netevo_dsl.evolve.run import Evolution
+    from netevo_dsl.evolve.settings import resolve_settings
+
+    spec = ne.load(ROOT / "specs" / "wann_xor.net")
+    seed = spec.genomes[0]
+    settings = resolve_settings(spec, None, None, None, {"population": 12, "init": init})
+    population = Evolution(spec, settings, tmp_path / "run").initial_population(np.random.default_rng(0))
+    assert len(population) == 12
+    if init == "seed":
+        assert population[0] == seed
+        seed_edges = {(e.src, e.dst) for e in seed.edges}
+        assert all(seed_edges <= {(e.src, e.dst) for e in g.edges} for g in population)  # mutants keep every gene
+        assert len({repr(g) for g in population}) > 1
+    else:
+        links = {(i, o.name) for i in seed.inputs for o in seed.outputs}
+        assert all(not g.nodes and {(e.src, e.dst) for e in g.edges} == links for g in population)
+
+
+def test_init_must_be_seed_or_wann():
+    text = (ROOT / "specs" / "wann_xor.net").read_text().replace("selection wann", "selection wann\n  init random")
+    with pytest.raises(ne.NetevoError) as info:
+        ne.check(ne.parse(text))
+    assert "init is `seed`" in str(info.value) or any("init is `seed`" in str(e) for e in getattr(info.value, "errors", []))

@@ -124,7 +124,7 @@ class Evolution:
 
     def initial_population(self, rng) -> list:
         s = self.settings
-        if isinstance(self.seed_genome, ir.WannGenome):
+        if isinstance(self.seed_genome, ir.WannGenome) and s.init == "wann":
             return wann_initial_population(self.seed_genome, s.population, rng, s.init_density)
         return [self.seed_genome] + [self.child_of(self.seed_genome, rng) for _ in range(s.population - 1)]
 

@@ -50,6 +50,7 @@ class Settings:
     elite: float = 0.2
     tournament: int = 8
     init_density: float = 0.5
+    init: str = "wann"  # wann: WANN's initial population (WANN genomes); seed: the spec's genome and its mutants
     prob_moo: float = 0.8
     device: str = "auto"
     backend: str = "local"
@@ -172,6 +173,8 @@ def validate(d: dict) -> Settings:
         if k in d:
             need(isinstance(d[k], (int, float)) and 0.0 <= d[k] <= 1.0, f"`{k}` must be in [0, 1], got {d[k]!r}")
     need(d.get("selection", "wann") in ("wann", "nsga2"), f"selection is `wann` or `nsga2`, not `{d.get('selection')}`")
+    need(d.get("init", "wann") in ("wann", "seed"), f"init is `seed` or `wann`, not `{d.get('init')}`",
+         "seed: the spec's genome and its mutants; wann: WANN's initial population")
     need(d.get("device", "auto") in ("auto", "cpu", "cuda"), "device is auto, cpu or cuda")
     need(d.get("backend", "local") in ("local", "ray"), "backend is local or ray")
     if "objectives" in d:

@@ -18,7 +18,7 @@ from ..ops.rules import RULES
 from .elaborate import check_identifier, elaborate
 
 EVOLVE_KEYS = {"task", "population", "generations", "selection", "seed", "weights", "elite", "cull", "tournament",
-               "init_density", "chunk", "prob_moo"}
+               "init_density", "chunk", "prob_moo", "init"}
 TRANSFORMER_KEYS = {"vocab", "context", "embed", "weights", "masks"}
 LAYER_KEYS = {"heads", "ffn", "activation", "attention", "mlp"}
 GENOME_METRICS = {"connections", "nodes"}
@@ -246,6 +246,10 @@ def _check_evolve(spec, e: ir.EvolveBlock, graphs: dict | None = None) -> list[N
         elif s.key == "selection":
             if not (isinstance(s.value, ir.Name) and s.value.id in ("wann", "nsga2")):
                 errors.append(EvolveError("selection is `wann` or `nsga2`", s.span))
+        elif s.key == "init":
+            if not (isinstance(s.value, ir.Name) and s.value.id in ("seed", "wann")):
+                errors.append(EvolveError("init is `seed` (the spec's genome and its mutants) or `wann` (WANN's "
+                                          "initial population)", s.span, "write `init seed` or `init wann`"))
         elif s.key in ("population", "generations", "seed", "tournament", "chunk"):
             if not (isinstance(s.value, ir.Num) and isinstance(s.value.value, int) and s.value.value >= 0):
                 errors.append(EvolveError(f"`{s.key}` must be a non-negative integer", s.span))
