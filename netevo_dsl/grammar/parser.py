@@ -337,6 +337,27 @@ def _syntax_error(exc: lark.exceptions.LarkError, path) -> SyntaxError_:
     return SyntaxError_(str(exc), _span(meta, path) if meta is not None else None, None)
 
 
+def _explain_comment_cut(err: NetevoError, text: str) -> None:
+    """A syntax error after a line whose `//` cut an expression short (`out=7 // 2)`): name the cause.
+
+    `//` always starts a comment in .net, so the rest of that line vanished and the parser complains
+    about whatever comes next. The hint replaces the list of expected tokens, which would not help."""
+    if not isinstance(err, SyntaxError_) or err.span is None:
+        return
+    lines = text.splitlines()
+    for n in range(min(err.span.line, len(lines)), max(0, err.span.line - 3), -1):
+        line = lines[n - 1]
+        cut = next((m for m in _string_or_comment().finditer(line) if m.group(1) is not None), None)
+        if cut is None:
+            continue
+        code = line[: cut.start()]
+        opened = code.count("(") + code.count("[") + code.count("{") - code.count(")") - code.count("]") - code.count("}")
+        if re.search(r"[\w)\]]\s*$", code) and opened > 0 and re.match(r"//\s*[\w(\-.]", cut.group(1)):
+            err.hint = (f"`//` starts a comment in .net, so line {n} ends at `{code.strip()}`; there is no floor "
+                        "division: write the value itself, or `/` where it divides exactly (`8 / 2` is 4)")
+            return
+
+
 def _parse_chunk(text: str, path):
     """Parse once; on error, returns (items_so_far=None, error, resume_offset)."""
     comments: list[ir.Comment] = []
@@ -391,6 +412,7 @@ def parse(text: str, path: str | None = None) -> ir.Spec:
             comments += chunk_comments
             break
         err = _syntax_error(exc, path)
+        _explain_comment_cut(err, remaining)
         errors.append(err)
         # Recover: skip to the next top-level keyword at the start of a line after the error.
         # Always move forward, even when an error has no span.

@@ -117,8 +117,16 @@ class Elaborator:
                 else:
                     raise NameError_(f"param `{p.name}` has no default and no -D value", p.span,
                                      f"give it one on the command line: -D {p.name}=...")
-                self.globals[p.name] = _coerce_scalar(value, p.type.name, p.span, f"param `{p.name}`")
+                if p.name in overrides:  # the value came from the command line: point at the flag
+                    self.globals[p.name] = _coerce_scalar(value, p.type.name, None,
+                                                          f"-D {p.name}={_flag_text(value)}: param `{p.name}`")
+                else:
+                    self.globals[p.name] = _coerce_scalar(value, p.type.name, p.span, f"param `{p.name}`")
             except NetevoError as e:
+                if p.name in overrides and e.span is None and e.hint is None:
+                    e.hint = f"`{p.name}` is declared `{p.type.name}`" + (
+                        f" at {p.span}" if p.span else "") + f"; give -D {p.name} {'an' if p.type.name == 'int' else 'a'} {p.type.name} value"
+
                 self.errors.append(e)
                 self.globals[p.name] = POISON  # its uses are not reported again
     # --- expressions -----------------------------------------------------------
@@ -584,19 +592,24 @@ def _arith(op, a, b, span):
     raise TypeError_(f"unknown operator {op}", span)
 
 
+def _flag_text(value) -> str:
+    """A -D value as the user typed it (bools in the language's spelling)."""
+    return ("true" if value else "false") if isinstance(value, bool) else f"{value!r}"
+
+
 def _coerce_scalar(value, type_name, span, what):
     if isinstance(value, Dim) and value.is_int():
         value = int(value)
     if type_name == "int":
         if isinstance(value, bool) or not isinstance(value, (int, Dim)):
-            raise TypeError_(f"{what} must be an int, got {value!r}", span)
+            raise TypeError_(f"{what} must be an int, got {_flag_text(value)}", span)
     elif type_name == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError_(f"{what} must be a float, got {value!r}", span)
+            raise TypeError_(f"{what} must be a float, got {_flag_text(value)}", span)
         value = float(value)
     elif type_name == "bool":
         if not isinstance(value, bool):
-            raise TypeError_(f"{what} must be true or false, got {value!r}", span)
+            raise TypeError_(f"{what} must be true or false, got {_flag_text(value)}", span)
     else:
         raise TypeError_(f"unknown type `{type_name}`", span, "scalar types are int, float and bool")
     return value
