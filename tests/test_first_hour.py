@@ -145,3 +145,13 @@ def test_init_must_be_seed_or_wann():
     with pytest.raises(ne.NetevoError) as info:
         ne.check(ne.parse(text))
     assert "init is `seed`" in str(info.value) or any("init is `seed`" in str(e) for e in getattr(info.value, "errors", []))
+
+
+def test_the_no_evolve_block_hint_names_specs_that_check(capsys):
+    """`netevo evolve specs/mlp.net` suggested a block that was then E070; the hint must not mislead."""
+    assert main(["evolve", str(ROOT / "specs" / "mlp.net"), "--error-format", "json"]) == 1
+    (error,) = json.loads(capsys.readouterr().out)
+    named = re.findall(r"specs/\w+\.net", error["hint"])
+    assert named
+    for spec in named:
+        ne.check(ne.load(ROOT / spec))

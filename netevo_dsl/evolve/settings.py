@@ -121,7 +121,8 @@ def resolve_settings(spec: ir.Spec, target: str | None = None, config: str | Pat
         blocks = [b for b in blocks if b.target == target]
     if not blocks:
         raise EvolveError("the spec has no `evolve` block" + (f" for `{target}`" if target else ""), None,
-                          "add one: evolve NAME { task digits  population 64  generations 20 }")
+                          "add one, as in specs/wann_xor.net or specs/wann_digits.net (genomes) or "
+                          "specs/digits_cnn.net (networks, with a `train` part); see docs/evolve.md")
     if len(blocks) > 1:
         raise EvolveError("the spec has several `evolve` blocks", blocks[1].span, "pick one with --target NAME")
     merged = from_evolve_block(blocks[0])
