@@ -54,6 +54,7 @@ class Applied:
 def apply_recommendations(spec, weights: dict, recs: dict, network: str | None = None, *,
                           prune_low_activity: bool = False, merge_tolerance: float = 1e-6,
                           expand: bool = True, rng=None) -> Applied:
+    _require_spec(spec)
     graph = elaborate(spec, network)
     network = graph.name
     groups = dependency_groups(graph)
@@ -64,6 +65,9 @@ def apply_recommendations(spec, weights: dict, recs: dict, network: str | None =
         return plan.setdefault(group.name, {"prune": set(), "merge": [], "expand": 0, "layer": layer})
 
     def group_of(layer):
+        site = recs.get("sites", {}).get(layer, {})
+        if site and site.get("module") != layer:
+            return None  # a function call, or one call of a reused module: no spec node of its own
         try:
             return find_group(groups, layer)
         except (KeyError, TransformError):
@@ -138,3 +142,20 @@ def apply_recommendations(spec, weights: dict, recs: dict, network: str | None =
             except TransformError as e:
                 skipped.append(({"layer": layer, "expand": todo["expand"]}, e.message))
     return Applied(spec, weights, tuple(actions), tuple(skipped), tuple(results), old_spec, network)
+
+
+def _require_spec(spec) -> None:
+    """Transforms edit a spec and its weights; a torch module alone has no spec to edit."""
+    import torch.nn as nn
+
+    from ..errors import UsageError
+
+    if isinstance(spec, nn.Module):
+        compiled = hasattr(spec, "graph_name")
+        raise UsageError(
+            f"apply_recommendations edits a netevo spec and its weights; got the torch module {type(spec).__name__}",
+            hint="pass the spec the model was compiled from, and model.state_dict()" if compiled else
+            "describe the model in a .net spec (netevo_dsl.load) and compile it, or act on the recommendations' "
+            "prune / merge lists yourself: they name each site and neuron index",
+            code="E172",
+        )

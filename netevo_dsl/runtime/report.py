@@ -129,6 +129,7 @@ def neuron_ranking(tracker: "NeuronTracker", k: int = 10, key: str = "firing_rat
 
 
 RANKING_COLUMNS = ("neuron_id", "layer", "index", "firing_rate", "mean")
+_SITE_SOURCES = {"fx": "tracing with torch.fx", "hooks": "module hooks", "neuron_sites": "the model's neuron_sites"}
 TABLE_THRESHOLDS = ("dead_rate", "redundancy_threshold", "saturation_threshold")  # shared with recommendations()
 
 
@@ -146,6 +147,8 @@ def text_report(
     top, bottom = neuron_ranking(tracker, k)
     parts = [
         f"firing threshold: {tracker.threshold:g}",
+        f"sites: {len(tracker.layer_names)}, found by {_SITE_SOURCES.get(tracker.method, tracker.method)}",
+        *(f"note: {note}" for note in tracker.notes),
         "",
         format_table(rows + [totals_row(rows)], LAYER_COLUMNS),
         "",
@@ -158,7 +161,7 @@ def text_report(
     if recommendations is not None:
         counts = recommendations["summary"]
         parts += ["", f"recommendations: prune {counts['prune']}, merge {counts['merge']}, expand {counts['expand']}"]
-        parts += [f"note: {note}" for note in recommendations.get("notes", [])]
+        parts += [f"note: {note}" for note in recommendations.get("notes", []) if note not in tracker.notes]
     return "\n".join(parts) + "\n"
 
 

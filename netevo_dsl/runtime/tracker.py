@@ -1,18 +1,25 @@
 """Runtime neuron tracker for any torch module.
 
-`NeuronTracker(model)` picks the layers whose outputs are neurons, hooks them
-while started, and streams per-neuron statistics (see `stats.py`) with memory
-that does not grow with the number of batches. Its answers (dead, saturated
-and redundant neurons, recommendations) are computed from those statistics
-on demand, each with the thresholds it is given.
+`NeuronTracker(model)` finds the model's sites (see `sites.py`: one per call
+of an activation, module or function, and per call of a Linear / Conv /
+attention whose output reaches no activation), observes them while started,
+and streams per-neuron statistics (see `stats.py`) with memory that does not
+grow with the number of batches. Its answers (dead, saturated and redundant
+neurons, recommendations) are computed from those statistics on demand, each
+with the thresholds it is given.
 
-Which output is a layer's neurons:
-* a module with `neuron_sites` (compiled netevo models) says so itself:
-  {module name: {"axis": int, "op": str, "activation": str | None}};
-* otherwise activation modules are tracked, and a Linear / Conv / attention
-  module only when no activation follows it, so statistics are
-  post-activation: a dead ReLU unit is one whose post-ReLU value never
-  exceeds the threshold. Layer order is `named_modules()` order.
+How sites are observed:
+* a module with `neuron_sites` (compiled netevo models) names its modules:
+  {module name: {"axis": int, "op": str, "activation": str | None}}; by
+  default only post-activation ones are tracked (a Linear followed by its
+  ReLU is not), and they are hooked;
+* otherwise the model is traced once with torch.fx (per train / eval mode)
+  and, while started, runs as that graph with an observer after each site:
+  functional activations are seen, a reused module gives one site per call;
+* a model fx cannot trace falls back to module hooks on `named_modules()`;
+  `notes` then says which modules call activation functions that are missed.
+With hooks, a module that runs k times in one forward pass becomes k call
+sites (`name#0` ...) at the first pass; later passes must call it k times.
 
 Neurons lie along one axis: (B, F) per feature; (B, C, L) and (B, C, H, W) per
 channel; (B, T, H) per hidden unit (reducing over B and T).
@@ -28,171 +35,27 @@ import torch
 from torch import nn
 
 from netevo_dsl.errors import UsageError, did_you_mean
-from netevo_dsl.ops.activations import NETWORK_BY_NAME, WANN_BY_NAME
+from netevo_dsl.runtime.sites import (  # noqa: F401  (re-exported: the tracker's public vocabulary)
+    GATED_ACTIVATIONS,
+    NONNEGATIVE_ACTIVATIONS,
+    TrackedLayer,
+    activation_info,
+    bounds_of_activation,
+    declared_sites,
+    functional_activation_owners,
+    graph_is_current,
+    infer_layers,
+    instrument,
+    module_named,
+    module_site,
+    post_activation,
+    producer_axis_and_width,
+    trace_sites,
+)
 from netevo_dsl.runtime.stats import F64, StreamingStats
 
 SCHEMA_VERSION = 1
-
-# torch activation modules that have a netevo activation of the same meaning
-# (so the op registry's `bounded` range applies).
-_NAMED_ACTIVATIONS: dict[type, str] = {
-    nn.ReLU: "relu",
-    nn.Tanh: "tanh",
-    nn.Sigmoid: "sigmoid",
-    nn.SiLU: "silu",
-}
-# Bounded torch activations netevo has no name for, with their range.
-_BOUNDED_ACTIVATIONS: dict[type, tuple[float, float]] = {nn.Hardsigmoid: (0.0, 1.0), nn.Softsign: (-1.0, 1.0)}
-_OTHER_ACTIVATIONS: tuple[type, ...] = (
-    nn.GELU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.Softplus, nn.Mish, nn.Hardswish, nn.Hardtanh,
-    nn.PReLU, nn.RReLU, nn.LogSigmoid, nn.Tanhshrink, nn.Softshrink, nn.Hardshrink, nn.Threshold, nn.GLU,
-)  # fmt: skip
-# Activations whose output goes flat (to 0, or a constant) for negative inputs:
-# a unit that never fires sits there and passes no signal or gradient, so it is
-# dead. A tanh or linear unit that is never positive still carries information.
-GATED_ACTIVATIONS = frozenset({
-    "relu", "relu6", "step", "gelu", "gelu_tanh", "silu", "elu", "celu", "selu", "softplus", "mish",
-    "hardswish", "hardsigmoid", "sigmoid", "threshold",
-})  # fmt: skip
-# Activations whose outputs are never negative (lets statistics count in one pass fewer).
-NONNEGATIVE_ACTIVATIONS = frozenset(
-    {"relu", "relu6", "step", "sigmoid", "softplus", "gauss", "abs", "square", "hardsigmoid"}
-)
-_CHANNEL_PRODUCERS = (nn.modules.conv._ConvNd,)  # neurons on axis 1
-_FEATURE_PRODUCERS = (nn.Linear, nn.Bilinear, nn.MultiheadAttention)  # neurons on the last axis
-
-
-def activation_info(module: nn.Module) -> tuple[str, tuple[float, float] | None] | None:
-    """(name, bounds) when `module` is an activation module, else None."""
-    if isinstance(module, nn.GELU):
-        name = "gelu_tanh" if module.approximate == "tanh" else "gelu"
-        return name, NETWORK_BY_NAME[name].bounded
-    for cls, name in _NAMED_ACTIVATIONS.items():
-        if isinstance(module, cls):
-            return name, NETWORK_BY_NAME[name].bounded
-    if isinstance(module, nn.Hardtanh):  # also ReLU6
-        return type(module).__name__.lower(), (float(module.min_val), float(module.max_val))
-    for cls, bounds in _BOUNDED_ACTIVATIONS.items():
-        if isinstance(module, cls):
-            return type(module).__name__.lower(), bounds
-    if isinstance(module, _OTHER_ACTIVATIONS):
-        return type(module).__name__.lower(), None
-    return None
-
-
-def bounds_of_activation(name: str | None) -> tuple[float, float] | None:
-    """The output range of a netevo activation name (None when unbounded or None)."""
-    if name is None:
-        return None
-    known = {**WANN_BY_NAME, **NETWORK_BY_NAME}
-    if name not in known:
-        raise UsageError(f"unknown activation `{name}` in neuron_sites", hint=did_you_mean(name, known))
-    return known[name].bounded
-
-
-def _producer_axis_and_width(module: nn.Module) -> tuple[int, int | None] | None:
-    if isinstance(module, _CHANNEL_PRODUCERS):
-        return 1, module.out_channels
-    if isinstance(module, nn.MultiheadAttention):
-        return -1, module.embed_dim
-    if isinstance(module, _FEATURE_PRODUCERS):
-        return -1, getattr(module, "out_features", None)
-    return None
-
-
-@attrs.define(eq=False)
-class TrackedLayer:
-    """One hooked module and its accumulated statistics."""
-
-    name: str
-    module: nn.Module
-    op: str
-    axis: int | None  # None: decided from the output's rank at the first batch
-    activation: str | None
-    bounds: tuple[float, float] | None
-    width: int | None  # a static guess until the first batch fixes it
-    subset: torch.Tensor | None = None  # local indices tracked, when not all
-    stats: StreamingStats | None = None
-    last_forward: int = -1
-
-    @property
-    def gated(self) -> bool:
-        """Whether "never fires" means dead here: the activation has a flat off region."""
-        return self.activation in GATED_ACTIVATIONS
-
-    @property
-    def samples(self) -> int:
-        return self.stats.count if self.stats is not None else 0
-
-    def tracked_indices(self) -> torch.Tensor:
-        return self.subset if self.subset is not None else torch.arange(self.width)
-
-
-def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Modules without children, in `named_modules()` order; attention counts as a leaf."""
-    leaves, inside_attention = [], []
-    for name, module in model.named_modules():
-        if any(name.startswith(prefix + ".") for prefix in inside_attention):
-            continue  # MultiheadAttention calls F.multi_head_attention_forward, not its out_proj
-        if isinstance(module, nn.MultiheadAttention):
-            inside_attention.append(name)
-            leaves.append((name, module))
-        elif next(module.children(), None) is None:
-            leaves.append((name, module))
-    return leaves
-
-
-def infer_layers(model: nn.Module) -> list[TrackedLayer]:
-    """Layers to track when the model does not declare `neuron_sites`.
-
-    Activation modules are tracked. A producer (Linear, Conv, attention) is
-    tracked only when the next producer-or-activation after it is not an
-    activation: then its own output is the post-activation value anyone sees.
-    An activation takes its neuron axis and width from the producer before it.
-    """
-    leaves = _leaves(model)
-    kinds = []
-    for _, module in leaves:
-        is_producer = _producer_axis_and_width(module) is not None
-        kinds.append("activation" if activation_info(module) else "producer" if is_producer else None)
-    layers, last_producer = [], None
-    for k, (name, module) in enumerate(leaves):
-        if kinds[k] == "producer":
-            last_producer = _producer_axis_and_width(module)
-            following = next((kind for kind in kinds[k + 1 :] if kind is not None), None)
-            if following != "activation":
-                axis, width = last_producer
-                layers.append(TrackedLayer(name, module, type(module).__name__, axis, None, None, width))
-        elif kinds[k] == "activation":
-            act_name, bounds = activation_info(module)
-            axis, width = last_producer if last_producer else (None, None)
-            layers.append(TrackedLayer(name, module, type(module).__name__, axis, act_name, bounds, width))
-    return layers
-
-
-def _site_layers(model: nn.Module, sites: Mapping, modules: dict[str, nn.Module]) -> list[TrackedLayer]:
-    if not isinstance(sites, Mapping):
-        raise UsageError(
-            f"`neuron_sites` of {type(model).__name__} is a {type(sites).__name__}, not a dict",
-            hint='expected {module name: {"axis": int, "op": str, "activation": str | None}}',
-        )
-    layers = []
-    for name, site in sites.items():
-        module = _module_named(name, modules)
-        if not isinstance(site, Mapping) or not isinstance(site.get("axis"), int):
-            raise UsageError(f"neuron site `{name}` needs an integer `axis`", hint=f"got {site!r}")
-        activation = site.get("activation")
-        static = _producer_axis_and_width(module)
-        width = static[1] if static and static[0] == site["axis"] else None
-        op = site.get("op") or type(module).__name__
-        layers.append(TrackedLayer(name, module, op, site["axis"], activation, bounds_of_activation(activation), width))
-    return layers
-
-
-def _module_named(name: str, modules: dict[str, nn.Module]) -> nn.Module:
-    if name not in modules:
-        raise UsageError(f"the model has no module named `{name}`", hint=did_you_mean(name, modules))
-    return modules[name]
+_NO_FORWARD = object()
 
 
 def _first_tensor(output) -> torch.Tensor | None:
@@ -210,12 +73,24 @@ def _check_rate(name: str, value: float) -> float:
     return float(value)
 
 
+@attrs.define(eq=False)
+class _HookedModule:
+    """A hooked module and its call sites: sites[k] receives the k-th call of each forward pass."""
+
+    name: str
+    module: nn.Module
+    sites: list[TrackedLayer]
+    per_pass: int | None = None  # calls per forward pass, fixed by the first pass that runs it
+    calls: int = 0  # calls so far in this pass
+
+
 class NeuronTracker:
-    """Tracks per-neuron statistics of a model's layers while started.
+    """Tracks per-neuron statistics of a model's sites while started.
 
     Args:
         model: any nn.Module.
-        layers: module names to track (default: `neuron_sites`, else inferred).
+        layers: site or module names to track (default: `neuron_sites`' post-activation
+            sites, else every site found; module names that are not sites are hooked).
         threshold: a neuron *fires* on a sample when its value is > threshold.
         correlation: also keep streaming co-moments, for redundancy detection.
         corr_max_width: layers wider than this keep block-diagonal co-moments.
@@ -224,6 +99,8 @@ class NeuronTracker:
         neurons: {layer: local indices} to track only some neurons of a layer.
         saturation_margin: a bounded activation is saturated within this
             fraction of its range from either bound.
+        trace: find sites with torch.fx when the model has no `neuron_sites`
+            (False: module hooks only).
     """
 
     def __init__(
@@ -237,6 +114,7 @@ class NeuronTracker:
         corr_dtype: torch.dtype = F64,
         neurons: Mapping[str, Sequence[int]] | None = None,
         saturation_margin: float = 0.02,
+        trace: bool = True,
     ):
         if not isinstance(model, nn.Module):
             raise UsageError(f"NeuronTracker needs an nn.Module, got {type(model).__name__}")
@@ -249,56 +127,109 @@ class NeuronTracker:
         self.corr_block_size = int(corr_block_size or corr_max_width)
         self.corr_dtype = corr_dtype
         self.saturation_margin = _check_rate("saturation_margin", saturation_margin)
-        self._layers = self._select_layers(model, layers)
-        self._by_name = {layer.name: layer for layer in self._layers}
+        self.notes: list[str] = []
+        self._graphs: dict[bool, torch.fx.GraphModule] = {}  # fx path: instrumented graph per training mode
+        self._groups: list[_HookedModule] = []  # hook path
+        self._explicit = layers is not None
+        self._layers = self._select_layers(model, layers, trace)
+        self._index_sites()
         for name, indices in (neurons or {}).items():
             self._layer(name).subset = torch.as_tensor(list(indices), dtype=torch.long).unique(sorted=True)
         self._handles: list = []
-        self._forward_index = 0
+        self._saved_forward = _NO_FORWARD
         self._in_root_forward = False
 
-    @staticmethod
-    def _select_layers(model: nn.Module, names: Sequence[str] | None) -> list[TrackedLayer]:
+    def _select_layers(self, model: nn.Module, names: Sequence[str] | None, trace: bool) -> list[TrackedLayer]:
         modules = dict(model.named_modules())
-        sites = getattr(model, "neuron_sites", None)
-        candidates = _site_layers(model, sites, modules) if sites is not None else infer_layers(model)
-        if names is None:
-            return candidates
-        by_name = {layer.name: layer for layer in candidates}
-        chosen = []
-        for name in names:
-            module = _module_named(name, modules)
-            if name in by_name:
-                chosen.append(by_name[name])
-                continue
-            info = activation_info(module)
-            static = _producer_axis_and_width(module)
-            axis, width = static if static else (None, None)
-            act_name, bounds = info if info else (None, None)
-            chosen.append(TrackedLayer(name, module, type(module).__name__, axis, act_name, bounds, width))
+        declared = getattr(model, "neuron_sites", None)
+        found = None
+        if declared is not None:
+            everything = declared_sites(model, declared, modules)
+            default = post_activation(everything)
+        elif trace:
+            try:
+                traced, found = trace_sites(model)
+            except Exception as error:  # fx raises many kinds (TraceError, TypeError, AttributeError, ...)
+                self._note_hooks(model, error)
+            everything = default = [site for _, site in found] if found is not None else infer_layers(model)
+        else:
+            self._note_hooks(model, None)
+            everything = default = infer_layers(model)
+        chosen = default
+        if names is not None:
+            by_name = {layer.name: layer for layer in everything}
+            if found is not None and not all(name in by_name for name in names):
+                found = None  # module names outside the graph's sites: hook them
+            chosen = [self._named_site(name, by_name, modules) for name in names]
+        self.method = "fx" if found is not None else "neuron_sites" if declared is not None else "hooks"
+        if found is not None:
+            wanted = {layer.name for layer in chosen}
+            self._graphs[model.training] = instrument(
+                traced, [(node, site) for node, site in found if site.name in wanted], self._observe_traced
+            )
+            return chosen
+        self._groups = [_HookedModule(layer.name, layer.module, [layer]) for layer in chosen]
         return chosen
 
-    # --- hooks ----------------------------------------------------------------------
+    @staticmethod
+    def _named_site(name: str, by_name: dict[str, TrackedLayer], modules) -> TrackedLayer:
+        site = by_name.get(name)
+        if site is not None and site.module_name == name:
+            return site
+        module = module_named(name, modules)
+        info = activation_info(module)
+        axis, width = producer_axis_and_width(module) or (None, None)
+        act_name, bounds = info if info else (None, None)
+        return module_site(name, module, axis, width, act_name, bounds)
+
+    def _note_hooks(self, model: nn.Module, error: Exception | None) -> None:
+        note = "sites come from module hooks"
+        if error is not None:
+            reason = (str(error).strip().splitlines() or [""])[0][:200]
+            note = f"torch.fx could not trace {type(model).__name__} ({type(error).__name__}: {reason}); {note}"
+        owners = functional_activation_owners(model)
+        if owners:
+            note += "; activation functions called in the forward of " + ", ".join(owners[:10])
+            note += f" (and {len(owners) - 10} more)" if len(owners) > 10 else ""
+            note += " are not tracked: those sites may be missing"
+        if error is not None or owners:
+            self.notes.append(note)
+
+    def _index_sites(self) -> None:
+        if self.method != "fx":
+            self._layers = [site for group in self._groups for site in group.sites]
+        self._by_name = {layer.name: layer for layer in self._layers}
+
+    # --- observing ----------------------------------------------------------------------
 
     @property
     def active(self) -> bool:
         return bool(self._handles)
 
     def start(self) -> "NeuronTracker":
-        """Register the hooks (idempotent). Without start() the model runs untouched."""
+        """Observe the sites (idempotent). Without start() the model runs untouched."""
         if self._handles:
             return self
         self._handles.append(self.model.register_forward_pre_hook(self._enter_root))
         self._handles.append(self.model.register_forward_hook(self._leave_root))
-        for layer in self._layers:
-            self._handles.append(layer.module.register_forward_hook(functools.partial(self._observe, layer)))
+        if self.method == "fx":
+            if not all(graph_is_current(graph, self.model) for graph in self._graphs.values()):
+                self._graphs.clear()  # a module or parameter was replaced: trace again
+            self._saved_forward = self.model.__dict__.get("forward", _NO_FORWARD)
+            self.model.forward = self._traced_forward
+        for group in self._groups:
+            self._handles.append(group.module.register_forward_hook(functools.partial(self._observe_call, group)))
         return self
 
     def stop(self) -> "NeuronTracker":
-        """Remove every hook; accumulated statistics stay."""
+        """Stop observing; accumulated statistics stay."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        if self.model.__dict__.get("forward") == self._traced_forward:
+            del self.model.forward
+            if self._saved_forward is not _NO_FORWARD:
+                self.model.forward = self._saved_forward
         return self
 
     def __enter__(self) -> "NeuronTracker":
@@ -312,21 +243,75 @@ class NeuronTracker:
         for layer in self._layers:
             layer.stats = None
 
+    def _traced_forward(self, *args, **kwargs):
+        """The model's forward while started on the fx path: its graph, with observers."""
+        graph = self._graphs.get(self.model.training)
+        if graph is None:  # first pass in this mode: fx specialises `self.training`, so trace it apart
+            traced, found = trace_sites(self.model)
+            if not self._explicit:
+                new = [site for _, site in found if site.name not in self._by_name]
+                if new:
+                    mode = "training" if self.model.training else "eval"
+                    self.notes.append(f"{len(new)} site(s) run only in {mode} mode, appended after the others")
+                    self._layers += new
+                    self._index_sites()
+            found = [(node, site) for node, site in found if site.name in self._by_name]
+            graph = self._graphs[self.model.training] = instrument(traced, found, self._observe_traced)
+        return graph(*args, **kwargs)
+
+    def _observe_traced(self, name: str, value) -> None:
+        self._record(self._by_name[name], value)
+
     def _enter_root(self, module, args) -> None:
-        self._forward_index += 1
         self._in_root_forward = True
+        for group in self._groups:
+            group.calls = 0
 
     def _leave_root(self, module, args, output) -> None:
         self._in_root_forward = False
+        renamed = False
+        for group in self._groups:
+            if group.calls and group.per_pass is None:
+                group.per_pass = group.calls
+                if group.calls > 1:
+                    group.sites[0].name = f"{group.name}#0"
+                    renamed = True
+            elif group.calls and group.calls != group.per_pass:
+                raise self._call_count_error(group)
+            group.calls = 0
+        if renamed:
+            self._index_sites()
 
-    def _observe(self, layer: TrackedLayer, module: nn.Module, args, output) -> None:
-        if self._in_root_forward:
-            if layer.last_forward == self._forward_index:
+    def _call_count_error(self, group: _HookedModule) -> UsageError:
+        return UsageError(
+            f"module `{group.name}` ran {group.calls}{'+' if group.calls > group.per_pass else ''} time(s) in this "
+            f"forward pass but {group.per_pass} in the first; its call sites would not line up",
+            hint="every forward pass must call a tracked module equally often; "
+            "build a new tracker after changing the model's control flow",
+            code="E170",
+        )
+
+    def _observe_call(self, group: _HookedModule, module: nn.Module, args, output) -> None:
+        if not self._in_root_forward:  # the module was called on its own, outside the model's forward
+            if len(group.sites) > 1:
                 raise UsageError(
-                    f"module `{layer.name}` ran twice in one forward pass; its statistics would mix two sites",
-                    hint="give each use its own module, or track the layers before it (layers=[...])",
+                    f"module `{group.name}` has {len(group.sites)} call sites; called outside the model's "
+                    "forward pass, its call cannot be told apart",
+                    hint="run the whole model while tracking",
+                    code="E171",
                 )
-            layer.last_forward = self._forward_index
+            self._record(group.sites[0], output)
+            return
+        call = group.calls
+        group.calls += 1
+        if call >= len(group.sites):
+            if group.per_pass is not None:
+                raise self._call_count_error(group)
+            group.sites.append(group.sites[0].call_site(call, f"{group.name}#{call}"))
+            self._index_sites()
+        self._record(group.sites[call], output)
+
+    def _record(self, layer: TrackedLayer, output) -> None:
         value = _first_tensor(output)
         if value is None or not value.is_floating_point():
             raise UsageError(
@@ -389,9 +374,12 @@ class NeuronTracker:
         return [layer.name for layer in self._layers]
 
     def layer_info(self, name: str) -> dict:
-        """Static facts about a tracked layer: op, axis, activation, bounds, width, samples."""
+        """Static facts about a tracked site: op, axis, activation, bounds, width, samples, and the
+        module it is a call of (None for a functional activation) with the call's index."""
         layer = self._layer(name)
         return {
+            "module": layer.module_name,
+            "call": layer.call,
             "op": layer.op,
             "axis": layer.axis,
             "activation": layer.activation,
@@ -579,12 +567,17 @@ class NeuronTracker:
                 )
         if not self.correlation:
             notes.append("correlations were not tracked: build NeuronTracker(model, correlation=True) for merges")
+        notes += self.notes
         return {
             "schema": "netevo.recommendations",
             "schema_version": SCHEMA_VERSION,
             "firing_threshold": self.threshold,
             "thresholds": thresholds,
             "samples": {layer.name: layer.samples for layer in self._observed()},
+            "sites": {
+                layer.name: {"module": layer.module_name, "call": layer.call, "op": layer.op}
+                for layer in self._observed()
+            },
             "prune": prune,
             "merge": merge,
             "expand": expand,

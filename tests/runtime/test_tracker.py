@@ -205,19 +205,22 @@ def test_global_ids_round_trip():
         tracker.lookup(15)
 
 
-def test_hooks_exist_only_while_started():
+@pytest.mark.parametrize("trace", [True, False])
+def test_hooks_exist_only_while_started(trace):
     model = mlp()
-    tracker = NeuronTracker(model)
-    assert all_hooks(model) == 0
+    tracker = NeuronTracker(model, trace=trace)
+    assert tracker.method == ("fx" if trace else "hooks")
+    assert all_hooks(model) == 0 and "forward" not in vars(model)
     with tracker:
         assert all_hooks(model) > 0
-    assert all_hooks(model) == 0
+        assert ("forward" in vars(model)) == trace  # the fx path runs the traced graph while started
+    assert all_hooks(model) == 0 and "forward" not in vars(model)
     with pytest.raises(RuntimeError), tracker:
         raise RuntimeError("a failing forward")
-    assert all_hooks(model) == 0 and not tracker.active
+    assert all_hooks(model) == 0 and not tracker.active and "forward" not in vars(model)
     tracker.start()
     tracker.start()  # idempotent: no second set of hooks
-    assert all_hooks(model) == 3 + 2
+    assert all_hooks(model) == (2 if trace else 3 + 2)  # the root's two, plus one per hooked module
     tracker.stop()
     assert all_hooks(model) == 0
 
@@ -241,20 +244,6 @@ def test_state_size_identical_after_10_and_1000_batches():
                 after_ten = tracker.state_nbytes()
     assert tracker.state_nbytes() == after_ten > 0
     assert int(tracker.layer_stats("1")["count"][0]) == 4000
-
-
-def test_reused_activation_module_is_refused():
-    class Reuse(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b, self.act = nn.Linear(4, 4), nn.Linear(4, 4), nn.ReLU()
-
-        def forward(self, x):
-            return self.act(self.b(self.act(self.a(x))))
-
-    model = Reuse()
-    with pytest.raises(UsageError, match="twice"), NeuronTracker(model):
-        model(torch.randn(2, 4))
 
 
 def test_training_forward_and_inference_mode():

@@ -1,0 +1,114 @@
+"""NeuronTracker on torchvision's classification models (issue 21): every model that runs on a
+2 x 3 x 224 x 224 input within the test budget is traced, tracked, and its activation sites counted
+against an independent torch.fx count made here from torch's own list of activation modules.
+
+Runs in the torchvision venv (CI's second step); skipped where torchvision is not installed.
+"""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netevo_dsl.runtime.tracker import NeuronTracker
+
+torchvision = pytest.importorskip("torchvision")
+
+# Left out, measured with benchmarks/survey_tracker_torchvision.py --threads 1 on the shared 2-core CPU
+# (build + trace + one tracked forward pass; see benchmarks/RESULTS.md, "Tracker on torchvision models").
+# The budget is about 6 s per model; every model left in the list is tracked.
+TOO_SLOW = {
+    "convnext_base": "11.3 s", "convnext_large": "198M parameters", "densenet161": "5.7 s",
+    "densenet201": "7.3 s", "efficientnet_b5": "9.5 s", "efficientnet_b6": "12.0 s",
+    "efficientnet_b7": "15.4 s", "efficientnet_v2_l": "21.8 s", "efficientnet_v2_m": "7.9 s",
+    "efficientnet_v2_s": "9.0 s", "maxvit_t": "14.3 s",
+}  # fmt: skip
+NEEDS_OTHER_INPUT = {"vit_h_14": "fixed 518 x 518 input"}
+REQUIRED = ["resnet18", "resnet50", "vgg11", "mobilenet_v2", "densenet121", "efficientnet_b0", "squeezenet1_1",
+            "vit_b_16"]  # fmt: skip
+MODELS = [
+    name
+    for name in torchvision.models.list_models(module=torchvision.models)
+    if name not in TOO_SLOW and name not in NEEDS_OTHER_INPUT
+]
+
+# torch's own activation modules, less those that normalise over a whole axis (not per neuron)
+# and attention (not an activation).
+_NOT_PER_NEURON = {"MultiheadAttention", "Softmax", "Softmin", "Softmax2d", "LogSoftmax"}
+_ACTIVATION_NAMES = [name for name in nn.modules.activation.__all__ if name not in _NOT_PER_NEURON]
+
+
+def activation_calls(model: nn.Module) -> int:
+    """Calls of activations in the model's torch.fx graph: modules from torch.nn.modules.activation,
+    the torch.nn.functional / torch functions of the same names (and their in-place forms), and the
+    Tensor methods of those names."""
+    types = tuple(getattr(nn, name) for name in _ACTIVATION_NAMES)
+    function_names = {name.lower() for name in _ACTIVATION_NAMES} | {"leaky_relu"}
+    function_names |= {name + "_" for name in function_names}
+    functions = {getattr(space, name) for space in (F, torch) for name in function_names if hasattr(space, name)}
+    methods = {name for name in function_names if hasattr(torch.Tensor, name)}
+    count = 0
+    for node in torch.fx.symbolic_trace(model).graph.nodes:
+        if node.op == "call_module":
+            count += isinstance(model.get_submodule(node.target), types)
+        elif node.op == "call_function":
+            count += node.target in functions
+        elif node.op == "call_method":
+            count += node.target in methods
+    return count
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_the_required_models_are_in_the_list():
+    assert set(REQUIRED) <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_tracker_sites_match_an_independent_fx_count(name):
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name).eval()
+    x = torch.randn(2, 3, 224, 224)
+    tracker = NeuronTracker(model)
+    with tracker, torch.no_grad():
+        tracked = model(x)
+    assert tracker.method == "fx", tracker.notes
+    activation_sites = [site for site in tracker.layer_names if tracker.layer_info(site)["activation"]]
+    assert len(activation_sites) == activation_calls(model)
+    others = {tracker.layer_info(site)["op"] for site in tracker.layer_names if site not in activation_sites}
+    assert others <= {"Linear", "Conv2d", "MultiheadAttention"}  # unfollowed producers, e.g. the classifier
+    assert all(tracker.layer_info(site)["samples"] > 0 for site in tracker.layer_names)
+    assert len(set(tracker.layer_names)) == len(tracker.layer_names)
+    with torch.no_grad():
+        assert torch.equal(tracked, model(x))  # observing changes nothing the model computes
+
+
+def test_resnet_block_reuses_its_relu_and_each_call_has_its_own_statistics():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    relu = model.layer1[0].relu
+    captured = []  # by hand: the output of each call of layer1.0.relu, copied as it happens
+    handle = relu.register_forward_hook(lambda m, i, o: captured.append(o.detach().double().clone()))
+    tracker = NeuronTracker(model)
+    with tracker, torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(2, 3, 96, 96))
+    handle.remove()
+    assert [tracker.layer_info(f"layer1.0.relu#{k}")["call"] for k in (0, 1)] == [0, 1]
+    for call in (0, 1):
+        # channels are neurons: every (batch, h, w) position is a sample
+        values = torch.cat(captured[call::2]).permute(0, 2, 3, 1).reshape(-1, 64).numpy()
+        got = tracker.layer_stats(f"layer1.0.relu#{call}")
+        np.testing.assert_allclose(got["mean"].numpy(), values.mean(0), rtol=1e-10)
+        np.testing.assert_allclose(got["var"].numpy(), values.var(0), rtol=1e-10)
+        np.testing.assert_array_equal(got["max"].numpy(), values.max(0))
+        np.testing.assert_array_equal(got["firing_rate"].numpy(), (values > 0).mean(0))
+        np.testing.assert_array_equal(got["zero_fraction"].numpy(), (values == 0).mean(0))
+    # the two calls see different values (after conv1 and after the residual sum)
+    assert not np.allclose(tracker.layer_stats("layer1.0.relu#0")["mean"], tracker.layer_stats("layer1.0.relu#1")["mean"])
