@@ -7,6 +7,7 @@ a short message, an optional source span and a hint. The CLI renders them as
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from typing import Iterable, Sequence
 
@@ -115,16 +116,36 @@ def errors_to_json(error: NetevoError) -> str:
     return json.dumps([e.to_dict() for e in flatten(error)], indent=2)
 
 
+EXCERPT_WIDTH = 120  # characters of the offending line shown around the column
+
+
 def _excerpt(span: Span | None, sources: dict[str, str] | None) -> list[str]:
+    """The offending line (only that line, at most EXCERPT_WIDTH characters of it) and a caret."""
     if span is None or not sources or span.file not in sources:
         return []
-    text_lines = sources[span.file].splitlines()
+    text_lines = _lines(sources[span.file])
     if not 1 <= span.line <= len(text_lines):
         return []
     src = text_lines[span.line - 1]
     width = max(1, (span.end_col - span.col) if span.end_line == span.line else len(src) - span.col + 1)
+    start = max(0, min(span.col - 1 - EXCERPT_WIDTH // 4, len(src) - EXCERPT_WIDTH))
+    shown = _printable(src[start : start + EXCERPT_WIDTH])
+    col = span.col - start
+    width = max(1, min(width, len(shown) - col + 1))
     gutter = f"{span.line:>4} | "
-    return [gutter + src, " " * (len(gutter) + span.col - 1) + "^" * width]
+    return [gutter + ("..." if start else "") + shown + ("..." if start + EXCERPT_WIDTH < len(src) else ""),
+            " " * (len(gutter) + col - 1 + (3 if start else 0)) + "^" * width]
+
+
+@functools.lru_cache(maxsize=8)
+def _lines(text: str) -> list[str]:
+    # Split each source once, however many errors it has (a str caches its hash, so a hit costs O(1)).
+    return text.splitlines()
+
+
+def _printable(line: str) -> str:
+    """Control characters (NUL, escape sequences) never reach the terminal; one character each keeps the caret."""
+    return "".join(c if c.isprintable() else ("\N{REPLACEMENT CHARACTER}" if c != "\t" else " ") for c in line)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:

@@ -17,6 +17,7 @@ from lark import Transformer, v_args
 
 from ..errors import NetevoError, Span, SyntaxError_, raise_all
 from ..ir import nodes as ir
+from ..limits import MAX_NESTING, MAX_SPEC_BYTES
 
 GRAMMAR_PATH = Path(__file__).with_name("netevo.lark")
 TOP_LEVEL_KEYWORDS = ("version", "import", "param", "block", "mask", "network", "genome", "mutate", "evolve")
@@ -320,14 +321,14 @@ def _syntax_error(exc: lark.exceptions.LarkError, path) -> SyntaxError_:
     if isinstance(exc, lark.exceptions.UnexpectedToken):
         tok = exc.token
         expected = sorted({_terminal_name(t) for t in exc.accepts or exc.expected})
-        found = "end of file" if tok.type == "$END" else f"`{tok}`"
+        found = "end of file" if tok.type == "$END" else f"`{_shown(str(tok))}`"
         hint = "expected " + ", ".join(expected[:8]) + (" ..." if len(expected) > 8 else "")
         line, col = (tok.line, tok.column) if tok.line is not None else (exc.line, exc.column)
         end = len(str(tok)) if tok.type != "$END" else 1
         return SyntaxError_(f"unexpected {found}", Span(path, line, col, line, col + end), hint)
     if isinstance(exc, lark.exceptions.UnexpectedCharacters):
         return SyntaxError_(
-            f"unexpected character `{exc.char}`",
+            f"unexpected character `{_shown(exc.char)}`",
             Span(path, exc.line, exc.column, exc.line, exc.column + 1),
             "names are letters, digits and `_`; strings use double quotes; comments start with //",
         )
@@ -337,15 +338,15 @@ def _syntax_error(exc: lark.exceptions.LarkError, path) -> SyntaxError_:
     return SyntaxError_(str(exc), _span(meta, path) if meta is not None else None, None)
 
 
-def _explain_comment_cut(err: NetevoError, text: str) -> None:
+def _explain_comment_cut(err: NetevoError, lines: list[str], first: int = 1) -> None:
     """A syntax error after a line whose `//` cut an expression short (`out=7 // 2)`): name the cause.
 
     `//` always starts a comment in .net, so the rest of that line vanished and the parser complains
-    about whatever comes next. The hint replaces the list of expected tokens, which would not help."""
+    about whatever comes next. The hint replaces the list of expected tokens, which would not help.
+    `lines`: the file's lines, split once by the caller; lines before `first` were skipped by recovery."""
     if not isinstance(err, SyntaxError_) or err.span is None:
         return
-    lines = text.splitlines()
-    for n in range(min(err.span.line, len(lines)), max(0, err.span.line - 3), -1):
+    for n in range(min(err.span.line, len(lines)), max(first - 1, 0, err.span.line - 3), -1):
         line = lines[n - 1]
         cut = next((m for m in _string_or_comment().finditer(line) if m.group(1) is not None), None)
         if cut is None:
@@ -358,16 +359,45 @@ def _explain_comment_cut(err: NetevoError, text: str) -> None:
             return
 
 
-def _parse_chunk(text: str, path):
-    """Parse once; on error, returns (items_so_far=None, error, resume_offset)."""
+def _shown(text: str, limit: int = 40) -> str:
+    """A piece of the user's text for a message: short, and without control characters."""
+    text = text if len(text) <= limit else text[:limit] + "..."
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _parse_chunk(text: str, path, errors: list):
+    """Parse once; on a syntax error returns (None, comments, exc) so the caller can resume.
+
+    Items nested more than MAX_NESTING levels deep are reported into `errors` and dropped: every
+    later pass walks expressions recursively, and the limit keeps them far from Python's own.
+    """
     comments: list[ir.Comment] = []
     parser = lark_parser()
     try:
         tree = _parse_with_comments(parser, text, comments)
-        items = _ToIR(path).transform(tree)
-        return list(items.children), comments, None
+        items = []
+        for child in tree.children:
+            too_deep = _too_deep(child)
+            if too_deep is not None:
+                errors.append(SyntaxError_(f"nested more than {MAX_NESTING} levels deep", _span(too_deep.meta, path),
+                                           "split the expression into several statements (`a = ...`), or "
+                                           "nest fewer calls and repeats", code="E003"))
+                continue
+            items.append(_ToIR(path).transform(child))
+        return items, comments, None
     except (lark.exceptions.UnexpectedInput, lark.exceptions.VisitError) as exc:
         return None, comments, exc
+
+
+def _too_deep(item: lark.Tree) -> lark.Tree | None:
+    """The first subtree more than MAX_NESTING levels below the item, found without recursion."""
+    stack = [(item, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return node
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, lark.Tree))
+    return None
 
 
 @functools.cache
@@ -400,24 +430,33 @@ def parse(text: str, path: str | None = None) -> ir.Spec:
     """
     if not isinstance(text, str):
         raise SyntaxError_("spec text must be a string", None, "read the file first, or use netevo_dsl.load(path)")
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte order mark is not part of the spec
+    if len(text) > MAX_SPEC_BYTES:
+        raise SyntaxError_(f"spec text is longer than {MAX_SPEC_BYTES // 2**20} MiB", Span(path, 1, 1, 1, 2),
+                           "a spec file is at most 4 MiB; split it with `import`", code="E013")
     errors: list[NetevoError] = []
     items: list = []
     comments: list[ir.Comment] = []
     remaining = text
     resume = -1
+    lines: list[str] | None = None  # split once, however many errors there are
     while True:
-        got, chunk_comments, exc = _parse_chunk(remaining, path)
+        got, chunk_comments, exc = _parse_chunk(remaining, path, errors)
         if exc is None:
             items += got
             comments += chunk_comments
             break
         err = _syntax_error(exc, path)
-        _explain_comment_cut(err, remaining)
+        if lines is None:
+            lines = text.splitlines(keepends=True)
+            starts = [0]
+            for line in lines:
+                starts.append(starts[-1] + len(line))
+        _explain_comment_cut(err, lines, resume + 1)
         errors.append(err)
         # Recover: skip to the next top-level keyword at the start of a line after the error.
         # Always move forward, even when an error has no span.
         bad_line = max(err.span.line if err.span else 1, resume + 1)
-        lines = text.splitlines(keepends=True)
         resume = None
         for i in range(bad_line, len(lines)):
             if re.match(r"(%s)\b" % "|".join(TOP_LEVEL_KEYWORDS), lines[i]):
@@ -426,7 +465,7 @@ def parse(text: str, path: str | None = None) -> ir.Spec:
         if resume is None:
             break
         # Blank out everything before `resume` so line numbers stay true.
-        remaining = "\n" * resume + "".join(lines[resume:])
+        remaining = "\n" * resume + text[starts[resume]:]
     if errors:
         raise_all(errors)
     comments.sort(key=lambda c: (c.line, c.col))

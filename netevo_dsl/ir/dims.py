@@ -16,6 +16,9 @@ import functools
 from fractions import Fraction
 from typing import Union
 
+from ..errors import NetevoError
+from ..limits import MAX_DIM_FACTORS, MAX_DIM_NESTING, MAX_DIM_TERMS
+
 Monomial = tuple  # sorted tuple of atom keys (with repetition)
 
 
@@ -83,6 +86,8 @@ class Dim:
         terms = dict(self.terms)
         for m, c in other.terms.items():
             terms[m] = terms.get(m, 0) + c
+        if len(terms) > MAX_DIM_TERMS:
+            raise _too_complex(f"more than {MAX_DIM_TERMS} terms")
         return Dim(terms)
 
     __radd__ = __add__
@@ -101,8 +106,12 @@ class Dim:
         terms: dict = {}
         for m1, c1 in self.terms.items():
             for m2, c2 in other.terms.items():
+                if len(m1) + len(m2) > MAX_DIM_FACTORS:
+                    raise _too_complex(f"a term multiplies more than {MAX_DIM_FACTORS} symbols")
                 m = tuple(sorted(m1 + m2, key=str))
                 terms[m] = terms.get(m, 0) + c1 * c2
+            if len(terms) > MAX_DIM_TERMS:  # checked as it grows: (a + 1) * (b + 1) * ... doubles each time
+                raise _too_complex(f"more than {MAX_DIM_TERMS} terms")
         return Dim(terms)
 
     __rmul__ = __mul__
@@ -118,7 +127,7 @@ class Dim:
             (m2, c2), = other.terms.items()
             if all(_divides(m2, m) for m in self.terms):
                 return Dim({_remove(m, m2): c / c2 for m, c in self.terms.items()})
-        return Dim({(("div", self.key(), other.key()),): 1})
+        return _opaque("div", self, other)
 
     def __floordiv__(self, other):
         other = Dim.of(other)
@@ -136,7 +145,7 @@ class Dim:
         exact = self / other
         if not any(isinstance(a, tuple) for m in exact.terms for a in m):
             return exact
-        return Dim({(("floordiv", self.key(), other.key()),): 1})
+        return _opaque("floordiv", self, other)
 
     def __mod__(self, other):
         other = Dim.of(other)
@@ -174,6 +183,31 @@ class Dim:
                 term = term * _subst_atom(atom, mapping)
             out = out + term
         return out
+
+
+def _opaque(kind: str, a: Dim, b: Dim) -> Dim:
+    """A division that does not simplify, kept as an atom; atoms inside atoms nest at most MAX_DIM_NESTING deep."""
+    if max(_nesting(a), _nesting(b)) >= MAX_DIM_NESTING:
+        raise _too_complex(f"divisions nested more than {MAX_DIM_NESTING} deep")
+    return Dim({((kind, a.key(), b.key()),): 1})
+
+
+def _nesting(dim: Dim) -> int:
+    """How deep opaque division atoms nest inside each other (0: none), without recursion."""
+    deepest, stack = 0, [(m, 1) for m in dim.terms]
+    while stack:
+        monomial, depth = stack.pop()
+        for atom in monomial:
+            if isinstance(atom, tuple):
+                deepest = max(deepest, depth)
+                stack += [(m, depth + 1) for key in atom[1:] for m, _ in key]
+    return deepest
+
+
+def _too_complex(what: str) -> NetevoError:
+    return NetevoError(f"a symbolic size grows too complex: {what}", None,
+                       "give the symbols concrete values (-D or param), or simplify the shape expression",
+                       code="E126")
 
 
 @functools.cache

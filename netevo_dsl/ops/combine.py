@@ -67,6 +67,9 @@ def _split_infer(shapes, p):
     (x,) = shapes
     d = _axis(p["dim"], len(x))
     sizes = [Dim.of(s) for s in p["sizes"]]
+    for s in sizes:
+        if s.is_concrete and s.value < 0:  # torch would only refuse it in forward
+            raise ShapeFailure(f"split sizes are at least 0, got {s}")
     total = sum(sizes, Dim.of(0))
     if total != Dim.of(x[d]):
         raise ShapeFailure(f"split sizes add up to {total} but dim {p['dim']} has size {x[d]}",

@@ -33,6 +33,9 @@ register(OpDef(
 def _reshape_infer(shapes, p):
     (x,) = shapes
     target = list(p["shape"])
+    for d in target:
+        if Dim.of(d).is_concrete and Dim.of(d).value < -1:  # torch would only refuse it in forward
+            raise ShapeFailure(f"reshape sizes are at least 0, or -1 for the one inferred, got {d}")
     total = reduce(lambda u, v: Dim.of(u) * v, x, Dim.of(1))
     free = [i for i, d in enumerate(target) if Dim.of(d) == -1 or not Dim.of(d).is_concrete]
     if len(free) > 1:

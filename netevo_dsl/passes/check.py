@@ -240,6 +240,8 @@ def _check_evolve(spec, e: ir.EvolveBlock, graphs: dict | None = None) -> list[N
             try:
                 found = get_task_spec(call.func)
                 task_params = found.resolve({k.name: _literal(k.value) for k in call.kwargs})
+                # A parameter value the task refuses (`xor(outputs=0)`) is found here, at the setting's span.
+                found.n_inputs(task_params), found.n_outputs(task_params)
                 task_spec, metrics = found, set(found.metrics)  # only once resolved: no follow-on errors
             except NetevoError as err:
                 errors.append(NetevoError(err.message, s.span, err.hint, code="E071"))

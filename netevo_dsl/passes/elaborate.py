@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import keyword
 import re
+import weakref
 from typing import Any
 
 import attrs
@@ -34,7 +35,9 @@ from ..ir import nodes as ir
 from ..ir.dims import Dim, shape_str
 from ..ir.graph import Graph, GraphInput, Node
 from ..ops.masks import MASK_KINDS, MaskSpec, check_mask
+from ..limits import BLOCK_CALL_DEPTH_COST, MAX_ELABORATION_DEPTH, MAX_REPEAT, LimitError
 from ..ops.registry import OpDef, ShapeFailure, get_op, op_names
+from .guards import Budget, check_module_name, check_shape, check_value, too_deep
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Names the emitted Python uses itself; a spec may not shadow them.
@@ -91,11 +94,12 @@ class Elaborator:
         self.spec = spec
         self.errors: list[NetevoError] = []
         self.symbols: set[str] = set()  # symbolic dims declared so far (B, H, ...)
-        self.blocks = {b.name: b for b in spec.of_kind(ir.Block)}
+        self.blocks = dict(_kinds(spec)[ir.Block])
         self.globals: dict[str, Any] = {}
         self._stmt, self._ncalls = ("", ()), 0  # provenance: statement being run, calls evaluated in it
+        self.budget, self._depth = Budget(), 0  # limits: graph size, blocks being inlined, nesting (guards.py)
         self._bind_params(overrides or {})
-        for m in spec.of_kind(ir.MaskDef):
+        for _, m in _kinds(spec)[ir.MaskDef]:
             try:
                 self.globals[m.name] = self.mask_value(m.value, self.globals, name=m.name)
             except NetevoError as e:
@@ -103,7 +107,7 @@ class Elaborator:
 
     # --- globals -------------------------------------------------------------
     def _bind_params(self, overrides: dict):
-        params = {p.name: p for p in self.spec.of_kind(ir.Param)}
+        params = dict(_kinds(self.spec)[ir.Param])
         for key in overrides:
             if key not in params:
                 self.errors.append(NameError_(f"-D {key}: no param named `{key}`", None,
@@ -114,6 +118,9 @@ class Elaborator:
                     value = overrides[p.name]
                 elif p.default is not None:
                     value = self.eval(p.default, self.globals)
+                    if value is POISON:  # it uses a param that failed: that one is already reported
+                        self.globals[p.name] = POISON
+                        continue
                 else:
                     raise NameError_(f"param `{p.name}` has no default and no -D value", p.span,
                                      f"give it one on the command line: -D {p.name}=...")
@@ -138,7 +145,7 @@ class Elaborator:
         so a misspelled param is an error rather than a fresh symbol.
         """
         if isinstance(e, ir.Num):
-            return e.value
+            return check_value(e.value, e.span)
         if isinstance(e, (ir.Str, ir.Bool)):
             return e.value
         if isinstance(e, ir.Name):
@@ -151,25 +158,32 @@ class Elaborator:
                 return Dim.sym(e.id)
             known = list(env) + list(self.globals) + sorted(self.symbols)
             raise NameError_(f"unknown name `{e.id}`", e.span, did_you_mean(e.id, known) or "define it before use")
-        if isinstance(e, ir.Neg):
-            v = self.eval(e.operand, env, dims)
-            if isinstance(v, TensorVal):
-                raise TypeError_("cannot negate a tensor", e.span, "use inverse() for -x")
-            return _scalar(v, e.span, "-") * -1
-        if isinstance(e, ir.BinOp):
-            a, b = self.eval(e.left, env, dims), self.eval(e.right, env, dims)
-            if a is POISON or b is POISON:
-                return POISON
-            if isinstance(a, TensorVal) or isinstance(b, TensorVal):
-                return self._tensor_binop(e, a, b)
-            return _arith(e.op, _scalar(a, e.left.span, e.op), _scalar(b, e.right.span, e.op), e.span)
-        if isinstance(e, (ir.ListExpr, ir.SetExpr)):
-            return tuple(self.eval(i, env, dims) for i in e.items)
-        if isinstance(e, ir.Pipe):
-            c = e.call
-            return self.call(ir.Call(c.func, (e.value,) + c.args, c.kwargs, span=c.span), env)
-        if isinstance(e, ir.Call):
-            return self.call(e, env)
+        self._depth += 1  # counted here, not in a wrapper: a wrapper would add a Python frame per level
+        try:
+            if self._depth > MAX_ELABORATION_DEPTH:
+                raise too_deep(getattr(e, "span", None))
+            if isinstance(e, ir.Neg):
+                v = self.eval(e.operand, env, dims)
+                if isinstance(v, TensorVal):
+                    raise TypeError_("cannot negate a tensor", e.span, "use inverse() for -x")
+                return _scalar(v, e.span, "-") * -1
+            if isinstance(e, ir.BinOp):
+                a, b = self.eval(e.left, env, dims), self.eval(e.right, env, dims)
+                if a is POISON or b is POISON:
+                    return POISON
+                if isinstance(a, TensorVal) or isinstance(b, TensorVal):
+                    return self._tensor_binop(e, a, b)
+                return check_value(_arith(e.op, _scalar(a, e.left.span, e.op), _scalar(b, e.right.span, e.op),
+                                          e.span), e.span)
+            if isinstance(e, (ir.ListExpr, ir.SetExpr)):
+                return tuple(self.eval(i, env, dims) for i in e.items)
+            if isinstance(e, ir.Pipe):
+                c = e.call
+                return self.call(ir.Call(c.func, (e.value,) + c.args, c.kwargs, span=c.span), env)
+            if isinstance(e, ir.Call):
+                return self.call(e, env)
+        finally:
+            self._depth -= 1
         raise TypeError_(f"unexpected expression {e!r}", getattr(e, "span", None))
 
     def _tensor_binop(self, e: ir.BinOp, a, b):
@@ -223,6 +237,7 @@ class Elaborator:
         return MaskSpec(e.func, tuple(sorted(params.items())), name=name)
 
     def apply_op(self, op: OpDef, args: list, kwargs: dict, span: Span | None):
+        self.budget.charge(span)
         tensors = []
         rest = list(args)
         while rest and isinstance(rest[0], TensorVal):
@@ -244,6 +259,8 @@ class Elaborator:
             message, hint = (f.message, f.hint) if isinstance(f, ShapeFailure) else (
                 str(f) or type(f).__name__, "this value must be a concrete integer here")
             raise ShapeError(f"{op.name}: {message}", span, hint, notes=notes) from None
+        for shape in (out if op.n_outputs is not None else (out,)):
+            check_shape(shape, span, op.name)
         if op.weight_bearing and params.get("mask") is not None:
             fan_in = Dim.of(shapes[0][1] if op.name.startswith("conv") else shapes[0][-1]) / Dim.of(
                 params.get("groups", 1))
@@ -261,9 +278,15 @@ class Elaborator:
         if any(a is POISON for a in args) or any(v is POISON for v in kw.values()):
             return POISON
         saved, self.sink.call_origin = (self._stmt, self._ncalls), origin
+        self.budget.enter_block(block.name, c.span)  # E120 (a block calling itself), E122
+        self._depth += BLOCK_CALL_DEPTH_COST
         try:
+            if self._depth > MAX_ELABORATION_DEPTH:
+                raise too_deep(c.span)
             return self.sink.add_block(self, block, args, kw, c.span)
         finally:
+            self._depth -= BLOCK_CALL_DEPTH_COST
+            self.budget.exit_block()
             self._stmt, self._ncalls = saved
 
     def bind_block(self, block: ir.Block, args: list, kwargs: dict, span) -> dict:
@@ -327,16 +350,19 @@ class Elaborator:
                         raise TypeError_("`input` belongs in a network; blocks take parameters", s.span)
                     check_identifier(s.name, s.span, "input name")
                     shape = tuple(_size(self.eval(d, env, dims=True), d, f"input `{s.name}`") for d in s.type.dims)
+                    check_shape(shape, s.span, f"input `{s.name}`")
                     env[s.name] = self.sink.add_input(s.name, shape, s.span)
                 elif isinstance(s, ir.Assign):
                     for t in s.targets:
                         check_identifier(t, s.span, "value name")
+                        check_module_name(t, s.span, "value name")
                     value = self.statement_value(s.value, env, prefix, s.targets[0], s.span)
                     self._assign(s, value, env)
                 elif isinstance(s, ir.Output):
                     if is_block:
                         raise TypeError_("`output` belongs in a network; blocks `return`", s.span)
                     check_identifier(s.name, s.span, "output name")
+                    check_module_name(s.name, s.span, "output name")
                     value = self.statement_value(s.value, env, prefix, s.name, s.span)
                     if value is not POISON:
                         if not isinstance(value, TensorVal):
@@ -349,7 +375,12 @@ class Elaborator:
                     result = self.statement_value(s.value, env, prefix, "out", s.span)
                 elif isinstance(s, ir.Repeat):
                     self.run_repeat(s, env, prefix)
+            except LimitError:
+                raise  # going on would repeat the cost: elaboration stops (see elaborate())
             except NetevoError as e:
+                for err in flatten(e):
+                    if err.span is None:  # raised below the spans (a Dim limit in a shape rule): the statement's
+                        err.span = s.span
                 self.errors.extend(flatten(e))
                 for t in getattr(s, "targets", ()) or ((s.name,) if isinstance(s, ir.Input) else ()):
                     env[t] = POISON
@@ -373,15 +404,20 @@ class Elaborator:
 
     def run_repeat(self, s: ir.Repeat, env, prefix):
         check_identifier(s.name, s.span, "repeat name")
+        check_module_name(s.name, s.span, "repeat name")
         n = self.eval(s.count, env)
         if isinstance(n, Dim) and n.is_int():
             n = int(n)
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise TypeError_(f"repeat count must be a non-negative integer, got {n}", s.count.span)
+        if n > MAX_REPEAT:
+            raise NetevoError(f"repeat count {n} is above the limit of {MAX_REPEAT}", s.count.span,
+                              f"a repeat makes at most {MAX_REPEAT} copies", code="E123")
         single = len(s.body) == 1 and isinstance(s.body[0], ir.Assign) and \
             self.count_modules(s.body[0].value) == 1
         where = self._stmt
         for i in range(n):
+            self.budget.charge(s.span)
             if single:
                 self.sink.name_override = f"{prefix}{s.name}.{i}"
             self.run_body(s.body, env, f"{prefix}{s.name}.{i}.", where=where)
@@ -441,8 +477,13 @@ class GraphBuilder:
 
     def _use(self, name):
         self.used.add(name)
-        parts = name.split(".")
-        self._prefixes.update(".".join(parts[:i]) for i in range(1, len(parts)))
+        end = name.rfind(".")
+        while end > 0:  # longest parent first; one already known has all of its own parents known too
+            parent = name[:end]
+            if parent in self._prefixes:
+                break
+            self._prefixes.add(parent)
+            end = name.rfind(".", 0, end)
 
     def _module_name(self):
         if self.name_override is not None:
@@ -501,7 +542,7 @@ class GraphBuilder:
 
 def elaborate(spec: ir.Spec, network: str | None = None, overrides: dict | None = None) -> Graph:
     """Expand one network of the spec (the only one, or the one named) into a Graph."""
-    nets = spec.networks
+    nets = [n for _, n in _kinds(spec)[ir.Network]] if network is None else None
     if network is None:
         if len(nets) != 1:
             names = ", ".join(n.name for n in nets) or "none"
@@ -509,10 +550,10 @@ def elaborate(spec: ir.Spec, network: str | None = None, overrides: dict | None 
                              "name one with --network NAME" if nets else "declare one with `network NAME { ... }`")
         net = nets[0]
     else:
-        net = spec.find(network, (ir.Network,))
+        net = _kinds(spec)["by name"].get(network)
         if net is None:
             raise NameError_(f"no network named `{network}`", None,
-                             did_you_mean(network, [n.name for n in nets]) or None)
+                             did_you_mean(network, [name for name, _ in _kinds(spec)[ir.Network]]) or None)
     el = Elaborator(spec, overrides)
     el.sink = GraphBuilder()
     try:
@@ -520,12 +561,37 @@ def elaborate(spec: ir.Spec, network: str | None = None, overrides: dict | None 
         el.run_body(net.body, {}, "", where=(net.name, ()))
     except NetevoError as e:
         el.errors.extend(flatten(e))
+    except RecursionError:  # a backstop: the depth limits above are meant to stop well before Python's
+        el.errors.append(too_deep(net.span))
     if not el.errors and not el.sink.outputs:
         el.errors.append(TypeError_(f"network `{net.name}` has no output", net.span,
                                     "declare one: output y = ..."))
     raise_all(_dedupe(el.errors))
     b = el.sink
     return Graph(net.name, tuple(b.inputs), tuple(b.nodes), tuple(b.outputs), span=net.span)
+
+
+_KINDS: dict[int, tuple] = {}  # id(spec) -> (weak reference to the spec, its items by kind)
+
+
+def _kinds(spec: ir.Spec) -> dict:
+    """The spec's blocks, params, masks and networks as (name, item) lists, built once per spec object.
+
+    `check` elaborates every network: looking items up anew each time made a spec of n networks O(n^2).
+    """
+    entry = _KINDS.get(id(spec))
+    if entry is not None and entry[0]() is spec:
+        return entry[1]
+    kinds: dict = {ir.Block: [], ir.MaskDef: [], ir.Param: [], ir.Network: []}
+    for item in spec.all_items():
+        if type(item) in kinds:
+            kinds[type(item)].append((item.name, item))
+    kinds["by name"] = {}
+    for name, net in kinds[ir.Network]:
+        kinds["by name"].setdefault(name, net)  # the first of a name, as `Spec.find`
+    key = id(spec)
+    _KINDS[key] = (weakref.ref(spec, lambda _, key=key: _KINDS.pop(key, None)), kinds)
+    return kinds
 
 
 def _dedupe(errors):
