@@ -12,6 +12,10 @@ tool's design of keeping every activation (samples * width * 4 bytes).
 
     python benchmarks/bench_tracker.py                      # print a markdown table
     python benchmarks/bench_tracker.py --write benchmarks/results_tracker.md
+
+With --torchvision (needs torchvision; issue 21): torchvision's resnet18 (random init, batch 8 x 3 x
+224 x 224), tracker off against statistics through the torch.fx graph (the default) and through
+module hooks (trace=False), same interleaved protocol.
 """
 from __future__ import annotations
 
@@ -48,7 +52,14 @@ def cnn() -> tuple[nn.Module, torch.Tensor]:
     return model, torch.randn(BATCH, 1, 28, 28)
 
 
+def resnet18() -> tuple[nn.Module, torch.Tensor]:
+    import torchvision
+
+    return torchvision.models.resnet18(), torch.randn(8, 3, 224, 224)
+
+
 WORKLOADS = {"MLP 784-256-128-10": mlp, "CNN 2xconv(16,32)+linear": cnn}
+TORCHVISION_MODES = {"stats (fx graph)": dict(), "stats (module hooks)": dict(trace=False)}
 MODES = {
     "stats": dict(),
     "stats+corr (f64)": dict(correlation=True),
@@ -78,13 +89,14 @@ def time_once(step, model, inputs, targets, optimizer, tracker) -> float:
     return elapsed
 
 
-def measure(make, step, reps: int, warmup: int) -> dict[str, dict]:
+def measure(make, step, reps: int, warmup: int, modes: dict | None = None) -> dict[str, dict]:
     """Median seconds per mode and median per-repetition ratio against no tracking."""
     torch.manual_seed(0)
     model, inputs = make()
-    targets = torch.randint(0, 10, (BATCH,))
+    targets = torch.randint(0, 10, (len(inputs),))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    trackers = {"off": None} | {name: NeuronTracker(model, **options) for name, options in MODES.items()}
+    modes = MODES if modes is None else modes
+    trackers = {"off": None} | {name: NeuronTracker(model, **options) for name, options in modes.items()}
     times = {name: [] for name in trackers}
     for rep in range(warmup + reps):
         names = list(trackers)
@@ -162,6 +174,25 @@ def report(reps: int, warmup: int, memory_batches: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def torchvision_report(reps: int, warmup: int) -> str:
+    lines = [
+        f"CPU: {cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, Python {platform.python_version()}",
+        f"load average (1, 5, 15 min) at start: {load_average()}",
+        f"{reps} interleaved repetitions after {warmup} warm-up; ratio = median over repetitions of "
+        "(time with tracker) / (time without, same repetition)",
+        "",
+        "| workload | step | no tracker (ms) | " + " | ".join(f"{m} (ms, ratio)" for m in TORCHVISION_MODES) + " |",
+        "|---|---|---|" + "---|" * len(TORCHVISION_MODES),
+    ]
+    for step_name, step in (("train step (SGD)", train_step), ("forward (no_grad)", forward_step)):
+        result = measure(resnet18, step, reps, warmup, TORCHVISION_MODES)
+        cells = [f"{result[m]['ms']:.0f}, **{result[m]['ratio']:.3f}x**" for m in TORCHVISION_MODES]
+        lines.append(f"| resnet18, batch 8x3x224x224 | {step_name} | {result['off']['ms']:.0f} | " + " | ".join(cells) + " |")
+    lines.append(f"\nload average at the end of the timings: {load_average()}")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=40)
@@ -169,10 +200,14 @@ def main() -> None:
     parser.add_argument("--memory-batches", type=int, default=100)
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--write", type=Path, help="also write the table to this markdown file")
+    parser.add_argument("--torchvision", action="store_true", help="time torchvision's resnet18 instead")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    text = report(args.reps, args.warmup, args.memory_batches)
+    if args.torchvision:
+        text = torchvision_report(args.reps, args.warmup)
+    else:
+        text = report(args.reps, args.warmup, args.memory_batches)
     print(text)
     if args.write:
         command = "python " + " ".join(sys.argv)
