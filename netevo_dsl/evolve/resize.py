@@ -106,10 +106,13 @@ class _Planner:
                         return block.name, block.params[which + frame.offset].name
         return block.name, None
 
-    def _shared(self, ident, other: str, target: str, want: dict) -> str:
+    def _shared(self, ident, other: str, target, want: dict) -> tuple:
+        """(message, hint) for a leaf that would change `other` unlike the target (a group name, or the
+        param key whose value the target needs)."""
         keys = self.users[ident]
         theirs = [k for k in keys if any(g == other for g, _ in self.params[k].terms)]
-        mine = [k for k in keys if k not in theirs and any(g in want for g, _ in self.params[k].terms)] or \
+        mine = [target] if isinstance(target, tuple) else \
+            [k for k in keys if k not in theirs and any(g in want for g, _ in self.params[k].terms)] or \
             [k for k in keys if k not in theirs]
         a = _and([self._node_text(k) for k in theirs])
         b = _and([self._node_text(k) for k in mine])
@@ -201,6 +204,8 @@ class _Planner:
             if not free or known + sum(m * self.old[n] for n, m in free) == v2:
                 continue  # unchanged, or checked with every param below
             if len(free) > 1:
+                if self._leaf_owner(tr.leaf) is not None:  # a block parameter written for both
+                    raise ResizeRefused(*self._shared(ident, free[0][0], key, want))
                 raise ResizeRefused(f"{self._param(k2)} sizes {_and([f'`{n}`' for n, _ in free])} together; "
                                     "a new value cannot say which of them changes")
             n2, m2 = free[0]

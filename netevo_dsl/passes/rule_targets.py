@@ -6,6 +6,7 @@ the same `node_matches`, so a target `check` accepts is one the rule can act on.
 from __future__ import annotations
 
 import fnmatch
+import re
 
 from ..errors import RuleError, did_you_mean
 
@@ -28,7 +29,11 @@ def unknown_targets(rule, graph) -> list[RuleError]:
     errors = []
     for a in rule.args:
         pattern = getattr(a, "id", getattr(a, "value", None))
-        if not isinstance(pattern, str) or any(node_matches(n, pattern) for n in nodes):
+        if not isinstance(pattern, str):
+            continue
+        # a dependency group's name is its first node's, with `/i` for a cut part or `:space` inside an op
+        node = pattern if any(ch in pattern for ch in "*?[") else re.split(r"[/:]", pattern)[0]
+        if any(node_matches(n, node) for n in nodes):
             continue
         top = sorted({n.split(".")[0] for n in nodes})
         errors.append(RuleError(f"`{rule.func}` target `{pattern}` matches no node of `{graph.name}`", a.span,

@@ -3,7 +3,8 @@
 * `expressions()`: any printable expression (numbers are non-negative; `-` is `Neg`).
 * `specs()`: random, printable, parseable specs: every kind of item, with doc comments. They need not
   make sense (`check` may reject them); `format` then `parse` must give them back.
-* `networks()`: specs of one MLP or conv network that also pass `check`.
+* `networks()`: specs of one MLP or conv network that also pass `check` (conv nets: concatenated stems,
+  residual blocks with shared or separate width parameters, channel splits).
 * `op_call_networks()`: networks of random op calls with random arguments (mostly invalid).
 * `genomes()`: valid WANN genomes, from `netevo_dsl.testing.wann_strategies` when it exists.
 
@@ -229,26 +230,50 @@ def _mlp(draw, labels):
 
 @st.composite
 def _convnet(draw, labels):
-    net_name, img, stem, stage, flat, out, block_name = labels[:7]
+    """A conv net: a stem (one conv, or two concatenated), a repeated residual block, maybe a split.
+
+    The block has one conv, or two whose widths come from one shared parameter `c` or separate
+    parameters `c` and `m`; a concatenated stem feeding it makes the block's last conv write the
+    sum of two groups. These are the shapes the resize planner (`evolve.resize`) must get right.
+    """
+    net_name, img, stem, stage, flat, out, block_name, left, right, part1, part2 = labels[:11]
     channels, size = draw(st.integers(1, 8)), draw(st.integers(4, 16))
-    width, k = draw(st.integers(1, 16)), draw(st.sampled_from([1, 3, 5]))
-    conv = _call("conv2d", ir.Name(img), out=_num(width), k=_num(k), pad=_num(k // 2))
-    body = [
-        ir.Input(img, ir.TensorType((ir.Name("B"), _num(channels), _num(size), _num(size)))),
-        ir.Assign((stem,), ir.Pipe(ir.Pipe(conv, _call("batchnorm2d")), _call("relu"))),
-    ]
+    k = draw(st.sampled_from([1, 3, 5]))
+    body = [ir.Input(img, ir.TensorType((ir.Name("B"), _num(channels), _num(size), _num(size))))]
+    if draw(st.booleans()):  # a concatenated stem: two convs side by side
+        wa, wb = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+        for name, w, kk in ((left, wa, k), (right, wb, 1)):
+            body.append(ir.Assign((name,), _call("conv2d", ir.Name(img), out=_num(w), k=_num(kk), pad=_num(kk // 2))))
+        body.append(ir.Assign((stem,), _call("concat", ir.Name(left), ir.Name(right), dim=_num(1))))
+        width = wa + wb
+    else:
+        width = draw(st.integers(1, 16))
+        conv = _call("conv2d", ir.Name(img), out=_num(width), k=_num(k), pad=_num(k // 2))
+        body.append(ir.Assign((stem,), ir.Pipe(ir.Pipe(conv, _call("batchnorm2d")), _call("relu"))))
     blocks = []
     if draw(st.booleans()):  # a residual block, repeated: module paths `stage.0`, `stage.1`, ...
         shape = ir.TensorType((ir.Name("B"), ir.Name("c"), ir.Name("H"), ir.Name("W")))
-        h = ir.Pipe(_call("conv2d", ir.Name("x"), out=ir.Name("c"), k=_num(3), pad=_num(1)), _call("relu"))
-        blocks.append(ir.Block(
-            block_name,
-            (ir.BlockParam("x", shape), ir.BlockParam("c", ir.ScalarType("int"))),
-            shape,
-            (ir.Assign(("h",), h), ir.Return(_call("relu", ir.BinOp("+", ir.Name("x"), ir.Name("h"))))),
-        ))
-        step = ir.Assign((stem,), _call(block_name, ir.Name(stem), c=_num(width)))
+        params = [ir.BlockParam("x", shape), ir.BlockParam("c", ir.ScalarType("int"))]
+        kind = draw(st.sampled_from(["one conv", "shared", "separate"]))
+        if kind == "one conv":
+            h = ir.Pipe(_call("conv2d", ir.Name("x"), out=ir.Name("c"), k=_num(3), pad=_num(1)), _call("relu"))
+            ret = _call("relu", ir.BinOp("+", ir.Name("x"), ir.Name("h")))
+        else:
+            inner = ir.Name("c" if kind == "shared" else "m")
+            h = ir.Pipe(_call("conv2d", ir.Name("x"), out=inner, k=_num(3), pad=_num(1)), _call("relu"))
+            ret = _call("relu", ir.BinOp("+", ir.Name("x"), _call("conv2d", ir.Name("h"), out=ir.Name("c"), k=_num(1))))
+        args = {"c": _num(width)}
+        if kind == "separate":
+            params.append(ir.BlockParam("m", ir.ScalarType("int")))
+            args["m"] = _num(draw(st.integers(1, 16)))
+        blocks.append(ir.Block(block_name, tuple(params), shape, (ir.Assign(("h",), h), ir.Return(ret))))
+        step = ir.Assign((stem,), _call(block_name, ir.Name(stem), **args))
         body.append(ir.Repeat(_num(draw(st.integers(0, 3))), stage, (step,)))
+    if width > 1 and draw(st.booleans()):  # a split along the channels, joined again
+        first = draw(st.integers(1, width - 1))
+        body.append(ir.Assign((part1, part2), _call("split", ir.Name(stem), sizes=ir.ListExpr(
+            (_num(first), _num(width - first))), dim=_num(1))))
+        body.append(ir.Assign((stem,), _call("concat", _call("relu", ir.Name(part1)), ir.Name(part2), dim=_num(1))))
     body.append(ir.Assign((flat,), ir.Pipe(_call("adaptive_avgpool", ir.Name(stem), _num(1)), _call("flatten"))))
     body.append(ir.Output(out, _call("linear", ir.Name(flat), out=_num(draw(st.integers(1, 16))))))
     return (*blocks, ir.Network(net_name, tuple(body)))
@@ -257,7 +282,7 @@ def _convnet(draw, labels):
 @st.composite
 def networks(draw) -> ir.Spec:
     """A spec with one MLP or conv network (widths, params, blocks and repeats all valid): passes `check`."""
-    labels = draw(st.lists(_value_names(), min_size=8, max_size=8, unique=True))
+    labels = draw(st.lists(_value_names(), min_size=11, max_size=11, unique=True))
     items = draw(st.one_of(_mlp(labels), _convnet(labels)))
     return ir.Spec((ir.Version(1), *items))
 

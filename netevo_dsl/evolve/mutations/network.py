@@ -47,9 +47,11 @@ def _apply(ctx: Context, edits: Edits):
 
 
 def _width_groups(ctx: Context, groups) -> list:
-    """The dependency groups the rule's targets produce (a producer cut by a concat produces several)."""
+    """The dependency groups the rule's targets produce (a producer cut by a concat produces several),
+    or name (`d/0`, a part of a split, as `netevo check --groups` lists it)."""
     nodes = set(ctx.analysis.match(ctx.rule.targets, ctx.rule.option("op")))
-    out = [g for g in groups if g.name in nodes or nodes & set(g.producers)]
+    named = {g.name for g in groups if any(node_matches(g.name, t) for t in ctx.rule.targets)}
+    out = [g for g in groups if g.name in nodes | named or nodes & set(g.producers)]
     if not out:
         ctx.refuse("matches no node" if not nodes else "matches no node that produces channels (" +
                    _label(sorted(nodes)) + ")")
