@@ -4,6 +4,8 @@ against an independent torch.fx count made here from torch's own list of activat
 
 Runs in the torchvision venv (CI's second step); skipped where torchvision is not installed.
 """
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -12,24 +14,35 @@ from torch import nn
 
 from netevo_dsl.runtime.tracker import NeuronTracker
 
-torchvision = pytest.importorskip("torchvision")
+if os.environ.get("NETEVO_REQUIRE_TORCHVISION"):  # CI's torchvision step (.ci/run): a missing import fails
+    import torchvision
+else:
+    torchvision = pytest.importorskip("torchvision")
 
-# Left out, measured with benchmarks/survey_tracker_torchvision.py --threads 1 on the shared 2-core CPU
-# (build + trace + one tracked forward pass; see benchmarks/RESULTS.md, "Tracker on torchvision models").
-# The budget is about 6 s per model; every model left in the list is tracked.
+# Left out for time: the estimated test time per model (build + 2 x fx trace + 2 x forward pass, 1 thread)
+# from benchmarks/survey_tracker_torchvision.py on the shared, loaded 2-core CPU, over 7.5 s, or the model
+# is over 150M parameters (see benchmarks/RESULTS.md, "Tracker on torchvision models (issue 21)"). Every
+# family keeps a member; inception_v3 and swin_t are kept although a little over. The rest run: 38 models.
 TOO_SLOW = {
-    "convnext_base": "11.3 s", "convnext_large": "198M parameters", "densenet161": "5.7 s",
-    "densenet201": "7.3 s", "efficientnet_b5": "9.5 s", "efficientnet_b6": "12.0 s",
-    "efficientnet_b7": "15.4 s", "efficientnet_v2_l": "21.8 s", "efficientnet_v2_m": "7.9 s",
-    "efficientnet_v2_s": "9.0 s", "maxvit_t": "14.3 s",
+    "convnext_base": "14.0 s", "convnext_large": "198M parameters", "convnext_small": "8.2 s",
+    "densenet161": "10.4 s", "densenet169": "8.4 s", "densenet201": "12.7 s", "efficientnet_b4": "8.9 s",
+    "efficientnet_b5": "15.1 s", "efficientnet_b6": "21.1 s", "efficientnet_b7": "25.2 s",
+    "efficientnet_v2_l": "33.0 s", "efficientnet_v2_m": "13.8 s", "efficientnet_v2_s": "15.2 s",
+    "maxvit_t": "26.2 s", "regnet_x_16gf": "23.0 s", "regnet_x_32gf": "34.3 s", "regnet_x_3_2gf": "8.5 s",
+    "regnet_x_8gf": "9.4 s", "regnet_y_128gf": "645M parameters", "regnet_y_16gf": "18.4 s",
+    "regnet_y_32gf": "18.7 s", "regnet_y_8gf": "14.4 s", "resnet101": "11.9 s", "resnet152": "18.9 s",
+    "resnext101_32x8d": "33.0 s", "resnext101_64x4d": "27.1 s", "resnext50_32x4d": "8.6 s", "swin_b": "29.7 s",
+    "swin_s": "21.0 s", "swin_v2_b": "13.5 s", "swin_v2_s": "10.8 s", "vgg13": "8.8 s", "vgg13_bn": "9.9 s",
+    "vgg16": "10.9 s", "vgg16_bn": "9.9 s", "vgg19": "13.2 s", "vgg19_bn": "12.5 s",
+    "vit_h_14": "632M parameters, 518 x 518 input", "vit_l_16": "304M parameters", "vit_l_32": "306M parameters",
+    "wide_resnet101_2": "14.6 s", "wide_resnet50_2": "8.5 s",
 }  # fmt: skip
-NEEDS_OTHER_INPUT = {"vit_h_14": "fixed 518 x 518 input"}
 REQUIRED = ["resnet18", "resnet50", "vgg11", "mobilenet_v2", "densenet121", "efficientnet_b0", "squeezenet1_1",
             "vit_b_16"]  # fmt: skip
 MODELS = [
     name
     for name in torchvision.models.list_models(module=torchvision.models)
-    if name not in TOO_SLOW and name not in NEEDS_OTHER_INPUT
+    if name not in TOO_SLOW
 ]
 
 # torch's own activation modules, less those that normalise over a whole axis (not per neuron)
