@@ -130,8 +130,6 @@ class NetworkEvolution:
         return out
 
     def _latency(self, spec, state) -> float:
-        import torch
-
         from ..runtime.measures import latency
         from ..runtime.train_networks import Candidate, build_model
 

@@ -191,7 +191,7 @@ def test_sigkill_at_a_random_point_then_resume_gives_the_identical_run(tmp_path)
         time.sleep(0.02)
     time.sleep(rng.random() * 0.5)  # somewhere inside the next generation
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL, "the run ended before the kill: nothing was resumed"
     subprocess.run(cmd + ["--resume", str(killed)], check=True, capture_output=True, timeout=600)
     assert _files(killed) == _files(full)
     for k in range(len(list((full / "front").glob("*.pt")))):
@@ -239,3 +239,23 @@ def test_every_shipped_network_spec_with_an_evolve_block_runs(tmp_path, path, ca
 def test_the_showcase_specs_have_evolve_blocks():
     names = {p.stem for p in _network_specs_with_evolve()}
     assert {"digits_cnn", "digits_mlp"} <= names
+
+
+def test_every_network_objective_is_measured_and_logged(tmp_path):
+    path = _tiny(tmp_path, inherit="off")
+    text = path.read_text().replace("  objective minimize params\n", "  objective minimize loss\n  objective minimize "
+                                    "params\n  objective minimize flops\n  objective minimize latency\n  objective "
+                                    "minimize density\n")
+    path.write_text(text.replace("generations 3", "generations 1"))
+    run, result = _run(path, tmp_path / "run", report=False)
+    from netevo_dsl.passes.measures import flops, param_count
+    from netevo_dsl.runtime.train_networks import network_graph
+
+    for r in result.front:
+        graph = network_graph(ne.parse(r["text"]), "iris_mlp")
+        m = r["metrics"]
+        assert m["params"] == param_count(graph) and m["flops"] == flops(graph) and m["density"] == 1.0
+        assert m["latency"] > 0 and m["loss"] > 0
+    # the front holds exactly the non-dominated candidates of all five objectives
+    line = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert {f["id"] for f in line["front"]} <= {n["id"] for n in line["new"]}
