@@ -355,8 +355,9 @@ def probe_inputs(graph, n: int = PROBE_SAMPLES, seed: int = 0) -> list[torch.Ten
 
 @torch.no_grad()
 def same_function(parent, parent_state, child, child_state, network, *, seed: int = 0,
-                  atol: float = PROBE_ATOL) -> bool:
-    """Whether the two networks give the same outputs (eval mode, float64) on a probe batch."""
+                  atol: float = PROBE_ATOL, inputs=None) -> bool:
+    """Whether the two networks give the same outputs (eval mode, float64) on `inputs` (default: a random
+    probe batch at the declared shapes)."""
     from ..compiler.build import CompiledNetwork
     from ..passes.elaborate import elaborate
 
@@ -369,7 +370,9 @@ def same_function(parent, parent_state, child, child_state, network, *, seed: in
             module = CompiledNetwork(graph)
         module = module.to_empty(device="cpu").to(torch.float64)
         module.load_state_dict({k: (v.double() if v.is_floating_point() else v) for k, v in state.items()})
-        outs.append(module.eval()(*probe_inputs(graphs[0], seed=seed)))
+        xs = probe_inputs(graphs[0], seed=seed) if inputs is None else \
+            [t.double() if t.is_floating_point() else t for t in inputs]
+        outs.append(module.eval()(*xs))
     a, b = outs
     a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
     return len(a) == len(b) and all(x.shape == y.shape and bool(torch.allclose(x, y, rtol=0, atol=atol))

@@ -17,9 +17,13 @@ class RuleDef:
     takes_targets: bool
     takes_choices: bool = False
     doc: str = ""
+    # Needs a trained candidate and data (the neuron tracker's statistics): `netevo evolve` applies it with
+    # evolve.growth_rules.apply_growth_rule; the mutation engine alone cannot.
+    needs_training: bool = False
 
 
 _P = ParamDef("p", "float", 1.0, doc="probability that this rule fires for a child")
+_SAMPLES = ParamDef("samples", "int", 512, minimum=1, doc="training samples the tracker sees")
 RULES = {
     r.name: r
     for r in (
@@ -43,6 +47,22 @@ RULES = {
                                                                choices=("random", "magnitude"))),
                 True, False, "prune mask connections"),
         RuleDef("density", ("network", "transformer"), (), True, True, "change a mask's density"),
+        RuleDef("prune_dead", ("network",), (ParamDef("rate", "float", 0.0, minimum=0.0,
+                                                      doc="firing rate at or below which a unit is dead"), _SAMPLES),
+                True, False, "prune units that never fire on a training sample (exact on it)", needs_training=True),
+        RuleDef("merge_duplicates", ("network",), (ParamDef("threshold", "float", 0.999, minimum=0.0,
+                                                            doc="|correlation| of a pair"),
+                                                   ParamDef("tolerance", "float", 1e-6, minimum=0.0,
+                                                            doc="slope 1 and intercept 0 within this"), _SAMPLES),
+                True, False, "merge identical unit pairs (exact)", needs_training=True),
+        RuleDef("widen_saturated", ("network",), (ParamDef("saturation", "float", 0.9, minimum=0.0,
+                                                           doc="share of samples a unit is saturated on"),
+                                                  ParamDef("fraction", "float", 0.25, minimum=0.0,
+                                                           doc="share of a layer's units that are saturated"),
+                                                  ParamDef("growth", "float", 0.25, minimum=0.0,
+                                                           doc="new units, as a share of the width"), _SAMPLES),
+                True, False, "widen layers of bounded activations that saturate, by Net2Wider (exact)",
+                needs_training=True),
         RuleDef("add_node", ("wann",), (), False, False, "split an enabled edge with a new node"),
         RuleDef("add_edge", ("wann",), (), False, False, "add a feed-forward edge"),
         RuleDef("enable_edge", ("wann",), (), False, False, "re-enable a disabled edge"),

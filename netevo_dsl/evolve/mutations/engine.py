@@ -27,7 +27,7 @@ import attrs
 from ...errors import NetevoError, RuleError, UsageError, flatten
 from ...ir import nodes as ir
 from ...ir.hashing import canonical_hash
-from . import masks, network, transformer, wann  # noqa: F401 - operator registration
+from . import growth, masks, network, transformer, wann  # noqa: F401 - operator registration
 from .base import OPERATORS, Context, Rule, kind_of
 from .validate import validate_ir, validate_source
 
@@ -305,7 +305,8 @@ def mutate_genome(genome, rng=None, rules=None):
 
 def mutants(spec: ir.Spec, n: int, seed: int = 0, *, target: str | None = None, rules=None,
             validate: str = "source", device: str = "cpu", max_attempts: int | None = None,
-            overrides=None, stats: dict | None = None, strict: bool = True) -> list[Mutant]:
+            overrides=None, stats: dict | None = None, strict: bool = True,
+            on_mutant=None, on_invalid=None) -> list[Mutant]:
     """n valid mutants, unique by canonical hash and different from `spec`.
 
     validate: "source" (check + emitted source runs at the declared shapes), "ir"
@@ -313,7 +314,9 @@ def mutants(spec: ir.Spec, n: int, seed: int = 0, *, target: str | None = None, 
     dropped and counted in `stats` (attempts, invalid, duplicates, failures; checked and
     rejected_by_check count the operators' candidates).
     When fewer than n distinct valid mutants can be found: RuleError if
-    `strict`, else the ones found.
+    `strict`, else the ones found. `on_mutant(mutant)` is called as each is found and
+    `on_invalid(description, hash, reason)` for each child that failed validation, so a
+    caller can stream them.
     """
     if n < 0:
         raise UsageError("the number of mutants cannot be negative")
@@ -371,10 +374,15 @@ def mutants(spec: ir.Spec, n: int, seed: int = 0, *, target: str | None = None, 
         except Exception as e:  # noqa: BLE001 - any failure of the emitted code makes the mutant invalid; recorded
             counts["invalid"] += 1
             counts["failures"].append(f"{text}: {type(e).__name__}: {e}")
+            if on_invalid is not None:
+                on_invalid(text if base is None else f"{base.description}; then {text}", h,
+                           f"{type(e).__name__}: {e}")
             continue
         if base is not None:
             text = f"{base.description}; then {text}"
         found.append(Mutant(child, text, h, root if base is None else base.hash, engine.last_check))
+        if on_mutant is not None:
+            on_mutant(found[-1])
     counts.update(checked=engine.checked, rejected_by_check=engine.rejected)
     if len(found) < n and strict:
         why = counts.get("refusal")
