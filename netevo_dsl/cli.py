@@ -130,7 +130,9 @@ def cmd_evolve(args) -> int:
     if result.report:
         from .evolve.report import record_command
 
-        record_command(result.report, "netevo " + " ".join(sys.argv[1:]) if argv_is_cli() else "netevo evolve")
+        import shlex
+
+        record_command(result.report, "netevo " + " ".join(shlex.quote(a) for a in args.argv))
     if args.tensorboard is not None:
         from .runtime.tensorboard import evolution_rows, write_scalars
 
@@ -140,11 +142,6 @@ def cmd_evolve(args) -> int:
         print(f"tensorboard: {write_scalars(Path(args.tensorboard or out / 'tensorboard'), evolution_rows(log, accuracy))}")
     print(f"report: {result.report or out}")
     return 0
-
-
-def argv_is_cli() -> bool:
-    """True when this process is the `netevo` command (not main() called from Python or a test)."""
-    return Path(sys.argv[0]).name in ("netevo", "cli.py", "__main__.py")
 
 
 def _print_champion(result, run, settings) -> None:
@@ -473,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for reports
     try:
         return args.func(args)
     except NetevoError as e:

@@ -155,3 +155,68 @@ def test_the_no_evolve_block_hint_names_specs_that_check(capsys):
     assert named
     for spec in named:
         ne.check(ne.load(ROOT / spec))
+
+
+# --- plots and reports -------------------------------------------------------------------------------
+
+
+def test_robust_limits_keep_an_outlier_from_flattening_the_view():
+    """Tukey's fences (Q1 - 3 IQR, Q3 + 3 IQR): the -15,000 of the bug report stays off the axis, and says so."""
+    from netevo_dsl.evolve.report import robust_limits
+
+    values = [-3.0, -2.8, -2.6, -2.5, -2.4, -2.3, -2.2, -15000.0]
+    low, high, note = robust_limits(values)
+    assert -4 < low < -3.0 and -2.2 < high < -1.9
+    assert "lowest -1.5e+04" in note
+    assert robust_limits([-3.0, -2.0])[2] == ""
+
+
+def test_topology_layout_is_layered_hides_unused_inputs_and_is_deterministic(tmp_path):
+    from netevo_dsl.evolve.report import layered_positions, plot_topology
+
+    genome = ne.load(ROOT / "specs" / "wann_digits.net").genomes[0]
+    pos, unused = layered_positions(genome)
+    used = {e.src for e in genome.edges if e.enabled}
+    assert set(unused) == set(genome.inputs) - used and len(unused) == 55
+    assert {n for n, (x, _) in pos.items() if x == 0} == used
+    last = max(x for x, _ in pos.values())
+    assert [n for n, (x, _) in sorted(pos.items(), key=lambda kv: -kv[1][1]) if x == last] == \
+        [o.name for o in genome.outputs]  # outputs in declared order, top to bottom
+    assert len(set(pos.values())) == len(pos), "no two nodes on one spot"
+    plot_topology(genome, tmp_path / "a.png")
+    plot_topology(genome, tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_analyze_reports_its_phases():
+    from netevo_dsl.runtime import analysis
+
+    genome = ne.load(ROOT / "specs" / "wann_xor.net").genomes[0]
+    phases = []
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        analysis.analyze(genome, ("xor", {"outputs": 1}), out, device="cpu", progress=phases.append)
+        summary = (Path(out) / "summary.md").read_text()
+    assert phases == ["weight sweep", "ensemble", "ablation", "plots"]
+    assert summary.count("*Weight sensitivity.*") == 1 and "*Ablation.*" in summary
+
+
+def test_evolve_writes_tensorboard_scalars_equal_to_its_log(tmp_path, capsys):
+    """Read back with TensorBoard's own reader: one scalar per generation, the values of log.jsonl."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert main(["evolve", str(ROOT / "specs" / "wann_xor.net"), "--generations", "3", "--population", "8",
+                 "--out", str(out), "--no-progress", "--tensorboard"]) == 0
+    printed = capsys.readouterr().out
+    assert "champion after 3 generations" in printed and f"report: {out / 'report.md'}" in printed
+    report = (out / "report.md").read_text()
+    assert "Made by `netevo evolve" in report and report.count("*Fitness per generation.*") == 1
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    series = events.Scalars("mean(reward)/max")
+    assert [s.step for s in series] == [0, 1, 2]
+    assert [s.value for s in series] == pytest.approx([l["objectives"]["mean(reward)"]["max"] for l in log], rel=1e-6)

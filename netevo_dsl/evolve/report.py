@@ -45,7 +45,8 @@ def robust_limits(values, pad: float = 0.06) -> tuple[float, float, str]:
         return -1.0, 1.0, ""
     q1, q3 = np.percentile(v, [25, 75])
     fence = 3 * (q3 - q1)
-    low, high = max(v.min(), q1 - fence), min(v.max(), q3 + fence)
+    inliers = v[(v >= q1 - fence) & (v <= q3 + fence)]
+    low, high = inliers.min(), inliers.max()
     if high <= low:
         low, high = v.min(), v.max()
     if high <= low:
@@ -127,7 +128,7 @@ def champion_accuracies(out: Path, task, weights, device="cpu") -> dict | None:
 
 def headline(champion, task, weights=None, device="cpu") -> dict[str, float]:
     """What a newcomer wants to know about the champion: test accuracy with a random shared weight, the
-    best weight (chosen on training data) and the ensemble; for other tasks the reward over the weights."""
+    best weight (chosen on training data) and the ensemble; for other tasks the best shared weight."""
     from .run import evaluate_population
 
     scores = evaluate_population([champion], task, weights, device)
@@ -137,10 +138,8 @@ def headline(champion, task, weights=None, device="cpu") -> dict[str, float]:
                 "test accuracy, best weight": float(m["best_test_accuracy"][0]),
                 "test accuracy, ensemble of the weights": float(m["ensemble_test_accuracy"][0]),
                 "best weight (chosen on training data)": float(m["best_weight"][0])}
-    unit = REWARD_UNITS.get(getattr(task, "kind", None), "reward")
-    return {f"mean over the shared weights ({unit})": float(scores.mean[0]),
-            f"best shared weight ({unit})": float(scores.max[0]),
-            "best weight": float(scores.weights[int(scores.per_weight[0].argmax())])}
+    # the rewards themselves are the run's objectives, reported next to this
+    return {"best shared weight": float(scores.weights[int(scores.per_weight[0].argmax())])}
 
 
 # --- Pareto front ---------------------------------------------------------------------------------
@@ -160,7 +159,10 @@ def plot_front(oriented: np.ndarray, front: list[int], labels: list[str], signs:
         points = ax.scatter(x[ok], y[ok], s=16, c=colour[ok] if colour is not None else "tab:blue",
                             cmap="viridis", label="population (last generation)")
         if colour is not None:
-            fig.colorbar(points, ax=ax).set_label(objective_words(labels[2], kind), fontsize=8)
+            from matplotlib.ticker import MaxNLocator
+
+            bar = fig.colorbar(points, ax=ax, ticks=MaxNLocator(integer=labels[2] in ("connections", "nodes")))
+            bar.set_label(objective_words(labels[2], kind), fontsize=8)
         ax.scatter(x[front], y[front], s=60, facecolors="none", edgecolors="crimson", linewidths=1.3,
                    label=f"Pareto front ({len(front)})")
         for axis, v, setter in ((x, "x", ax.set_xlim), (y, "y", ax.set_ylim)):
@@ -260,21 +262,24 @@ def plot_topology(genome, path: Path) -> None:
     acts = activation_of(genome)
     columns = max(x for x, _ in pos.values()) + 1
     tallest = max(sum(1 for p in pos.values() if p[0] == x) for x in range(int(columns)))
-    fig, ax = plt.subplots(figsize=(2.0 + 1.7 * columns, max(3.8, 0.26 * tallest + 1.6)))
+    # bounded size: a deep genome gets narrower columns, a wide one closer rows (and smaller labels)
+    fig, ax = plt.subplots(figsize=(min(16.0, 3.5 + 1.5 * columns), min(14.0, max(3.8, 0.24 * tallest + 1.6))))
     segments = [(pos[e.src], pos[e.dst]) for e in enabled_edges(genome) if e.src in pos and e.dst in pos]
-    ax.add_collection(LineCollection(segments, colors="#555555", linewidths=0.6,
-                                     alpha=max(0.25, min(0.8, 40 / max(1, len(segments))))))
+    ax.add_collection(LineCollection(segments, colors="#444444", linewidths=0.6,
+                                     alpha=max(0.35, min(0.8, 40 / max(1, len(segments))))))
     font = 7 if tallest <= 40 else 5
     for name, (x, y) in pos.items():
         if name in genome.inputs:
             ax.scatter([x], [y], marker="s", s=40, color=BIAS_COLOUR if name == BIAS else INPUT_COLOUR,
                        edgecolors="#333333", linewidths=0.5, zorder=3)
-            ax.text(x - 0.08, y, name, ha="right", va="center", fontsize=font)
+            ax.annotate(name, (x, y), xytext=(-6, 0), textcoords="offset points", ha="right", va="center",
+                        fontsize=font)
         else:
             ax.scatter([x], [y], s=70, color=ACTIVATION_COLOURS.get(acts[name], "#000000"), edgecolors="#333333",
                        linewidths=0.5, zorder=3)
             if x == columns - 1:
-                ax.text(x + 0.08, y, name, ha="left", va="center", fontsize=font)
+                ax.annotate(name, (x, y), xytext=(7, 0), textcoords="offset points", ha="left", va="center",
+                            fontsize=font)
     present = sorted({acts[n] for n in pos if n in acts})
     handles = [Line2D([], [], marker="o", linestyle="", color=ACTIVATION_COLOURS.get(a, "#000000"), label=a)
                for a in present]

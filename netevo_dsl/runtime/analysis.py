@@ -217,6 +217,10 @@ def plot_ablation(ablations: list[Ablation], path, top: int = 25, metric: str = 
     ax.barh(range(len(shown)), [a.drop for a in shown], color=[colors.get(a.kind, "tab:gray") for a in shown])
     ax.set_yticks(range(len(shown)), [f"{a.kind} {a.name}" for a in shown])
     ax.invert_yaxis()
+    from matplotlib.patches import Patch
+
+    kinds = sorted({a.kind for a in shown})
+    ax.legend(handles=[Patch(color=colors.get(k, "tab:gray"), label=k) for k in kinds], fontsize=7)
     ax.set_xlabel(f"drop in {metric}\n(with the part minus without it; larger = more needed)", fontsize=8)
     ax.set_title(f"ablation: the {len(shown)} parts whose removal changes the most")
     return _save(figure, path)
