@@ -13,8 +13,8 @@ import torch.nn as nn
 from ..errors import RuntimeShapeError
 from ..ir.dims import Dim, shape_str
 from ..ir.graph import Graph
-from ..ops.masks import make_mask
 from ..ops.registry import get_op
+from .modules import Scope, make_mask
 
 
 def _concrete(shape, where: str):
@@ -35,7 +35,8 @@ def mask_tensor(node, in_shape) -> torch.Tensor | None:
     if p.get("mask") is None:
         return None
     fan_in = Dim.of(in_shape[1]) / p.get("groups", 1) if node.op.startswith("conv") else Dim.of(in_shape[-1])
-    return torch.from_numpy(make_mask(p["mask"], int(p["out"]), int(fan_in)))
+    # the function the emitted file copies, so both draw the same mask
+    return make_mask(p["mask"].kind, int(p["out"]), int(fan_in), **dict(p["mask"].params))
 
 
 def build_module(node, in_shapes):
@@ -76,11 +77,29 @@ class CompiledNetwork(nn.Module):
             else:
                 self._steps.append((None, (op.functional, node.param_dict), node.inputs, node.name))
         self._modules_by_name = None
+        self._plan = None
 
     def _lookup(self):
         if self._modules_by_name is None:
             self._modules_by_name = dict(self.named_modules())
         return self._modules_by_name
+
+    def _run_plan(self):
+        """The steps with their modules resolved, refs split, and the values each step uses last."""
+        if self._plan is None:
+            modules = self._lookup()
+            keep = {r.partition(":")[0] for r in self._outputs}
+            last = {}
+            for i, (_, _, refs, _) in enumerate(self._steps):
+                for r in refs:
+                    last[r.partition(":")[0]] = i
+            plan = []
+            for i, (module_name, functional, refs, out) in enumerate(self._steps):
+                split = [(b, int(k) if k else None) for b, _, k in (r.partition(":") for r in refs)]
+                free = tuple(sorted({b for b, _ in split if last[b] == i and b not in keep}))
+                plan.append((modules[module_name] if module_name is not None else None, functional, split, out, free))
+            self._plan = plan
+        return self._plan
 
     def check_inputs(self, tensors):
         bound: dict[str, int] = {}
@@ -112,11 +131,12 @@ class CompiledNetwork(nn.Module):
             # The weight dim is folded into the batch: [W * B, ...]; only weight-bearing layers unfold it.
             inputs = tuple(t.unsqueeze(0).expand(len(w), *t.shape).reshape(-1, *t.shape[1:]) for t in inputs)
         env = {name: t for (name, _), t in zip(self._inputs, inputs)}
-        modules = self._lookup()
-        for module_name, functional, refs, out in self._steps:
-            args = [_get(env, r) for r in refs]
-            if module_name is not None:
-                module = modules[module_name]
+        del inputs  # in shared-weight mode the folded copies live in env only, and are freed there
+        for module, functional, refs, out, free in self._run_plan():
+            args = [env[b] if i is None else env[b][i] for b, i in refs]
+            for name in free:  # the last use of a value: drop it so its memory is reused (as in plain Python)
+                del env[name]
+            if module is not None:
                 if w is not None and isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
                     env[out] = shared_weight_forward(module, args[0], w)
                 else:
@@ -124,14 +144,19 @@ class CompiledNetwork(nn.Module):
             else:
                 fn, params = functional
                 env[out] = fn(args, params)
+            del args
         outs = [_get(env, r) for r in self._outputs]
         if w is not None:
             outs = [o.reshape(len(w), -1, *o.shape[1:]) for o in outs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def train(self, mode: bool = True):
-        self._modules_by_name = None
+        self._modules_by_name = self._plan = None
         return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._modules_by_name = self._plan = None  # .to() / .double() may replace modules' tensors, not modules
+        return super()._apply(fn, *args, **kwargs)
 
 
 def shared_weight_forward(module: nn.Module, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -173,16 +198,6 @@ def _inherited_axis(graph: Graph, node, sites: dict) -> int:
         seen += 1
     rank = len(node.shape)
     return 1 if rank >= 4 else -1  # [B, C, H, W] channels; [B, F] or [B, T, H] the last axis
-
-
-class Scope(nn.Module):
-    """A container for modules under a dotted path (`layer1.0.conv1`); `scope[0]` and `scope.conv1` both work."""
-
-    def __getitem__(self, key):
-        return self._modules[str(key)]
-
-    def __len__(self):
-        return len(self._modules)
 
 
 def _install(root: nn.Module, path: str, module: nn.Module):

@@ -2,13 +2,22 @@
 
 One nn.Module class per network and one helper class per block; call sites
 carry the block's parameters. Each forward line ends with a comment naming its
-spec line. Nothing from the spec text reaches the source except identifiers
-validated by `check_identifier` and numbers; strings are registry choices.
+spec line.
 
-The network is emitted with concrete sizes; a block class is emitted once,
-symbolically: its int parameters and the channel sizes of its tensor
-parameters become constructor arguments, and shape inference over `Dim`
-symbols gives each layer's input size as an expression of them.
+What keeps the emitted file equal to `compile_module`'s module (docs/compiler.md):
+
+* Module names come from the graph builder itself: `EmitSink` names every op
+  through a shadow `GraphBuilder`, so `self.<path>` is the graph's node name
+  and the state-dict keys are the compiled module's, by construction.
+* Identifiers the file invents or takes from a spec (locals, constructor
+  arguments, class names, the loop variable) come from `pynames.Namespace`,
+  never one that shadows a builtin, an import, a helper class or a block class.
+  User text (file names, doc comments) enters only through `safe_text`.
+* A block class is emitted once, symbolically: its int parameters and the
+  channel sizes of its tensor parameters become constructor arguments. Where
+  that cannot be done (a float parameter, a size the forward pass needs, a
+  repeat count from a parameter), the class is emitted for the call's
+  concrete values instead, one class per distinct set of values.
 """
 from __future__ import annotations
 
@@ -23,7 +32,8 @@ from ..errors import CompileError, NetevoError, flatten, raise_all
 from ..ir import nodes as ir
 from ..ir.dims import Dim, to_source
 from ..ops.registry import get_op, src
-from ..passes.elaborate import POISON, Elaborator, TensorVal, check_identifier
+from ..passes.elaborate import POISON, Elaborator, GraphBuilder, TensorVal
+from .pynames import HELPERS, RESERVED_LOCALS, Namespace, camel, class_name
 from .safe_text import comment_text, docstring_body
 
 HEADER = '''"""{title}
@@ -38,66 +48,83 @@ import torch.nn.functional as F
 '''
 
 
-def class_name(name: str) -> str:
-    return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p) or "Net"
+class _Symbolic(Exception):
+    """A block cannot be emitted with symbolic sizes: emit it for concrete values instead."""
 
 
 @attrs.define
 class _Scope:
     """Code being generated for one class."""
 
-    init: list = attrs.Factory(list)
+    locals: Namespace
+    modules: dict = attrs.Factory(dict)  # module path (relative to the class) -> constructor source
+    sequential: set = attrs.Factory(set)  # top-level paths declared as nn.Sequential (called once)
     forward: list = attrs.Factory(list)
-    attrs_used: set = attrs.Factory(set)
     helpers: set = attrs.Factory(set)
     symbols: set = attrs.Factory(set)
+    local_of: dict = attrs.Factory(dict)
+
+    def local(self, name: str) -> str:
+        """The Python local for a spec value name (renamed only where it would shadow a builtin)."""
+        if name not in self.local_of:
+            self.local_of[name] = self.locals.fresh(name) if name in self.locals.reserved else name
+        return self.local_of[name]
+
+
+def _spec_names(body) -> set[str]:
+    out = set()
+    for s in body:
+        if isinstance(s, ir.Assign):
+            out.update(s.targets)
+        elif isinstance(s, (ir.Input, ir.Output)):
+            out.add(s.name)
+        elif isinstance(s, ir.Repeat):
+            out |= _spec_names(s.body)
+    return out
+
+
+def accessor(path: str) -> str:
+    """`r.0.conv1` -> `self.r[0].conv1`: the module at a graph path, from the class that holds it."""
+    parts = path.split(".")
+    return "self." + parts[0] + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts[1:])
 
 
 class EmitSink:
-    """Receives ops from the Elaborator and writes Python for them (TensorVal.ref is a Python expression)."""
+    """Receives ops from the Elaborator and writes Python for them (TensorVal.ref is a Python expression).
 
-    def __init__(self, emitter: "Emitter", scope: _Scope, symbolic: bool):
-        self.emitter, self.scope, self.symbolic = emitter, scope, symbolic
+    Names go through `names`, a GraphBuilder of its own: module paths are the graph's node names."""
+
+    def __init__(self, emitter: "Emitter", scope: _Scope):
+        self.emitter, self.scope = emitter, scope
+        self.names = GraphBuilder()
+        self.call_origin = None
         self.name_override = None
-        self._pending: list = []
 
     def begin_statement(self, prefix, target, n_modules):
-        self._target, self._count, self._index, self._ctors = target, n_modules, 0, []
-        self._attr = self._unique(target) if n_modules else target
-
-    def _unique(self, base):
-        name, k = base, 0
-        while name in self.scope.attrs_used:
-            k += 1
-            name = f"{base}_{k}"
-        self.scope.attrs_used.add(name)
-        return name
-
-    def _module_call(self, ctor: str, args: list[str]) -> str:
-        self._ctors.append(ctor)
-        if self._count == 1:
-            return f"self.{self._attr}({', '.join(args)})"
-        i = self._index
-        self._index += 1
-        return f"self.{self._attr}[{i}]({', '.join(args)})"
+        self.names.begin_statement(prefix, target, n_modules)
+        self._prefix, self._count, self._paths = prefix, n_modules, []
 
     def finish_statement(self, value=None):
-        """Declare the statement's modules; a pure chain becomes an nn.Sequential called once."""
-        if self._count == 1:
-            self.scope.init.append(f"self.{self._attr} = {self._ctors[0]}")
+        """A statement whose modules form a pure chain declares them as one nn.Sequential called once."""
+        if self._prefix or self._count < 2 or not isinstance(value, TensorVal):
             return value
-        if self._count == 0:
+        base = self.names._base
+        if self._paths != [f"{base}.{i}" for i in range(self._count)]:
             return value
-        items = "".join(f"\n            {c}," for c in self._ctors)
-        inner = _chain_input(getattr(value, "ref", ""), self._attr, self._count)
+        inner = _chain_input(value.ref, base, self._count)
         if inner is None:
-            self.scope.init.append(f"self.{self._attr} = nn.ModuleList([{items}\n        ])")
             return value
-        self.scope.init.append(f"self.{self._attr} = nn.Sequential({items}\n        )")
-        return attrs.evolve(value, ref=f"self.{self._attr}({inner})")
+        self.scope.sequential.add(base)
+        return attrs.evolve(value, ref=f"self.{base}({inner})")
 
     def add_input(self, name, shape, span):
-        return TensorVal(name, shape, f"input {name}", span)
+        self.names.add_input(name, shape, span)
+        return TensorVal(self.scope.local(name), shape, f"input {name}", span)
+
+    def _module(self, path: str, ctor: str, args: list[str]) -> str:
+        self.scope.modules[path] = ctor
+        self._paths.append(path)
+        return f"{accessor(path)}({', '.join(args)})"
 
     def add_op(self, op, tensors, params, out, span):
         shapes = [t.shape for t in tensors]
@@ -107,30 +134,30 @@ class EmitSink:
         for v in params.values():
             if isinstance(v, Dim):
                 self.scope.symbols |= v.symbols()
+        node = self.names.add_op(op, tensors, params, out, span)  # the graph's name for this node
+        path = (node[0] if isinstance(node, tuple) else node).ref.partition(":")[0]
         args = [t.ref for t in tensors]
-        multi = op.n_outputs is not None
         if op.module:
             mask_expr = self.emitter.mask_expr(params.get("mask"), op, shapes, params, self.scope) \
                 if op.weight_bearing else None
             ctor = op.emit(shapes, params, mask_expr) if op.weight_bearing else op.emit(shapes, params)
             self.scope.helpers |= set(op.helper_classes) | ({ctor.split("(")[0]} - {""} if not ctor.startswith("nn.")
                                                             else set())
-            code = self._module_call(ctor, args)
+            code = self._module(path, ctor, args)
         else:
             code = op.emit_functional([_paren(a) for a in args], params)
-        shape = tuple(tuple(Dim.of(d) for d in s) for s in out) if multi else tuple(Dim.of(d) for d in out)
-        if multi:
-            return tuple(TensorVal(f"{code}[{i}]" if i else f"{code}[0]", s, op.name, span) for i, s in enumerate(shape)) \
-                if False else _MultiOut(code, shape, span)
-        return TensorVal(code, shape, op.name, span)
+        if op.n_outputs is not None:
+            return _MultiOut(code, tuple(tuple(Dim.of(d) for d in s) for s in out), span)
+        return TensorVal(code, tuple(Dim.of(d) for d in out), op.name, span)
 
     def add_block(self, el: Elaborator, block: ir.Block, args, kwargs, span):
+        path = self.names._module_name()
         env = el.bind_block(block, args, kwargs, span)
-        cls, ctor_args, result_shape = self.emitter.block_class(block, env, span)
+        cls, ctor_args, result_shape = self.emitter.block_class(block, env)
+        self.scope.helpers.add(cls)
         tensors = [env[p.name] for p in block.params if isinstance(p.type, ir.TensorType)]
         ctor = f"{cls}({', '.join(f'{k}={_value_src(v)}' for k, v in ctor_args)})"
-        code = self._module_call(ctor, [t.ref for t in tensors])
-        return TensorVal(code, result_shape, block.name, span)
+        return TensorVal(self._module(path, ctor, [t.ref for t in tensors]), result_shape, block.name, span)
 
     def add_output(self, name, value, span):
         pass
@@ -167,15 +194,45 @@ def _value_src(v) -> str:
     return src(v)
 
 
+def _declarations(modules: dict, sequential: set) -> list[str]:
+    """`self.name = ...` lines that create the modules at their paths (lists, scopes, sequentials)."""
+    tree: dict = {}
+    for path, ctor in modules.items():
+        node = tree
+        *parents, last = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = ctor
+    return [f"self.{name} = {_declare(sub, name in sequential)}" for name, sub in tree.items()]
+
+
+def _declare(node, sequential=False, indent="") -> str:
+    if isinstance(node, str):
+        return node.replace("\n", "\n" + indent)
+    inner = indent + "    "
+    items = [_declare(v, indent=inner) for v in node.values()]
+    if list(node) == [str(i) for i in range(len(node))]:
+        if sequential:
+            return "nn.Sequential(" + "".join(f"\n{inner}{i}," for i in items) + f"\n{indent})"
+        if len(items) > 1 and len(set(items)) == 1 and "\n" not in items[0]:
+            return f"nn.ModuleList([{items[0]} for _ in range({len(items)})])"
+        return "nn.ModuleList([" + "".join(f"\n{inner}{i}," for i in items) + f"\n{indent}])"
+    return "Scope(" + "".join(f"\n{inner}{k}={i}," for k, i in zip(node, items)) + f"\n{indent})"
+
+
 class Emitter:
     def __init__(self, spec: ir.Spec, overrides=None):
         self.spec = spec
         self.overrides = overrides
-        self.blocks_done: dict[str, tuple] = {}  # name -> (class name, param order)
+        self.blocks_done: dict = {}  # key -> (class name, ctor params [(py name, spec name)], result dims)
         self.block_sources: list[str] = []
         self.helpers: set[str] = set()
         # the file name is user text: it reaches the source only escaped (a comment, a docstring)
         self.file = Path(spec.path).name if spec.path else "<spec>"
+        net_classes = {class_name(n.name) for n in spec.networks}
+        self.classes = Namespace(HELPERS | RESERVED_LOCALS, taken=net_classes)
+        # constructor arguments never shadow a class of the file, a helper, a builtin or an import
+        self.global_names = HELPERS | net_classes | {camel(b.name) for b in spec.of_kind(ir.Block)}
 
     def mask_expr(self, mask, op, shapes, params, scope):
         if mask is None:
@@ -190,148 +247,207 @@ class Emitter:
         return f"  # {comment_text(self.file)}:{span.line}" if span is not None else ""
 
     # --- statements ---------------------------------------------------------------
-    def run_statements(self, el: Elaborator, sink: EmitSink, body, env, is_block: bool):
+    def run_statements(self, el: Elaborator, sink: EmitSink, body, env, prefix=""):
         result = None
         for s in body:
             if isinstance(s, ir.Input):
                 shape = tuple(Dim.of(el.eval(d, env, dims=True)) for d in s.type.dims)
-                env[s.name] = TensorVal(s.name, shape, s.name, s.span)
+                env[s.name] = sink.add_input(s.name, shape, s.span)
             elif isinstance(s, (ir.Assign, ir.Output, ir.Return)):
                 target = s.targets[0] if isinstance(s, ir.Assign) else getattr(s, "name", "out")
-                sink.begin_statement("", target, el.count_modules(s.value))
-                value = sink.finish_statement(el.eval(s.value, env))
-                result = self._bind(sink, s, value, env) if not isinstance(s, ir.Return) else None
+                sink.begin_statement(prefix, target, el.count_modules(s.value))
+                value = el.eval(s.value, env)
+                if value is POISON:
+                    raise_all(el.errors or [CompileError("a statement failed", s.span)])
+                value = sink.finish_statement(value)
                 if isinstance(s, ir.Return):
                     sink.scope.forward.append(f"return {value.ref}{self.where(s.span)}")
                     result = value
+                else:
+                    self._bind(sink, s, value, env)
             elif isinstance(s, ir.Repeat):
-                self.repeat(el, sink, s, env)
+                self.repeat(el, sink, s, env, prefix)
         return result
 
     def _bind(self, sink, s, value, env):
+        local = sink.scope.local
         if isinstance(s, ir.Assign) and len(s.targets) > 1:
             if not isinstance(value, _MultiOut):
                 raise CompileError("only split() returns several values", s.span)
-            sink.scope.forward.append(f"{', '.join(s.targets)} = {value.code}{self.where(s.span)}")
+            sink.scope.forward.append(f"{', '.join(local(t) for t in s.targets)} = {value.code}{self.where(s.span)}")
             for t, shape in zip(s.targets, value.shapes):
-                env[t] = TensorVal(t, shape, t, s.span)
-            return None
+                env[t] = TensorVal(local(t), shape, t, s.span)
+            return
         name = s.targets[0] if isinstance(s, ir.Assign) else s.name
         if not isinstance(value, TensorVal):
             env[name] = value
-            return None
-        if value.ref != name:
-            sink.scope.forward.append(f"{name} = {value.ref}{self.where(s.span)}")
-        env[name] = TensorVal(name, value.shape, value.origin, s.span)
-        return None
+            return
+        if value.ref != local(name):
+            sink.scope.forward.append(f"{local(name)} = {value.ref}{self.where(s.span)}")
+        env[name] = TensorVal(local(name), value.shape, value.origin, s.span)
 
-    def repeat(self, el, sink, s: ir.Repeat, env):
+    def repeat(self, el, sink, s: ir.Repeat, env, prefix):
+        """Copies named as the graph names them; one `for` loop when every copy's code is the same."""
         n = el.eval(s.count, env)
-        n = int(n) if isinstance(n, Dim) else n
-        if len(s.body) != 1 or not isinstance(s.body[0], ir.Assign) or len(s.body[0].targets) != 1 \
-                or el.count_modules(s.body[0].value) != 1:
-            raise CompileError("emit_source supports `repeat` bodies of one statement with one layer", s.span,
-                               "move the body into a block and repeat the block call")
-        stmt = s.body[0]
-        target = stmt.targets[0]
-        attr = sink._unique(s.name)
-        ctors = []
-        for _ in range(n):
-            sink.scope.attrs_used.discard("_repeat")
-            sink.begin_statement("", "_repeat", 1)
-            value = el.eval(stmt.value, env)
-            ctors.append(sink._ctors[0])
-            env[target] = TensorVal(target, value.shape, value.origin, stmt.span)
+        if isinstance(n, Dim) and n.is_int():
+            n = int(n)
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise _Symbolic(f"repeat count {n}")
+        single = len(s.body) == 1 and isinstance(s.body[0], ir.Assign) and el.count_modules(s.body[0].value) == 1
+        outer, copies = sink.scope.forward, []
+        for i in range(n):
+            sink.scope.forward = []
+            sink.names.name_override = f"{prefix}{s.name}.{i}" if single else None
+            self.run_statements(el, sink, s.body, env, f"{prefix}{s.name}.{i}.")
+            sink.names.name_override = None
+            copies.append(sink.scope.forward)
+        sink.scope.forward = outer
         if n == 0:
             return
-        call = value.ref.replace("self._repeat", "layer")
-        sink.scope.attrs_used.discard("_repeat")
-        if len(set(ctors)) == 1:
-            sink.scope.init.append(f"self.{attr} = nn.ModuleList([{ctors[0]} for _ in range({n})])")
+        var = sink.scope.locals.fresh("layer")
+        looped = []
+        for i, lines in enumerate(copies):
+            pattern = re.compile(re.escape(accessor(f"{prefix}{s.name}.{i}")) + r"(?=[.(\[])")
+            looped.append([pattern.sub(var, line) for line in lines])
+        if all(c == looped[0] for c in looped) and n > 1:
+            outer.append(f"for {var} in {accessor(prefix + s.name)}:{self.where(s.span)}")
+            outer += [f"    {line}" for line in looped[0]]
         else:
-            items = "".join(f"\n            {c}," for c in ctors)
-            sink.scope.init.append(f"self.{attr} = nn.ModuleList([{items}\n        ])")
-        sink.scope.forward.append(f"for layer in self.{attr}:{self.where(s.span)}")
-        sink.scope.forward.append(f"    {target} = {call}")
+            for lines in copies:
+                outer += lines
 
     # --- blocks ---------------------------------------------------------------------
-    def block_class(self, block: ir.Block, call_env: dict, span):
-        """Emit the block's class once; returns (class name, ctor args for this call, result shape)."""
-        if block.name not in self.blocks_done:
-            self.blocks_done[block.name] = self._emit_block(block)
-        cls, order, ret_dims = self.blocks_done[block.name]
-        ctor_args = [(k, call_env[k]) for k in order]
-        mapping = {k: Dim.of(v) for k, v in call_env.items() if isinstance(v, (int, Dim)) and not isinstance(v, bool)}
-        result_shape = tuple(d.substitute(mapping) for d in ret_dims)
-        return cls, ctor_args, result_shape
+    def block_class(self, block: ir.Block, call_env: dict):
+        """The block's class (emitted on first use); returns (class name, ctor args for this call, result shape)."""
+        scalars = [p for p in block.params if isinstance(p.type, ir.ScalarType)]
+        baked = tuple((p.name, repr(call_env[p.name])) for p in scalars if p.type.name != "int")
+        key = (block.name, baked)
+        if key not in self.blocks_done:
+            try:
+                self.blocks_done[key] = self._emit_block(block, call_env, symbolic=True)
+            except (_Symbolic, NetevoError, ValueError, TypeError, ZeroDivisionError, KeyError):
+                self.blocks_done[key] = None
+        if self.blocks_done[key] is None:  # emitted for the call's concrete values
+            tensors = [p for p in block.params if isinstance(p.type, ir.TensorType)]
+            key = (block.name, tuple((p.name, repr(call_env[p.name])) for p in scalars),
+                   tuple(tuple(call_env[p.name].shape) for p in tensors))
+            if key not in self.blocks_done:
+                self.blocks_done[key] = self._emit_block(block, call_env, symbolic=False)
+        cls, params, symbols, ret_dims = self.blocks_done[key]
+        ctor_args = [(py, call_env[spec_name]) for py, spec_name in params]
+        mapping = {py: Dim.of(call_env[spec_name]) for py, spec_name in symbols if spec_name in call_env}
+        return cls, ctor_args, tuple(Dim.of(d).substitute(mapping) for d in ret_dims)
 
-    def _emit_block(self, block: ir.Block):
-        cls = class_name(block.name)
+    def _emit_block(self, block: ir.Block, call_env: dict, symbolic: bool):
         el = Elaborator(self.spec, self.overrides)
-        scope = _Scope()
-        sink = EmitSink(self, scope, symbolic=True)
+        scope = _Scope(Namespace(taken=_spec_names(block.body) | {p.name for p in block.params}))
+        sink = EmitSink(self, scope)
         el.sink = sink
+        params_ns = Namespace(RESERVED_LOCALS | self.global_names)
         env: dict = {}
-        scalar = [p for p in block.params if isinstance(p.type, ir.ScalarType)]
+        py_of: dict[str, str] = {}  # spec name -> constructor argument
+        scalars = [p for p in block.params if isinstance(p.type, ir.ScalarType)]
         tensors = [p for p in block.params if isinstance(p.type, ir.TensorType)]
-        for p in scalar:
-            if p.type.name != "int":
-                raise CompileError(f"block `{block.name}`: emit_source supports int block parameters; "
-                                   f"`{p.name}` is {p.type.name}", p.span)
-            env[p.name] = Dim.sym(p.name)
-        for p in tensors:
-            shape = tuple(Dim.of(el.eval(d, env, dims=True)) for d in p.type.dims)
-            env[p.name] = TensorVal(p.name, shape, p.name, p.span)
-        result = self.run_statements(el, sink, block.body, env, is_block=True)
+        for p in scalars:
+            if symbolic and p.type.name == "int":
+                py_of[p.name] = params_ns.fresh(p.name)
+                env[p.name] = Dim.sym(py_of[p.name])
+            else:
+                env[p.name] = call_env[p.name]
+        if symbolic:
+            for p in tensors:
+                for name in _names_in_dims(p):
+                    if name not in env and name not in el.globals and name not in py_of:
+                        py_of[name] = params_ns.fresh(name)
+                        env[name] = Dim.sym(py_of[name])
+            for p in tensors:
+                shape = tuple(Dim.of(el.eval(d, env, dims=True)) for d in p.type.dims)
+                env[p.name] = TensorVal(scope.local(p.name), shape, p.name, p.span)
+        else:
+            for p in tensors:
+                for name in _names_in_dims(p):
+                    if name in call_env and name not in env:
+                        env[name] = call_env[name]
+                env[p.name] = TensorVal(scope.local(p.name), tuple(call_env[p.name].shape), p.name, p.span)
+        result = self.run_statements(el, sink, block.body, env)
         if el.errors:
             raise_all(el.errors)
-        init_text = "\n".join(scope.init)
-        dim_syms = sorted(s for s in scope.symbols if s not in {p.name for p in scalar}
-                          and any(s in Dim.of(d).symbols() for p in tensors for d in env[p.name].shape)
-                          and re.search(rf"\b{re.escape(s)}\b", init_text))
-        for s_ in dim_syms:
-            check_identifier(s_, block.span, "size name")
-        order = dim_syms + [p.name for p in scalar]
-        defaults = {p.name: p.default for p in scalar if p.default is not None}
-        sig = ", ".join(f"{k}={src(el.eval(defaults[k], {}))}" if k in defaults else k for k in order)
+        if not isinstance(result, TensorVal):
+            raise CompileError(f"block `{block.name}` must return a tensor", block.span)
+        init = _declarations(scope.modules, scope.sequential)
+        if any("Scope(" in line for line in init):
+            scope.helpers.add("Scope")
+        init_text, forward_text = "\n".join(init), "\n".join(scope.forward)
+        scalar_names = [p.name for p in scalars if p.name in py_of]
+        dim_names = sorted(k for k in py_of if k not in scalar_names)
+        if any(re.search(rf"\b{re.escape(py_of[k])}\b", forward_text) for k in py_of):
+            raise _Symbolic("the forward pass needs a size")  # forward() sees no constructor arguments
+        if not symbolic and any(re.search(rf"\b{re.escape(k)}\b", init_text) for k in scope.symbols):
+            raise _Symbolic("a layer needs a size the call leaves symbolic")  # the caller tries concrete values
+        used_dims = [k for k in dim_names if re.search(rf"\b{re.escape(py_of[k])}\b", init_text)]
+        params = [(py_of[k], k) for k in used_dims + scalar_names]
+        defaults = {}
+        for p in scalars:
+            if p.name in py_of and p.default is not None:
+                try:
+                    defaults[py_of[p.name]] = src(el.eval(p.default, {}))
+                except (NetevoError, TypeError, ValueError):
+                    pass
+        sig = ", ".join(f"{py}={defaults[py]}" if py in defaults else py for py, _ in params)
+        cls = self.classes.fresh(camel(block.name))
         lines = [f"class {cls}(nn.Module):"]
         if block.doc:
-            lines.append(f'    """{_doc(block.doc)}"""')
-            lines.append("")
+            lines += [f'    """{_doc(block.doc)}"""', ""]
         lines.append(f"    def __init__(self, {sig}):" if sig else "    def __init__(self):")
         lines.append("        super().__init__()")
-        lines += [f"        {line}" for line in scope.init] or ["        pass"]
+        lines += [f"        {line}" for line in "\n".join(init).split("\n")] if init else ["        pass"]
         lines.append("")
-        lines.append(f"    def forward(self, {', '.join(p.name for p in tensors)}):")
+        lines.append(f"    def forward(self, {', '.join(scope.local(p.name) for p in tensors)}):")
         lines += [f"        {line}" for line in scope.forward]
         self.block_sources.append("\n".join(lines))
         self.helpers |= scope.helpers
-        return cls, order, tuple(result.shape) if isinstance(result, TensorVal) else ()
+        return cls, params, [(py, k) for k, py in py_of.items()], tuple(result.shape)
 
     # --- networks ------------------------------------------------------------------
     def network_class(self, net: ir.Network) -> str:
         el = Elaborator(self.spec, self.overrides)
-        scope = _Scope()
-        sink = EmitSink(self, scope, symbolic=False)
+        scope = _Scope(Namespace(taken=_spec_names(net.body)))
+        sink = EmitSink(self, scope)
         el.sink = sink
-        env: dict = {}
-        self.run_statements(el, sink, net.body, env, is_block=False)
+        self.run_statements(el, sink, net.body, {})
         if el.errors:
             raise_all(el.errors)
-        inputs = [s.name for s in net.body if isinstance(s, ir.Input)]
-        outputs = [s.name for s in net.body if isinstance(s, ir.Output)]
+        inputs = [scope.local(s.name) for s in net.body if isinstance(s, ir.Input)]
+        outputs = [scope.local(s.name) for s in net.body if isinstance(s, ir.Output)]
+        init = _declarations(scope.modules, scope.sequential)
+        if any("Scope(" in line for line in init):
+            scope.helpers.add("Scope")
         lines = [f"class {class_name(net.name)}(nn.Module):"]
         if net.doc:
             lines += [f'    """{_doc(net.doc)}"""', ""]
         lines.append("    def __init__(self):")
         lines.append("        super().__init__()")
-        lines += [f"        {line}" for line in scope.init] or ["        pass"]
+        lines += [f"        {line}" for line in "\n".join(init).split("\n")] if init else ["        pass"]
         lines.append("")
         lines.append(f"    def forward(self, {', '.join(inputs)}):")
         lines += [f"        {line}" for line in scope.forward]
         lines.append(f"        return {', '.join(outputs)}")
         self.helpers |= scope.helpers
         return "\n".join(lines)
+
+
+def _names_in_dims(p: ir.BlockParam) -> list[str]:
+    return [name for d in p.type.dims for name in _names_in(d)]
+
+
+def _names_in(e) -> list[str]:
+    if isinstance(e, ir.Name):
+        return [e.id]
+    if isinstance(e, ir.BinOp):
+        return _names_in(e.left) + _names_in(e.right)
+    if isinstance(e, ir.Neg):
+        return _names_in(e.operand)
+    return []
 
 
 def _doc(text: str) -> str:
@@ -346,46 +462,27 @@ def _class_source(name: str) -> str:
     return inspect.getsource(getattr(modules, name)).rstrip()
 
 
-def _helper_sources(names: set[str]) -> list[str]:
-    from . import modules
+_HELPER_ORDER = ["Scope", "Activation", "MaskedLinear", "MaskedConv", "MaskedConv1d", "MaskedConv2d",
+                 "PositionalEmbedding", "CausalSelfAttention", "GPT2MLP"]
 
-    out = []
-    order = ["Activation", "MaskedLinear", "MaskedConv", "MaskedConv1d", "MaskedConv2d", "PositionalEmbedding",
-             "CausalSelfAttention", "GPT2MLP"]
+
+def _helper_sources(names: set[str]) -> list[str]:
     if "GPT2MLP" in names:
         names = names | {"Activation"}
     if names & {"MaskedConv1d", "MaskedConv2d"}:
         names = names | {"MaskedConv"}
-    for name in order:
-        if name in names:
-            out.append(_class_source(name))
+    out = [_class_source(name) for name in _HELPER_ORDER if name in names]
     if "make_mask" in names:
-        from ..ops import masks
-
-        out.append(_make_mask_source(masks))
+        out.append(_make_mask_source(None))
     return out
 
 
-def _make_mask_source(masks) -> str:
-    """A torch-only port of ops.masks.make_mask, so emitted files need no numpy."""
-    return '''def make_mask(kind, out, fan_in, **p):
-    """Connectivity mask (out x fan_in, bool); same bits as netevo's ops.masks.make_mask."""
-    import numpy as np
+def _make_mask_source(_unused=None) -> str:
+    """The mask functions the compiled module uses (compiler.modules.make_mask), copied: torch and stdlib only."""
+    from ..ops import masks
+    from . import modules
 
-    if kind == "random":
-        n = out * fan_in
-        flat = np.zeros(n, dtype=bool)
-        flat[np.random.default_rng(int(p.get("seed", 0))).choice(n, size=int(round(p["density"] * n)), replace=False)] = True
-        return torch.from_numpy(flat.reshape(out, fan_in))
-    if kind == "band":
-        i = torch.arange(out, dtype=torch.float64)[:, None] * (fan_in / out)
-        return (i - torch.arange(fan_in)[None, :]).abs() <= p["halfwidth"]
-    if kind == "block":
-        b = p["blocks"]
-        return (torch.arange(out)[:, None] // (out // b)) == (torch.arange(fan_in)[None, :] // (fan_in // b))
-    if kind == "bits":
-        return torch.tensor([[c == "1" for c in row] for row in p["rows"]])
-    return torch.ones(out, fan_in, dtype=torch.bool)'''
+    return inspect.getsource(masks.random_keep).rstrip() + "\n\n\n" + inspect.getsource(modules.make_mask).rstrip()
 
 
 def emit_network_source(spec: ir.Spec, name: str | None = None, overrides=None) -> str:
@@ -400,12 +497,14 @@ def emit_network_source(spec: ir.Spec, name: str | None = None, overrides=None) 
         body = em.network_class(net)
     except NetevoError as e:
         raise_all(flatten(e))
+    except _Symbolic as e:  # only a block call inside a symbolic block may raise it, and that one is caught
+        raise CompileError(f"cannot emit `{net.name}`: {e}", net.span) from None
     title = f"{class_name(net.name)}: compiled from `network {net.name}`."
     parts = [HEADER.format(title=title, source=docstring_body(em.file, keep_newlines=False)).rstrip()]
-    parts += _helper_sources(em.helpers)
+    parts += _helper_sources(em.helpers - {c for c, *_ in filter(None, em.blocks_done.values())})
     parts += em.block_sources
     parts.append(body)
     return "\n\n\n".join(parts) + "\n"
 
 
-__all__ = ["emit_network_source", "class_name", "POISON"]
+__all__ = ["emit_network_source", "class_name", "accessor", "POISON"]

@@ -11,6 +11,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ops.masks import random_keep
+
+
+class Scope(nn.Module):
+    """A container for modules under a dotted path (`r.0.conv1`); `scope[0]` and `scope.conv1` both work."""
+
+    def __init__(self, **modules):
+        super().__init__()
+        for name, module in modules.items():
+            self.add_module(name, module)
+
+    def __getitem__(self, key):
+        return self._modules[str(key)]
+
+    def __len__(self):
+        return len(self._modules)
+
 
 class MaskedLinear(nn.Linear):
     """A linear layer whose effective weight is weight * mask (a persistent bool buffer).
@@ -204,3 +221,20 @@ class GPT2MLP(nn.Module):
     def forward(self, x):
         return self.c_proj(self.act(self.c_fc(x)))
 
+
+def make_mask(kind, out, fan_in, **p):
+    """Connectivity mask (out x fan_in, bool): the same bits as netevo's ops.masks.make_mask."""
+    if kind == "random":
+        n = out * fan_in
+        flat = torch.zeros(n, dtype=torch.bool)
+        flat[random_keep(n, int(round(float(p["density"]) * n)), int(p.get("seed", 0)))] = True
+        return flat.reshape(out, fan_in)
+    if kind == "band":
+        i = torch.arange(out, dtype=torch.float64)[:, None] * (fan_in / out)
+        return (i - torch.arange(fan_in)[None, :]).abs() <= int(p["halfwidth"])
+    if kind == "block":
+        b = int(p["blocks"])
+        return (torch.arange(out)[:, None] // (out // b)) == (torch.arange(fan_in)[None, :] // (fan_in // b))
+    if kind == "bits":
+        return torch.tensor([[c == "1" for c in row] for row in p["rows"]], dtype=torch.bool).reshape(out, fan_in)
+    return torch.ones(out, fan_in, dtype=torch.bool)

@@ -13,6 +13,7 @@ sizes are always checked exactly when the network is compiled or run.
 from __future__ import annotations
 
 import functools
+import math
 from fractions import Fraction
 from typing import Union
 
@@ -260,6 +261,10 @@ def to_source(dim: Dim, names=lambda s: s, integer_division: bool = False) -> st
     """Readable text for a dim: `2 * c + 1`, `H / 2`. With integer_division, `/` becomes `//`."""
     if not dim.terms:
         return "0"
+    if integer_division and any(c.denominator != 1 for c in dim.terms.values()):
+        # (k - 1) / 2 is `(k - 1) // 2`, not `k // 2 - 1 / 2`: one floor division of the whole numerator
+        den = math.lcm(*(c.denominator for c in dim.terms.values()))
+        return f"({to_source(dim * den, names, integer_division)}) // {den}"
     parts = []
     for m, c in sorted(dim.terms.items(), key=lambda kv: (kv[0] == (), str(kv[0]))):
         atoms = " * ".join(_atom_source(a, names) for a in m)

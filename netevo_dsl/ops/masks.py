@@ -2,7 +2,8 @@
 
 A mask is a bool matrix over (out, in) connectivity of a weight-bearing op (for
 convs: out channels x in channels per group; the kernel is broadcast). Density
-means the fraction of connections kept. Generation imports numpy lazily.
+means the fraction of connections kept. Generation imports numpy lazily; the random
+choice is pure Python (`random_keep`), shared with the compiler's torch `make_mask`.
 """
 from __future__ import annotations
 
@@ -63,17 +64,36 @@ def check_mask(mask: MaskSpec, out: int, inp: int) -> str | None:
     return None
 
 
+def random_keep(n, keep, seed):
+    """`keep` distinct indices of range(n), chosen by `seed`: a partial Fisher-Yates shuffle driven by
+    splitmix64 (Steele et al. 2014). Pure Python, so compiled modules, emitted files (which copy this
+    function) and the mutation engine draw the same bits on every platform and library version."""
+    if keep > n - keep:  # cheaper to draw the connections that are left out
+        drop = set(random_keep(n, n - keep, seed))
+        return [i for i in range(n) if i not in drop]
+    mask64 = (1 << 64) - 1
+    state, moved, out = seed & mask64, {}, []
+    for i in range(keep):
+        state = (state + 0x9E3779B97F4A7C15) & mask64
+        z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & mask64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask64
+        z ^= z >> 31
+        j = i + ((z * (n - i)) >> 64)  # uniform in [i, n) up to 2^-64
+        out.append(moved.get(j, j))
+        moved[j] = moved.get(i, i)
+    return sorted(out)
+
+
 def make_mask(mask: MaskSpec, out: int, inp: int):
-    """The bool matrix as a numpy array."""
+    """The bool matrix as a numpy array; the same bits as compiler.modules.make_mask (the torch one)."""
     import numpy as np
 
     if mask.kind == "dense":
         return np.ones((out, inp), dtype=bool)
     if mask.kind == "random":
         n = out * inp
-        keep = int(round(float(mask.get("density")) * n))
         flat = np.zeros(n, dtype=bool)
-        flat[np.random.default_rng(int(mask.get("seed", 0))).choice(n, size=keep, replace=False)] = True
+        flat[random_keep(n, int(round(float(mask.get("density")) * n)), int(mask.get("seed", 0)))] = True
         return flat.reshape(out, inp)
     if mask.kind == "band":
         i = np.arange(out)[:, None] * (inp / out)

@@ -26,5 +26,5 @@ def example_inputs(graph, dtype=torch.float64):
             vocab = next(n.param_dict["vocab"] for n in graph.nodes if n.op == "embedding" and inp.name in n.inputs)
             inputs.append(torch.randint(0, int(vocab), shape))
         else:
-            inputs.append(torch.randn(*shape, dtype=dtype))
+            inputs.append(torch.randn(shape, dtype=dtype))  # a list, so a 0-d input works too
     return inputs

@@ -1,0 +1,58 @@
+"""The one sanitiser for identifiers in generated Python.
+
+Spec names (values, blocks, block parameters) are valid identifiers once
+`check_identifier` has passed them, but valid is not enough: in generated code
+they share a namespace with Python's builtins, the modules the file imports,
+the helper classes copied into it and the classes generated for blocks. A
+block parameter called `range` would shadow the `range` that `__init__` calls;
+two blocks `conv_1` and `conv1` would both become `class Conv1`. Every
+identifier the emitter invents or takes from a spec goes through `Namespace`,
+which hands out each name once and never one on the reserved list.
+
+Module attribute names (`self.conv1`) are not sanitised: they are state-dict
+keys and must stay what the spec wrote.
+"""
+from __future__ import annotations
+
+import builtins
+import keyword
+
+# Modules the emitted file imports, and what every method can see.
+IMPORTED = frozenset({"math", "torch", "nn", "F", "self"})
+# Classes and functions copied into emitted files from compiler/modules.py.
+HELPERS = frozenset({"Activation", "MaskedLinear", "MaskedConv", "MaskedConv1d", "MaskedConv2d",
+                     "PositionalEmbedding", "CausalSelfAttention", "GPT2MLP", "Scope", "make_mask",
+                     "random_keep"})
+# What a local variable may never be called: it would shadow something the generated code calls.
+RESERVED_LOCALS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins)) | IMPORTED
+
+
+class Namespace:
+    """Hands out identifiers, unique within the namespace and never reserved."""
+
+    def __init__(self, reserved=RESERVED_LOCALS, taken=()):
+        self.reserved = frozenset(reserved)
+        self.taken: set[str] = set(taken)
+
+    def fresh(self, base: str) -> str:
+        """`base` itself when free, else `base_2`, `base_3`, ..."""
+        name, k = base, 1
+        while name in self.reserved or name in self.taken or name.startswith("__"):
+            k += 1
+            name = f"{base.lstrip('_') or 'v'}_{k}"
+        self.taken.add(name)
+        return name
+
+
+def camel(name: str) -> str:
+    """`basic_block` -> `BasicBlock`; the class-name spelling of a spec name."""
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p) or "Net"
+
+
+def class_name(network_name: str) -> str:
+    """The class of a network in emitted source: its name in CamelCase, never a helper's or a builtin's."""
+    base = camel(network_name)
+    return base + "Net" if base in HELPERS or base in RESERVED_LOCALS else base
+
+
+__all__ = ["Namespace", "camel", "class_name", "HELPERS", "IMPORTED", "RESERVED_LOCALS"]
