@@ -98,6 +98,24 @@ def _number(e):
     return None
 
 
+def _rule_argument_problem(rule, kw) -> str | None:
+    """A rule argument of the wrong type, below its minimum, or not among its choices (None: fine)."""
+    param = next((p for p in rule.params if p.name == kw.name), None)
+    if param is None:
+        return None
+    if param.type in ("int", "float"):
+        value = _number(kw.value)
+        if value is None or (param.type == "int" and not float(value).is_integer()):
+            return f"`{kw.name}` is {'an integer' if param.type == 'int' else 'a number'}"
+        if param.minimum is not None and value < param.minimum:
+            return f"`{kw.name}` must be at least {param.minimum:g}, got {value:g}"
+    if param.type == "str" and param.choices:
+        value = kw.value.value if isinstance(kw.value, ir.Str) else getattr(kw.value, "id", None)
+        if value not in param.choices:
+            return f"`{kw.name}` is one of " + ", ".join(f'"{c}"' for c in param.choices)
+    return None
+
+
 def check_transformer_genome(g: ir.TransformerGenome) -> list[NetevoError]:
     errors: list[NetevoError] = []
     values = {}
@@ -189,6 +207,10 @@ def _check_mutate(spec, m: ir.MutateBlock, graphs: dict | None = None) -> list[N
             elif kw.name == "op":
                 if not (isinstance(kw.value, ir.Name) and get_op(kw.value.id)):
                     errors.append(RuleError("`op` names a registered op, e.g. op=conv2d", kw.span))
+            else:
+                problem = _rule_argument_problem(rule, kw)
+                if problem:
+                    errors.append(RuleError(f"`{r.func}`: {problem}", kw.span))
         if r.args and not rule.takes_targets:
             errors.append(RuleError(f"`{r.func}` takes no targets", r.span))
         for a in r.args:
