@@ -109,10 +109,17 @@ def test_resnet_block_reuses_its_relu_and_each_call_has_its_own_statistics():
     captured = []  # by hand: the output of each call of layer1.0.relu, copied as it happens
     handle = relu.register_forward_hook(lambda m, i, o: captured.append(o.detach().double().clone()))
     tracker = NeuronTracker(model)
-    with tracker, torch.no_grad():
+    hooked = NeuronTracker(model, trace=False)  # module hooks, watching the same passes
+    with tracker, hooked, torch.no_grad():
         for _ in range(2):
             model(torch.randn(2, 3, 96, 96))
     handle.remove()
+    relus = [site for site in tracker.layer_names if tracker.layer_info(site)["activation"]]
+    assert relus == [site for site in hooked.layer_names if hooked.layer_info(site)["activation"]]
+    assert len(relus) == 17 and relus[1:3] == ["layer1.0.relu#0", "layer1.0.relu#1"]  # stem + 8 blocks x 2
+    for site in relus:  # both paths split the reused ReLU the same way and see the same values
+        fx_stats, hook_stats = tracker.layer_stats(site), hooked.layer_stats(site)
+        assert all(torch.equal(fx_stats[key], hook_stats[key]) for key in fx_stats), site
     assert [tracker.layer_info(f"layer1.0.relu#{k}")["call"] for k in (0, 1)] == [0, 1]
     for call in (0, 1):
         # channels are neurons: every (batch, h, w) position is a sample
