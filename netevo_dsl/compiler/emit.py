@@ -377,7 +377,8 @@ class Emitter:
         init = _declarations(scope.modules, scope.sequential)
         if any("Scope(" in line for line in init):
             scope.helpers.add("Scope")
-        init_text, forward_text = "\n".join(init), "\n".join(scope.forward)
+        # the code only: a `# file:line` comment may hold any word (`cin.net`)
+        init_text, forward_text = "\n".join(init), "\n".join(line.split("  # ")[0] for line in scope.forward)
         scalar_names = [p.name for p in scalars if p.name in py_of]
         dim_names = sorted(k for k in py_of if k not in scalar_names)
         if any(re.search(rf"\b{re.escape(py_of[k])}\b", forward_text) for k in py_of):

@@ -62,6 +62,24 @@ def test_block_passing_a_size_of_its_tensor_to_another_block():
             "network n {\n input x: [B, 2, 16]\n output y = outer(x)\n}")
     direct, _, source, (x,) = both(text)
     assert direct(x).shape == (2, 2, 16)
+    assert "self.out = Inner(c=cin)" in source  # still one symbolic class per block
+
+
+def test_cli_compile_writes_the_module_that_compile_module_builds(tmp_path):
+    from netevo_dsl.cli import main
+
+    # the file name `cin.net` holds the size name `cin`: comments must not count as uses of it
+    spec_file, out = tmp_path / "cin.net", tmp_path / "net.py"
+    spec_file.write_text("block inner(x: [B, c, L], c: int) {\n  return conv1d(x, out=c, k=1)\n}\n\n"
+                         "block outer(x: [B, cin, L]) {\n  return inner(x, c=cin)\n}\n\n"
+                         "network n {\n  input x: [B, 2, 16]\n  output y = outer(x)\n}\n")
+    assert main(["compile", str(spec_file), "-o", str(out)]) == 0
+    emitted = exec_source(out.read_text())["N"]().double()
+    direct = ne.compile_module(ne.load(spec_file)).double()
+    emitted.load_state_dict(direct.state_dict())
+    x = torch.randn(2, 2, 16, dtype=torch.float64)
+    torch.testing.assert_close(emitted(x), direct(x), atol=1e-12, rtol=0)
+    assert "class Outer(nn.Module):\n    def __init__(self, cin):" in out.read_text()
 
 
 @pytest.mark.parametrize("a, b", [("conv_1", "conv1"), ("ab", "Ab")])
@@ -229,3 +247,12 @@ def test_compiled_forward_frees_values_after_their_last_use():
     with torch.no_grad():
         module(torch.randn(2, 8))
     assert alive["dead_at_h5"] == ["h0", "h1", "h2", "h3"]
+
+
+@pytest.mark.parametrize("spec_file, n_blocks", [("resnet18.net", 2), ("mobilenet_v2_like.net", 4)])
+def test_shipped_blocks_stay_one_symbolic_class_each(spec_file, n_blocks):
+    from .conftest import SPECS_DIR
+
+    source = ne.emit_source(ne.load(f"{SPECS_DIR}/{spec_file}"))
+    classes = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef)]
+    assert len(classes) == n_blocks + 1  # no block fell back to one class per set of concrete values
