@@ -220,3 +220,27 @@ def test_evolve_writes_tensorboard_scalars_equal_to_its_log(tmp_path, capsys):
     series = events.Scalars("mean(reward)/max")
     assert [s.step for s in series] == [0, 1, 2]
     assert [s.value for s in series] == pytest.approx([l["objectives"]["mean(reward)"]["max"] for l in log], rel=1e-6)
+
+
+def test_tracker_heatmap_has_one_row_per_layer_and_a_labelled_bar(tmp_path):
+    """Rows are layers in order, each row that layer's firing rates as the tracker reports them."""
+    import numpy as np
+    import torch
+
+    from netevo_dsl.runtime.report import KEY_LABELS, layer_grid, save_heatmaps
+
+    spec = ne.load(ROOT / "specs" / "digits_mlp.net")
+    torch.manual_seed(0)
+    model = ne.compile_module(spec, overrides={"hidden": 12})
+    tracker = ne.NeuronTracker(model)
+    with tracker:
+        model(torch.randn(64, 64))
+    grid, names = layer_grid(tracker)
+    layers = [n for n in tracker.layer_names if tracker.layer_info(n)["samples"]]
+    assert grid.shape == (len(layers), max(tracker.layer_info(n)["width"] for n in layers))
+    for k, name in enumerate(layers):
+        rate = tracker.layer_stats(name)["firing_rate"].numpy()
+        np.testing.assert_array_equal(grid[k, : rate.size], rate)
+        assert np.isnan(grid[k, rate.size:]).all() and names[k].startswith(name)
+    save_heatmaps(tracker, tmp_path)
+    assert (tmp_path / "layers.png").stat().st_size > 1000 and "firing rate" in KEY_LABELS["firing_rate"]

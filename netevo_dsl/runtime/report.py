@@ -200,25 +200,35 @@ def _save_image(path: Path, matrix, title: str, xlabel: str = "", ylabel: str = 
     return path
 
 
-def save_heatmaps(tracker: "NeuronTracker", out_dir: str | Path, key: str = "firing_rate") -> list[Path]:
-    """`layers.png`: one row per tracked layer, neurons across (narrower layers end early, blank), coloured
-    by `key`; and one single-row PNG per layer. Returns the per-layer paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths, rows, names = [], [], []
+def layer_grid(tracker: "NeuronTracker", key: str = "firing_rate") -> tuple[np.ndarray, list[str]]:
+    """[layers, widest] matrix of `key`, one row per tracked layer with data (NaN past a layer's width),
+    and one row label per layer: `name (op, width)`."""
+    rows, names = [], []
     for name in tracker.layer_names:
         if not tracker.layer_info(name)["samples"]:
             continue
         values = tracker.layer_stats(name)[key].numpy().astype(float)
         rows.append(values)
-        label = f"{name or '<model>'} ({tracker.layer_info(name)['op']}, {values.size})"
-        names.append(label)
+        names.append(f"{name or '<model>'} ({tracker.layer_info(name)['op']}, {values.size})")
+    grid = np.full((len(rows), max((r.size for r in rows), default=0)), np.nan)
+    for k, r in enumerate(rows):
+        grid[k, : r.size] = r
+    return grid, names
+
+
+def save_heatmaps(tracker: "NeuronTracker", out_dir: str | Path, key: str = "firing_rate") -> list[Path]:
+    """`layers.png`: one row per tracked layer, neurons across (narrower layers end early, blank), coloured
+    by `key`; and one single-row PNG per layer. Returns the per-layer paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grid, names = layer_grid(tracker, key)
+    layers = [n for n in tracker.layer_names if tracker.layer_info(n)["samples"]]
+    paths = []
+    for name, label in zip(layers, names):
+        values = tracker.layer_stats(name)[key].numpy().astype(float)
         paths.append(_save_image(out_dir / f"{_file_stem(name)}.png", values[None, :],
                                  f"{name or '<model>'}: {key} per neuron", "neuron index", "", key, [label]))
-    if rows:
-        grid = np.full((len(rows), max(r.size for r in rows)), np.nan)
-        for k, r in enumerate(rows):
-            grid[k, : r.size] = r
+    if len(grid):
         _save_image(out_dir / "layers.png", grid, f"{key} of every neuron, one row per layer (after training)",
                     "neuron index within the layer", "", key, names)
     return paths
