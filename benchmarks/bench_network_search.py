@@ -32,10 +32,11 @@ from netevo_dsl.evolve.network_selection import hypervolume_2d  # noqa: E402
 from netevo_dsl.evolve.network_settings import resolve_network_settings  # noqa: E402
 
 
-def run_search(spec_name, selection, seed, population, generations, out, inherit=True) -> dict:
+def run_search(spec_name, selection, seed, population, generations, out, inherit=True, epochs=None) -> dict:
     spec = ne.load(ROOT / "specs" / f"{spec_name}.net")
     settings = resolve_network_settings(spec, overrides={"selection": selection, "seed": seed, "inherit": inherit,
-                                                         "population": population, "generations": generations})
+                                                         "population": population, "generations": generations,
+                                                         "epochs": epochs})
     t0, c0 = time.perf_counter(), time.process_time()
     run = NetworkEvolution(spec, settings, out, overwrite=True, progress=False, report=False)
     result = run.execute()
@@ -90,7 +91,7 @@ def optuna_space(spec_name, trial) -> str:
                       close=")" if skip else "")
 
 
-def run_optuna(spec_name, seed, n_trials, params_ref) -> dict | None:
+def run_optuna(spec_name, seed, n_trials, params_ref, epochs=None) -> dict | None:
     try:
         import optuna
     except ImportError:
@@ -101,7 +102,7 @@ def run_optuna(spec_name, seed, n_trials, params_ref) -> dict | None:
     from netevo_dsl.runtime.train_networks import Candidate, network_graph, train_candidates
 
     spec = ne.load(ROOT / "specs" / f"{spec_name}.net")
-    settings = resolve_network_settings(spec, overrides={"seed": seed})
+    settings = resolve_network_settings(spec, overrides={"seed": seed, "epochs": epochs})
     shape = (64,) if spec_name == "digits_mlp" else (1, 8, 8)
     data = load_training_data(settings.task, settings.task_params, shape, seed=seed)
     cfg = settings.train_config()
@@ -146,13 +147,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="seeds per configuration (0..N-1)")
     ap.add_argument("--population", type=int, default=8, help="candidates per generation")
     ap.add_argument("--generations", type=int, default=4, help="generations per run")
+    ap.add_argument("--epochs", type=float, help="training epochs per candidate (default: the spec's)")
     ap.add_argument("--out", default="/tmp/bench_network_search", help="folder for the run folders")
     ap.add_argument("--json", help="also write every number to this JSON file")
     ap.add_argument("--no-optuna", action="store_true", help="skip the Optuna baseline")
     args = ap.parse_args(argv)
     print(f"machine: {machine()} (shared with other jobs)")
     print(f"budget per run: population {args.population} x {args.generations} generations = "
-          f"{args.population * args.generations} trained candidates")
+          f"{args.population * args.generations} trained candidates, {args.epochs or 'the spec'} epoch(s) each")
+    print("command: python benchmarks/bench_network_search.py " + " ".join(sys.argv[1:] if argv is None else argv))
     everything = {}
     for spec_name in args.specs:
         rows = {k: [] for k in ("nsga2", "aging", "random", "nsga2_no_inherit", "optuna")}
@@ -160,13 +163,15 @@ def main(argv=None) -> int:
             for key, selection, inherit in (("random", "random", True), ("nsga2", "nsga2", True),
                                             ("aging", "aging", True), ("nsga2_no_inherit", "nsga2", False)):
                 out = Path(args.out) / f"{spec_name}-{key}-{seed}"
-                r = run_search(spec_name, selection, seed, args.population, args.generations, out, inherit)
+                r = run_search(spec_name, selection, seed, args.population, args.generations, out, inherit,
+                               args.epochs)
                 rows[key].append(r)
                 print(f"{spec_name} seed {seed} {key:17s} hv {r['hypervolume']:.4f} best val {r['best_val']:.4f} "
                       f"test {r['best_test']} params {int(r['best_params'])} {r['seconds']:.0f} s "
                       f"({r['cpu_seconds']:.0f} CPU s)", flush=True)
             if not args.no_optuna:
-                r = run_optuna(spec_name, seed, args.population * args.generations, rows["random"][-1]["params_ref"])
+                r = run_optuna(spec_name, seed, args.population * args.generations, rows["random"][-1]["params_ref"],
+                               args.epochs)
                 if r is not None:
                     rows["optuna"].append(r)
                     print(f"{spec_name} seed {seed} optuna            hv {r['hypervolume']:.4f} best val "
