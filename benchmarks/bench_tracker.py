@@ -52,10 +52,13 @@ def cnn() -> tuple[nn.Module, torch.Tensor]:
     return model, torch.randn(BATCH, 1, 28, 28)
 
 
+TORCHVISION_INPUT = [8, 3, 224, 224]  # --tv-batch and --tv-size change it
+
+
 def resnet18() -> tuple[nn.Module, torch.Tensor]:
     import torchvision
 
-    return torchvision.models.resnet18(), torch.randn(8, 3, 224, 224)
+    return torchvision.models.resnet18(), torch.randn(*TORCHVISION_INPUT)
 
 
 WORKLOADS = {"MLP 784-256-128-10": mlp, "CNN 2xconv(16,32)+linear": cnn}
@@ -188,7 +191,8 @@ def torchvision_report(reps: int, warmup: int) -> str:
     for step_name, step in (("train step (SGD)", train_step), ("forward (no_grad)", forward_step)):
         result = measure(resnet18, step, reps, warmup, TORCHVISION_MODES)
         cells = [f"{result[m]['ms']:.0f}, **{result[m]['ratio']:.3f}x**" for m in TORCHVISION_MODES]
-        lines.append(f"| resnet18, batch 8x3x224x224 | {step_name} | {result['off']['ms']:.0f} | " + " | ".join(cells) + " |")
+        shape = "x".join(map(str, TORCHVISION_INPUT))
+        lines.append(f"| resnet18, batch {shape} | {step_name} | {result['off']['ms']:.0f} | " + " | ".join(cells) + " |")
     lines.append(f"\nload average at the end of the timings: {load_average()}")
     return "\n".join(lines) + "\n"
 
@@ -201,7 +205,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--write", type=Path, help="also write the table to this markdown file")
     parser.add_argument("--torchvision", action="store_true", help="time torchvision's resnet18 instead")
+    parser.add_argument("--tv-batch", type=int, default=8, help="resnet18 batch size")
+    parser.add_argument("--tv-size", type=int, default=224, help="resnet18 image height and width")
     args = parser.parse_args()
+    TORCHVISION_INPUT[0], TORCHVISION_INPUT[2:] = args.tv_batch, [args.tv_size, args.tv_size]
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.torchvision:

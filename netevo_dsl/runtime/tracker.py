@@ -158,9 +158,11 @@ class NeuronTracker:
         chosen = default
         if names is not None:
             by_name = {layer.name: layer for layer in everything}
-            if found is not None and not all(name in by_name for name in names):
-                found = None  # module names outside the graph's sites: hook them
-            chosen = [self._named_site(name, by_name, modules) for name in names]
+            if found is not None and all(name in by_name for name in names):
+                chosen = [by_name[name] for name in names]
+            else:  # module names outside the graph's sites: hook them
+                found = None
+                chosen = [self._named_site(name, by_name, modules) for name in names]
         self.method = "fx" if found is not None else "neuron_sites" if declared is not None else "hooks"
         if found is not None:
             wanted = {layer.name for layer in chosen}
@@ -306,6 +308,7 @@ class NeuronTracker:
         group.calls += 1
         if call >= len(group.sites):
             if group.per_pass is not None:
+                self._in_root_forward = False  # the pass ends here
                 raise self._call_count_error(group)
             group.sites.append(group.sites[0].call_site(call, f"{group.name}#{call}"))
             self._index_sites()

@@ -141,6 +141,10 @@ def test_functional_relu_is_tracked_and_its_dead_unit_found():
     recs = tracker.recommendations()
     assert [(p["layer"], p["index"], p["reason"]) for p in recs["prune"]] == [("relu()#0", 3, "dead")]
     assert recs["sites"]["relu()#0"] == {"module": None, "call": 0, "op": "relu"}
+    chosen = NeuronTracker(model, layers=["relu()#1"])  # a functional site chosen by name
+    with chosen, torch.no_grad():
+        model(torch.randn(4, 6))
+    assert chosen.method == "fx" and chosen.layer_names == ["relu()#1"] and chosen.layer_info("relu()#1")["samples"]
     # module hooks cannot see functions: the raw Linear outputs are all they find, and the notes say so
     hooked = NeuronTracker(model, trace=False)
     assert hooked.layer_names == ["fc1", "fc2", "fc3"]
@@ -238,3 +242,70 @@ def test_apply_recommendations_on_a_plain_module_explains_what_is_needed():
 def test_unknown_layer_names_still_suggest():
     with pytest.raises(UsageError, match="no module named"):
         NeuronTracker(Reuse(), layers=["actt"])
+
+
+# --- a property: any mix of reused modules and functions, each call its own site -------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ACTIVATIONS = {
+    "module": None,  # the one shared nn.ReLU
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "sigmoid": lambda t: t.sigmoid(),
+}
+
+
+class Planned(nn.Module):
+    """Linear layers, each followed by the activation its plan names; `capture` keeps every
+    activation output (read by the test from a plain, untracked forward pass)."""
+
+    def __init__(self, plan, widths):
+        super().__init__()
+        self.plan, self.capture = list(plan), None
+        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
+        self.shared = nn.ReLU()
+
+    def forward(self, x):
+        for fc, kind in zip(self.fcs, self.plan):
+            x = fc(x)
+            x = self.shared(x) if kind == "module" else _ACTIVATIONS[kind](x)
+            if self.capture is not None:
+                self.capture.append(x.detach().double().numpy().copy())
+        return x
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    plan=st.lists(st.sampled_from(sorted(_ACTIVATIONS)), min_size=1, max_size=5),
+    data=st.data(),
+)
+def test_every_activation_call_is_a_site_with_the_statistics_of_that_call(plan, data):
+    widths = data.draw(st.lists(st.integers(1, 6), min_size=len(plan) + 1, max_size=len(plan) + 1))
+    torch.manual_seed(0)
+    model = Planned(plan, widths).eval()
+    batches = list(torch.randn(3, 5, widths[0]).unbind())
+    model.capture = []
+    with torch.no_grad():
+        for batch in batches:
+            model(batch)
+    calls = [np.concatenate(model.capture[k :: len(plan)]) for k in range(len(plan))]  # per call, all batches
+    model.capture = None
+    traced, hooked = NeuronTracker(model), NeuronTracker(model, trace=False)
+    with traced, hooked, torch.no_grad():
+        for batch in batches:
+            model(batch)
+    assert len(set(traced.layer_names)) == len(traced.layer_names) == len(plan)  # one site per call, in call order
+    module_calls = [k for k, kind in enumerate(plan) if kind == "module"]
+    hooked_relus = [  # a plan without module calls leaves the shared ReLU tracked but never run
+        name for name in hooked.layer_names
+        if hooked.layer_info(name)["module"] == "shared" and hooked.layer_info(name)["samples"]
+    ]  # fmt: skip
+    assert len(hooked_relus) == len(module_calls)
+    expected = list(zip(traced.layer_names, range(len(plan)), [traced] * len(plan)))
+    expected += list(zip(hooked_relus, module_calls, [hooked] * len(module_calls)))
+    for name, call, tracker in expected:
+        got = tracker.layer_stats(name)
+        for key, value in numpy_stats(calls[call]).items():
+            np.testing.assert_allclose(got[key].numpy(), value, rtol=1e-12, atol=1e-15, err_msg=f"{name} {key}")
