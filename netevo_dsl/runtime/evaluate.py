@@ -20,13 +20,14 @@ from ..errors import GenomeError, UsageError
 from ..ir import nodes as ir
 from ..ir.wann import DEFAULT_WEIGHTS, shared_weights
 from .tasks import make_task
+from .tasks.classification import SEGMENT
 from .wann_pack import pack_population, plan_chunks
 
 # Samples per block: a block's temporaries (a level's sums, the outputs) stay under
 # BLOCK_BYTES, because allocations much larger than that are returned to the OS on free
 # and cost page faults on every block.
 BLOCK_BYTES = 16 << 20
-MIN_BLOCK_SAMPLES = 64
+MIN_BLOCK_SAMPLES = 64  # a multiple of the scorer's SEGMENT
 # On a GPU every block costs kernel launches, not cache misses: blocks take up to this
 # share of the free device memory, so that a data set usually runs as one block.
 GPU_FREE_MEMORY_SHARE = 8
@@ -255,7 +256,8 @@ def block_samples(pack, n: int, n_outputs: int, weights: torch.Tensor, block_byt
     per_sample = len(weights) * weights.element_size()
     widest = max([len(pack.members) * n_outputs] + [lv.stop - lv.start for lv in pack.levels])
     fits = min(block_bytes // (widest * per_sample), chunk_bytes // (pack.n_rows * per_sample))
-    return int(min(n, max(MIN_BLOCK_SAMPLES, fits)))
+    # whole summation segments, so that no score depends on where a block ends (see SEGMENT)
+    return int(min(n, max(MIN_BLOCK_SAMPLES, fits // SEGMENT * SEGMENT)))
 
 
 def _control(genomes, task, weights, chunk_bytes: int) -> ScoreTable:

@@ -19,9 +19,10 @@ A node's pre-activation is ``w * (sum of its enabled sources)``. The sum over
 shared inputs does not depend on w, so it is gathered once per node
 (``embedding_bag`` over the input table); the sum over hidden sources is
 gathered per weight (``embedding_bag`` over ``V`` seen as ``[rows * W, B]``,
-bag ``(node, j)`` taking rows ``src * W + j`` scaled by ``w_j``, so it yields the
-pre-activation itself). For nodes fed by shared inputs only, the multiplication
-by w is folded into the activation's first operation. Disabled edges are simply
+bag ``(node, j)`` taking rows ``src * W + j``); the multiplication by w is folded
+into the activation's first operation. Every node is computed the same way, its
+sources summed in the same order, whatever else is packed with it: an
+individual's scores do not depend on its batch. Disabled edges are simply
 absent. All outputs form the last level; when they share an activation they are
 one contiguous block of rows, genome by genome, and are read without a copy.
 
@@ -126,15 +127,10 @@ class PackedPopulation:
         table = V.view(self.n_rows * W, B)
         for level in self.levels:
             K = level.stop - level.start
-            if level.from_rows is not None and level.from_rows.scale is not None:
-                z = level.from_rows.sum(table).view(K, W, B)  # w * (sum of sources), scaled in the gather
-                if level is self.linear_outputs:  # the outputs themselves: no copy into V
-                    return z.view(len(self.members), self.n_outputs, W, B).permute(0, 2, 3, 1)
-                for act, first, stop in level.groups:
-                    apply_direct(act, z[first - level.start: stop - level.start], V[first:stop])
-                continue
             if level.from_rows is not None:  # f(w * s), the reference's rounding (see `_layout`)
                 s = level.from_rows.sum(table).view(K, W, B)
+                if level is self.linear_outputs:  # the outputs themselves: w * s in place, no copy into V
+                    return s.mul_(self.scales["w"]).view(len(self.members), self.n_outputs, W, B).permute(0, 2, 3, 1)
                 for act, first, stop in level.groups:
                     apply_scaled(act, s[first - level.start: stop - level.start], self.scales, V[first:stop])
                 continue
@@ -180,7 +176,10 @@ _SCALED = {
     "cos": lambda s, c, out: torch.mul(s, c["pi*w"], out=out).cos_(),
     "gauss": lambda s, c, out: _squared_times(s, c["-w^2/2"], out).exp_(),
     "tanh": lambda s, c, out: torch.mul(s, c["w"], out=out).tanh_(),
-    "sigmoid": lambda s, c, out: torch.mul(s, c["w"], out=out).sigmoid_(),
+    # 1 / (1 + e^-ws) in four ops: torch.sigmoid computes the last elements of a loop with a
+    # scalar formula and the rest with a vector one, which round differently, so a node's value
+    # would depend on where its row falls in the batch
+    "sigmoid": lambda s, c, out: torch.mul(s, c["-w"], out=out).exp_().add_(1.0).reciprocal_(),
     "abs": lambda s, c, out: _abs_times(s, c["|w|"], out),
     "relu": lambda s, c, out: torch.mul(s, c["w"], out=out).clamp_min_(0.0),
     "square": lambda s, c, out: _squared_times(s, c["w^2"], out),
@@ -190,28 +189,6 @@ _SCALED_BY_ID = {a.id: _SCALED[a.name] for a in WANN_ACTIVATIONS}
 
 def apply_scaled(act_id: int, s: torch.Tensor, constants: dict, out: torch.Tensor) -> None:
     _SCALED_BY_ID[act_id](s, constants, out)
-
-
-# f(z) written into `out` [k, W, B], for a pre-activation z = w * s that is already scaled;
-# z is scratch space and may be overwritten.
-_DIRECT = {
-    "linear": lambda z, out: out.copy_(z),
-    "inverse": lambda z, out: torch.neg(z, out=out),
-    "step": lambda z, out: torch.gt(z, 0, out=out),
-    "sin": lambda z, out: torch.mul(z, math.pi, out=out).sin_(),
-    "cos": lambda z, out: torch.mul(z, math.pi, out=out).cos_(),
-    "gauss": lambda z, out: torch.exp(z.mul_(z).mul_(-0.5), out=out),
-    "tanh": lambda z, out: torch.tanh(z, out=out),
-    "sigmoid": lambda z, out: torch.sigmoid(z, out=out),
-    "abs": lambda z, out: torch.abs(z, out=out),
-    "relu": lambda z, out: torch.clamp_min(z, 0.0, out=out),
-    "square": lambda z, out: torch.mul(z, z, out=out),
-}
-_DIRECT_BY_ID = {a.id: _DIRECT[a.name] for a in WANN_ACTIVATIONS}
-
-
-def apply_direct(act_id: int, z: torch.Tensor, out: torch.Tensor) -> None:
-    _DIRECT_BY_ID[act_id](z, out)
 
 
 # --- packing -------------------------------------------------------------------------
@@ -452,16 +429,16 @@ def _layout(packed, pop: "_Population | None", n_obs: int, n_outputs: int, weigh
         acts = row_act[first:stop]
         bounds = np.flatnonzero(np.diff(acts, prepend=-1)).tolist() + [stop - first]
         # A level fed by shared inputs alone is gathered once for all weights; any other
-        # level gathers all its sources (inputs too) from V. With shared inputs (classification)
-        # the gather also scales by w, saving a pass. Control tasks multiply after summing, as
-        # the reference does: their chaotic dynamics would amplify the last-bit difference.
+        # level gathers all its sources (inputs too) from V. Either way a node computes
+        # f(w * (sum of its sources)), as the reference does, with its sources in the same
+        # order: a node's value never depends on which other genomes share its pack (scaling
+        # inside the gather, sum of w * source, rounded differently, and only some levels did).
         inputs_only = shared_inputs and bool(np.all(from_input[in_level]))
         edge_src, edge_dst = row[src[in_level]], row[dst[in_level]] - lo
         pack.levels.append(Level(
             lo, hi,
             from_inputs=_gather(edge_src, edge_dst, hi - lo, 1, device) if inputs_only else None,
-            from_rows=None if inputs_only else _gather(edge_src, edge_dst, hi - lo, W, device,
-                                                       scale=weights if shared_inputs else None),
+            from_rows=None if inputs_only else _gather(edge_src, edge_dst, hi - lo, W, device),
             groups=[(int(acts[a]), lo + a, lo + b) for a, b in zip(bounds[:-1], bounds[1:])],
         ))
     output_rows = row[np.flatnonzero(pop.is_output)]  # genome by genome, in output order
@@ -470,7 +447,6 @@ def _layout(packed, pop: "_Population | None", n_obs: int, n_outputs: int, weigh
         pack.output_range = (int(output_rows[0]), int(output_rows[-1]) + 1)
         last = pack.levels[-1]
         if (last.start, last.stop) == pack.output_range and last.from_rows is not None and \
-                last.from_rows.scale is not None and \
                 [act for act, _, _ in last.groups] == [ACTIVATION_IDS["linear"]]:
             pack.linear_outputs = last
     return pack

@@ -228,6 +228,8 @@ def test_sample_blocks_fit_the_temporaries_and_the_value_buffer_budgets():
 
     assert max(lv.stop - lv.start for lv in pack.levels) <= widest
     assert block(1 << 40, 1 << 40) == 1797  # everything fits: one block
-    assert block(1 << 40, pack.n_rows * per_sample * 100) == 100  # the value buffer bounds it
-    assert block(widest * per_sample * 200, 1 << 40) == 200  # a level's temporaries bound it
+    # the value buffer bounds it, then a level's temporaries, in whole 64-sample scoring segments
+    assert block(1 << 40, pack.n_rows * per_sample * 100) == 64
+    assert block(1 << 40, pack.n_rows * per_sample * 200) == 192
+    assert block(widest * per_sample * 200, 1 << 40) == 192
     assert block(1, 1) == evaluate_module.MIN_BLOCK_SAMPLES

@@ -132,6 +132,8 @@ class ClassificationScorer:
         self.ensemble_train_correct = torch.zeros(P, dtype=acc, device=device)
         self.ensemble_test_correct = torch.zeros(P, dtype=acc, device=device)
         self.nonfinite = torch.zeros(P, W, dtype=torch.bool, device=device)
+        self._logp_sums = torch.zeros(2, P * W, dtype=acc, device=device)  # minibatch, test
+        self._pending = None  # values of a segment that the last block ended inside
         self.n_batch = int(batch_mask.sum())
         self._workspace = None
 
@@ -155,28 +157,47 @@ class ClassificationScorer:
         if probs.is_cuda or not bool(((high - low) < 80.0).all()):
             probs.clamp_min_(-80.0)
         probs.exp_()
-        total = probs.sum(1)
+        total = ordered_sum(probs, 1)  # not .sum(1): see ordered_sum
         at_label, earlier = _label_slices(x, runs)
         label_logp = at_label - high - total.log()
         correct = _predicts(at_label, earlier, high)
         # the ensemble: W times the mean softmax over weights (a sum is cheaper than a mean
         # over this dimension; the tolerance of `_predicts` is scaled to match)
         W = x.shape[2]
-        ensemble_sum = probs.div_(total.unsqueeze(1)).sum(2)  # [P, O, b]
+        ensemble_sum = ordered_sum(probs.div_(total.unsqueeze(1)), 2)  # [P, O, b]
         at_label_m, earlier_m = _label_slices(ensemble_sum.unsqueeze(2), runs)
         ensemble = _predicts(at_label_m, earlier_m, ensemble_sum.amax(1, keepdim=True), scale=W).squeeze(1)
         # every per-sample quantity against (minibatch, train, test) membership, one product each
         P, b = x.shape[0], x.shape[3]
         membership = self.membership[:, samples].t()  # [b, 3]
-        logp_sums = label_logp.view(-1, b).to(torch.float64) @ membership  # [P * W, 3]
-        correct_sums = correct.view(-1, b).to(torch.float64) @ membership
+        # counts are whole numbers, exact in float64 in any order: one product each. The log-
+        # probability sums are not, so they go through `_add_segment_sums`, whose order of
+        # additions is fixed per individual (not by the block size or the batch).
+        correct_sums = correct.view(-1, b).to(torch.float64) @ membership  # [P * W, 3]
         ensemble_sums = ensemble.view(-1, b).to(torch.float64) @ membership  # [P, 3]
-        self.reward_sum += logp_sums[:, 0].view(P, W)
-        self.test_logp_sum += logp_sums[:, 2].view(P, W)
+        logp = label_logp.view(-1, b).to(torch.float64)
+        masked = torch.stack([logp * membership[:, 0], logp * membership[:, 2]])  # [2, P * W, b]
+        self._add_logp(masked, samples.stop)
         self.train_correct += correct_sums[:, 1].view(P, W)
         self.test_correct += correct_sums[:, 2].view(P, W)
         self.ensemble_train_correct += ensemble_sums[:, 1]
         self.ensemble_test_correct += ensemble_sums[:, 2]
+
+    def _add_logp(self, masked: torch.Tensor, stop: int) -> None:
+        """Sums of whole segments; a block that ends inside a segment leaves the rest of it
+        pending for the next block (blocks arrive in sample order), the data set's end pads it."""
+        if self._pending is not None:
+            masked = torch.cat([self._pending, masked], -1)
+            self._pending = None
+        whole = masked.shape[-1] // SEGMENT * SEGMENT
+        if whole < masked.shape[-1]:
+            if stop < self.task.n_samples:
+                self._pending = masked[..., whole:].clone()
+                masked = masked[..., :whole]
+            else:
+                masked = torch.nn.functional.pad(masked, (0, whole + SEGMENT - masked.shape[-1]))
+        if masked.shape[-1]:
+            _add_segment_sums(self._logp_sums, masked)
 
     def _buffer(self, like: torch.Tensor) -> torch.Tensor:
         """Reused scratch space: fresh large allocations cost page faults on every block."""
@@ -189,6 +210,8 @@ class ClassificationScorer:
         """reward [P, W] and metrics; `self.nonfinite` [P, W] flags outputs that overflowed."""
         n_train, n_test = self.task.n_train, self.task.n_test
         nan = float("nan")
+        self.reward_sum = self._logp_sums[0].view_as(self.reward_sum)
+        self.test_logp_sum = self._logp_sums[1].view_as(self.test_logp_sum)
         train_acc = self.train_correct / n_train
         test_acc = self.test_correct / n_test if n_test else torch.full_like(train_acc, nan)
         best = train_acc.argmax(1, keepdim=True)  # chosen on training data only, never on test
@@ -205,6 +228,38 @@ class ClassificationScorer:
                                        else torch.full_like(self.ensemble_train_correct, nan)),
         }
         return metrics["reward"], metrics
+
+
+# Samples per summation segment. An individual's sum over samples is the same whatever
+# shares its batch: each aligned segment of SEGMENT samples is summed by a fixed pairwise
+# tree (elementwise additions only), and the segment sums are added one after another in
+# sample order. Sample blocks are whole segments, so block sizes (which depend on the
+# population) do not change the order either.
+SEGMENT = 64
+
+
+def ordered_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sum over a short dimension (classes, shared weights) as one elementwise addition per
+    slice, in index order. torch's reduction over a non-innermost dimension groups the
+    additions differently for the elements its vector loop handles and for the leftover
+    ones, so a sum's last bit depended on the tensor's shape, that is on the batch."""
+    total = x.select(dim, 0).clone()
+    for k in range(1, x.shape[dim]):
+        total.add_(x.select(dim, k))
+    return total
+
+
+def _add_segment_sums(running: torch.Tensor, values: torch.Tensor) -> None:
+    """running[..., r] += sum over the last axis of values[..., r, :], in the fixed order above.
+
+    values: [..., R, k * SEGMENT] float64, whole aligned segments (the last one zero-padded)."""
+    x = values.reshape(*values.shape[:-1], -1, SEGMENT)
+    while x.shape[-1] > 1:
+        half = x.shape[-1] // 2
+        x = x[..., :half] + x[..., half:]
+    x = x.squeeze(-1)
+    for k in range(x.shape[-1]):
+        running += x[..., k]
 
 
 def _runs_in(label_runs, samples: slice) -> list[tuple[int, int, int]]:
