@@ -32,7 +32,13 @@ from .network_selection import aging_parent, hypervolume_2d, nsga2_parents, pare
 from .network_settings import NetworkSettings, load_network_settings, save_network_settings
 from .selection import nsga2_select
 
-GROWTH_RULES = ("prune_dead", "merge_duplicates", "widen_saturated")
+GROWTH_RULES = ("prune_dead", "merge_duplicates", "widen_saturated")  # as evolve/growth_rules.py (torch-free here)
+
+
+def _is_growth(call: ir.Call) -> bool:
+    """Rules that need a trained candidate and data: the tracker's advice, and gradient (RigL) mask growth."""
+    score = next((k.value for k in call.kwargs if k.name == "score"), None)
+    return call.func in GROWTH_RULES or (call.func == "grow" and getattr(score, "value", None) == "gradient")
 PARAMS_REF_FACTOR = 4  # hypervolume reference point: 4x the spec network's parameter count
 OWNED = ("checkpoint.json", "config.yaml", "log.jsonl", "timing.jsonl", "test.json", "report.md", "front.png",
          "hypervolume.png", "weights", "generations", "front")
@@ -94,8 +100,8 @@ class NetworkEvolution:
     def _rules(self):
         blocks = [m for m in self.spec.of_kind(ir.MutateBlock) if m.target == self.network]
         calls = [c for b in blocks for c in b.rules]
-        growth = [c for c in calls if c.func in GROWTH_RULES]
-        plain = [c for c in calls if c.func not in GROWTH_RULES]
+        growth = [c for c in calls if _is_growth(c)]
+        plain = [c for c in calls if not _is_growth(c)]
         if not calls:
             return None, growth  # the engine's default network rules
         if not plain:
@@ -164,11 +170,14 @@ class NetworkEvolution:
         seed = int(rng.integers(2 ** 31))
         state, opt_state = load_weights(self.out / parent["weights"]) if self.settings.inherit or self.growth \
             else (None, None)
-        if self.growth and rng.random() < sum(float(_p(c)) for c in self.growth):
-            rule = self.growth[int(rng.integers(len(self.growth)))]
+        weights = [_p(c) for c in self.growth]
+        if self.growth and rng.random() < sum(weights):  # a growth rule fires; which one: roulette over p
+            rule = self.growth[int(np.searchsorted(np.cumsum(weights), rng.random() * sum(weights), side="right"))
+                               if sum(weights) > 0 else 0]
             from .growth_rules import apply_growth_rule
 
             args = {k.name: _kw(k.value) for k in rule.kwargs if k.name != "p"}
+            args["targets"] = tuple(_kw(a) for a in rule.args)
             grown = apply_growth_rule(rule.func, args, parent_spec, self.network, state, opt_state, self.data,
                                       seed=seed)
             if grown is not None:

@@ -259,3 +259,17 @@ def test_every_network_objective_is_measured_and_logged(tmp_path):
     # the front holds exactly the non-dominated candidates of all five objectives
     line = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
     assert {f["id"] for f in line["front"]} <= {n["id"] for n in line["new"]}
+
+
+def test_growth_rules_in_the_mutate_block_grow_trained_parents(tmp_path):
+    """The tracker's advice as rules (issue 12 item 4): a child grown from its trained parent, then trained."""
+    path = _tiny(tmp_path)
+    path.write_text(path.read_text().replace("  activation(p=0.3, choices={relu, tanh})\n",
+                                             "  prune_dead(h, p=0.8, rate=0.5)\n"))
+    _, result = _run(path, tmp_path / "run", report=False)
+    lines = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    grown = [r for l in lines[1:] for r in l["new"] if r["how"].startswith("prune_dead")]
+    assert grown, "no child came from the growth rule"
+    by_id = {r["id"]: r for l in lines for r in l["new"]}
+    for r in grown:  # pruning removes units: fewer parameters than the parent, and the child was trained
+        assert r["params"] < by_id[r["parent"]]["params"] and r["accuracy"] is not None
