@@ -134,7 +134,7 @@ def mobilenet():
     with torch.no_grad():
         for m in models.values():
             m(x)
-        t = side_by_side({v: (lambda m=m: m(x)) for v, m in models.items()}, repeat=9, number=2)
+        t = side_by_side({v: (lambda m=m: m(x)) for v, m in models.items()}, repeat=7, number=1)
     peaks = {}
     for v in variants:  # one fresh process per variant: allocations of the others cannot hide its peak
         out = subprocess.run([sys.executable, __file__, "--peak", v], capture_output=True, text=True, check=True)
