@@ -160,7 +160,8 @@ def build_model(candidate: Candidate, dtype=torch.float32, device="cpu") -> torc
 
     graph = network_graph(candidate.spec, candidate.network)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(candidate.seed)
+        # the CPU generator is what torch.manual_seed seeds for a CPU init (without its accelerator calls)
+        torch.default_generator.manual_seed(candidate.seed)
         model = CompiledNetwork(graph)
     model = model.to(device=device, dtype=dtype)
     if candidate.state is not None:
