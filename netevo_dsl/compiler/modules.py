@@ -3,7 +3,8 @@
 The emitter copies the source of the classes a network needs into the emitted
 file (via `inspect.getsource`), so the directly compiled module and the emitted
 one run the very same code. Keep each class small and self-contained: it may
-use only `torch`, `nn`, `F` and `math`.
+use only `torch`, `nn`, `F` and `math` (and `make_mask` the pure-Python
+`random_keep`, which the emitter copies alongside it).
 """
 import math
 
