@@ -155,7 +155,7 @@ def encoding(rng: random.Random, seeds: list[str]) -> HostileCase:
 
 
 def many_errors(rng: random.Random) -> HostileCase:
-    n = rng.choice([10, 500, 3000])
+    n = rng.choice([10, 500, 2000])
     line = rng.choice(["param p{i} int = 3\n", "network n{i} {{\n  y = = 2\n}}\n", "network n{i} {{\n  output y = relu(z)\n}}\n"])
     return HostileCase("many_errors", "".join(line.format(i=i) for i in range(n)))
 
