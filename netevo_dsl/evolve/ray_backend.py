@@ -28,7 +28,21 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None):
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
         else:
             ray.init(num_cpus=num_cpus, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+            _start_watchdog()
     return ray
+
+
+def _start_watchdog() -> None:
+    """A locally started Ray ends with this process, even one killed with SIGKILL (ray_watchdog.py)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if sys.platform.startswith("linux"):
+        subprocess.Popen([sys.executable, str(Path(__file__).with_name("ray_watchdog.py")), str(os.getpid())],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
 
 
 def _evaluate_chunk(population, task, weights, device):

@@ -18,13 +18,16 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from ..errors import EvolveError, UsageError
+from ..errors import EvolveError, NetevoError, UsageError
 from ..ir import nodes as ir
 from ..runtime.progress import progress_bar
-from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
+from .checkpoint import (CHECKPOINT, append_lines, check_same_spec, field_error, integer, load_checkpoint, mapping,
+                         number_rows, numpy_rng_state, optional, prepare_run_folder, remove_owned,
+                         reporting_disk_errors, save_checkpoint, spec_fingerprint, text_list, truncate_appended,
+                         write_atomic)
 from .population import genome_from_text, genome_text, identity, wann_initial_population
 from .selection import nsga2_select, nsga_rank, pareto_fronts, wann_breeding_plan, wann_rank
-from .settings import Settings, load_settings, save_settings
+from .settings import Settings, load_settings, resolve_settings, save_settings, validate
 
 
 @attrs.frozen
@@ -84,25 +87,47 @@ class Evolution:
 
     def __init__(self, spec: ir.Spec, settings: Settings, out_dir: Path, *, resume: bool = False,
                  overwrite: bool = False, progress: bool = True, report: bool = True):
+        """Everything is validated before the run folder is touched: the genome, the memory the
+        settings need, the task; then the folder (new, or resumed: see `_open_resumed`)."""
         self.spec, self.settings, self.out = spec, settings, Path(out_dir)
         self.progress, self.make_report = progress, report
         self.seed_genome = spec.find(settings.target, (ir.WannGenome, ir.TransformerGenome))
         if self.seed_genome is None:
             raise EvolveError(f"no genome named `{settings.target}` to evolve", None,
                               "netevo evolves `genome` items (wann or transformer)")
-        if resume:
-            if not (self.out / "checkpoint.json").exists():
-                raise UsageError(f"{self.out} has no checkpoint.json to resume", hint="start a new run with --out")
-        elif self.out.exists() and any(self.out.iterdir()) and not overwrite:
-            raise UsageError(f"run folder {self.out} exists and is not empty",
-                             hint="resume it with --resume, pick another --out, or pass --overwrite")
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "champions").mkdir(exist_ok=True)
-        self.resume = resume
         from ..runtime.tasks import make_task
+        from .resources import check_memory
 
+        check_memory(self.seed_genome, settings)
         self.task = make_task((settings.task, settings.task_params))
+        known = getattr(self.task, "metric_dims", None)
+        for o in settings.objectives:
+            if known is not None and isinstance(self.seed_genome, ir.WannGenome) and \
+                    o.metric not in known and o.metric not in ("connections", "nodes"):
+                raise EvolveError(f"the task reports no metric `{o.metric}`", None,
+                                  "metrics: " + ", ".join(sorted([*known, "connections", "nodes"])), code="E072")
+        self.resume = resume and self._open_resumed()
+        if not self.resume:
+            prepare_run_folder(self.out, RUN_FILES, overwrite=overwrite or resume)
+        with reporting_disk_errors(self.out):
+            (self.out / "champions").mkdir(exist_ok=True)
         self._interrupted = False
+        self._checkpointed = 0  # generations in the last checkpoint written or read
+
+    def _open_resumed(self) -> bool:
+        """True when `out` holds a checkpoint to resume. A folder that a run left before its first
+        checkpoint (only the run's own files, or nothing) starts afresh; anything else is an error."""
+        if self.out.exists() and not self.out.is_dir():
+            raise UsageError(f"--resume {self.out} is a file, not a run folder", code="E115")
+        if not self.out.is_dir():
+            raise UsageError(f"no run folder at {self.out}", hint="start a new run with --out", code="E115")
+        if (self.out / CHECKPOINT).exists():
+            return True
+        foreign = [e.name for e in self.out.iterdir() if e.name not in RUN_FILES and not e.name.endswith(".tmp")]
+        if foreign:
+            raise UsageError(f"{self.out} has no checkpoint.json to resume and holds files of no run "
+                             f"({', '.join(sorted(foreign)[:3])})", hint="start a new run with --out", code="E115")
+        return False  # killed before its first checkpoint: start again from generation 0
 
     # --- evaluation -----------------------------------------------------------------------
     def evaluate(self, population: list, generation: int):
@@ -130,29 +155,36 @@ class Evolution:
 
     # --- the loop ---------------------------------------------------------------------------
     def execute(self) -> RunResult:
+        with reporting_disk_errors(self.out, lambda: self._checkpointed):
+            return self._execute()
+
+    def _execute(self) -> RunResult:
         s = self.settings
         if self.resume:
-            state = load_checkpoint(self.out / "checkpoint.json")
-            saved = load_settings(self.out / "config.yaml")
-            if saved.to_dict() != s.to_dict():
-                raise UsageError("the settings differ from the run being resumed",
-                                 hint="resume without changing flags; the run's settings are in config.yaml")
+            state = self._resumed_state()
+            self._checkpointed = state["generation"]
             rng = np.random.default_rng()
             rng.bit_generator.state = state["rng"]
-            population = [genome_from_text(t) for t in state["population"]]
+            population = [_genome(t, self.out / CHECKPOINT, f"population[{i}]") for i, t in enumerate(state["population"])]
             parent_objs = np.array(state["objectives"], dtype=float) if state.get("objectives") else None
-            start, evaluations = state["generation"], state["evaluations"]
-            _truncate_lines(self.out / "log.jsonl", state["log_lines"])
-            _truncate_lines(self.out / "timing.jsonl", state["log_lines"])
-            log_lines = state["log_lines"]
+            start, evaluations, log_lines = state["generation"], state["evaluations"], state["log_lines"]
+            self.appended = dict(state["appended"])
+            truncate_appended(self.out, self.appended, self.out / CHECKPOINT)
+            remove_owned(self.out, ())  # temporary files of writes a kill cut short
+            for stale in (self.out / "champions").iterdir():  # from a generation redone now
+                if stale.name.endswith(".tmp") or (stale.name.startswith("gen_") and int(stale.stem[4:]) >= start):
+                    stale.unlink()
+            save_settings(s, self.out / "config.yaml")  # `generations` may have been raised
         else:
             save_settings(s, self.out / "config.yaml")
-            for name in ("log.jsonl", "timing.jsonl", "failures.jsonl"):
-                (self.out / name).write_text("")
+            for name in APPENDED:
+                write_atomic(self.out / name, "")
             rng = np.random.default_rng(s.seed)
             population = self.initial_population(rng)
             parent_objs, start, evaluations, log_lines = None, 0, 0, 0
+            self.appended = {name: 0 for name in APPENDED}
             state = {}
+        fingerprint = spec_fingerprint(self.spec)
         last, last_population = state.get("last"), None
         bar = progress_bar(s.generations, self.progress, unit="gen", desc="evolve", initial=start)
         previous = signal.signal(signal.SIGINT, self._on_sigint)
@@ -176,27 +208,75 @@ class Evolution:
                         "champion": {"id": identity(champion), **{k: _round(v[champion_index]) for k, v in raw.items()}}}
                 self._write_generation(generation, line, champion, scores, evaluated)
                 log_lines += 1
+                self._append("timing.jsonl", [json.dumps({"generation": generation,
+                                                          "seconds": round(time.perf_counter() - t0, 4)})])
                 last_population = evaluated
                 last = {"population": [_text(g) for g in evaluated],
                         "objectives": {k: [_round(x) for x in v] for k, v in raw.items()}, "champion": champion_index}
-                save_checkpoint(self.out / "checkpoint.json", {
+                save_checkpoint(self.out / CHECKPOINT, {
                     "generation": generation + 1, "population": [_text(g) for g in population],
                     "objectives": parent_objs.tolist() if parent_objs is not None else None,
-                    "rng": rng.bit_generator.state, "log_lines": log_lines, "evaluations": evaluations, "last": last})
-                with open(self.out / "timing.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"generation": generation, "seconds": round(time.perf_counter() - t0, 4)}) + "\n")
+                    "rng": rng.bit_generator.state, "log_lines": log_lines, "evaluations": evaluations, "last": last,
+                    "appended": self.appended, **fingerprint}, kind=RUN_KIND)
+                self._checkpointed = generation + 1
                 bar.update(1)
                 bar.set_postfix_str(" ".join(f"{k}={_round(v[champion_index])}" for k, v in list(raw.items())[:2]))
                 if self._interrupted:
                     bar.close()
                     raise KeyboardInterrupt
         finally:
-            signal.signal(signal.SIGINT, previous)
+            # once interrupted, later Ctrl-Cs must not cut the way out short (exit status 130, not -2)
+            signal.signal(signal.SIGINT, signal.SIG_IGN if self._interrupted else previous)
             bar.close()
         return self.finish(last, last_population)
 
+    def _resumed_state(self) -> dict:
+        """The checkpoint, validated: its fields, the spec it was started from, and its agreement
+        with the settings and the run folder."""
+        path, s = self.out / CHECKPOINT, self.settings
+        state = load_checkpoint(path, WANN_FIELDS, kind=RUN_KIND)
+        check_same_spec(state, self.spec, path)
+        saved = load_settings(self.out / "config.yaml")
+        if {**saved.to_dict(), "generations": 0} != {**s.to_dict(), "generations": 0}:
+            raise UsageError("the settings differ from the run being resumed",
+                             hint="resume without changing flags; the run's settings are in config.yaml", code="E117")
+
+        def inconsistent(message):
+            return UsageError(f"{path}: {message}", hint="the checkpoint was edited or belongs to another run; "
+                              "restore it, or start a new run", code="E113")
+
+        if state["generation"] > s.generations:
+            raise inconsistent(f"field `generation` is {state['generation']}, beyond the run's {s.generations} "
+                               "generations" if s.generations == saved.generations else
+                               f"the run has done {state['generation']} generations; --generations "
+                               f"{s.generations} cannot take it back")
+        if state["log_lines"] != state["generation"] or state["appended"].get("log.jsonl") != state["log_lines"]:
+            raise inconsistent(f"field `log_lines` is {state['log_lines']}, but {state['generation']} generations "
+                               f"wrote {state['generation']} log lines")
+        if set(state["appended"]) != set(APPENDED):
+            raise field_error(path, "appended", f"must count the lines of {', '.join(APPENDED)}")
+        if len(state["population"]) != s.population:
+            raise inconsistent(f"field `population` holds {len(state['population'])} individuals, "
+                               f"the run has {s.population}")
+        if state["objectives"] is not None and len(state["objectives"]) != s.population:
+            raise inconsistent("field `objectives` does not have one row per individual")
+        last = state["last"]
+        if (last is None) != (state["generation"] == 0):
+            raise field_error(path, "last", "must hold the last generation once one is done, and only then")
+        if last is not None:
+            for key, check in (("population", text_list(1)), ("objectives", mapping),
+                               ("champion", integer(0, len(last.get("population") or ()) - 1))):
+                problem = check(last.get(key)) if key in last else "is missing"
+                if problem:
+                    raise field_error(path, f"last.{key}", problem)
+            labels = {o.label for o in s.objectives}
+            if set(last["objectives"]) != labels:
+                raise field_error(path, "last.objectives", f"must hold {', '.join(sorted(labels))}")
+        return state
+
     def _on_sigint(self, signum, frame):
         if self._interrupted:  # a second Ctrl-C stops at once; the last checkpoint stays valid
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # and a third cannot cut the exit short
             raise KeyboardInterrupt
         self._interrupted = True
         print("\nstopping after this generation's checkpoint (Ctrl-C again to stop now)")
@@ -242,18 +322,19 @@ class Evolution:
         return survivors, survivor_objs, survivors, raw, front, scores, len(offspring)
 
     # --- outputs ----------------------------------------------------------------------------
+    def _append(self, name: str, lines: list[str]) -> None:
+        append_lines(self.out / name, lines)
+        self.appended[name] += len(lines)
+
     def _write_generation(self, generation, line, champion, scores, evaluated):
-        with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(line, sort_keys=True) + "\n")
+        """The generation's log line, failures and champion; the checkpoint written next counts them."""
+        self._append("log.jsonl", [json.dumps(line, sort_keys=True)])
+        self._append("failures.jsonl", [
+            json.dumps({"generation": generation, "id": identity(evaluated[i]), "reason": reason})
+            for i, reason in sorted(scores.failures.items()) if i < len(evaluated)])
         stem = self.out / "champions" / f"gen_{generation:04d}"
         write_atomic(stem.with_suffix(".net"), _text(champion))
         write_atomic(stem.with_suffix(".py"), _source(champion))
-        if scores.failures:
-            with open(self.out / "failures.jsonl", "a", encoding="utf-8") as f:
-                for i, reason in sorted(scores.failures.items()):
-                    if i < len(evaluated):
-                        f.write(json.dumps({"generation": generation, "id": identity(evaluated[i]),
-                                            "reason": reason}) + "\n")
 
     def finish(self, last: dict | None, population: list | None = None) -> RunResult:
         """Pareto front, champion and report from the last evaluated generation (parsed back only on resume)."""
@@ -261,14 +342,15 @@ class Evolution:
             raise EvolveError("the run has no evaluated generation", None, "run at least one generation")
         s = self.settings
         if population is None:
-            population = [genome_from_text(t) for t in last["population"]]
+            population = [_genome(t, self.out / CHECKPOINT, f"last.population[{i}]")
+                          for i, t in enumerate(last["population"])]
         raw = {k: np.array([np.nan if v is None else v for v in vals], dtype=float) for k, vals in last["objectives"].items()}
         oriented = np.stack([np.nan_to_num(raw[o.label] if o.direction == "maximize" else -raw[o.label], nan=-np.inf)
                              for o in s.objectives], axis=1)
         front_dir = self.out / "pareto"
+        if front_dir.exists():
+            remove_owned(front_dir, tuple(p.name for p in front_dir.glob("front_*.net")))
         front_dir.mkdir(exist_ok=True)
-        for old in front_dir.glob("*.net"):
-            old.unlink()
         front = sorted(pareto_fronts(oriented)[0], key=lambda i: -oriented[i, 0])
         for k, i in enumerate(front):
             write_atomic(front_dir / f"front_{k:03d}.net", genome_text(population[i]))
@@ -282,6 +364,31 @@ class Evolution:
             report = write_report(self.out, s, champion, self.task, population, oriented, front)
         return RunResult(self.out, champion, {k: _round(v[last["champion"]]) for k, v in raw.items()},
                          s.generations, report)
+
+
+def resume_settings(spec: ir.Spec, out: Path, flags: dict, target=None, config=None, preset=None) -> Settings:
+    """The settings of the run in `out`: its config.yaml, where only `generations` may be changed
+    (raised to extend a run, or lowered while not below the generations done). A run killed before
+    its first checkpoint (no checkpoint, no readable config.yaml) starts again from the spec and flags."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--resume {out} is a file, not a run folder", code="E115")
+    if not out.is_dir():
+        raise UsageError(f"no run folder at {out}", hint="start a new run with --out", code="E115")
+    try:
+        settings = load_settings(out / "config.yaml")
+    except UsageError:
+        if (out / CHECKPOINT).exists():
+            raise
+        return resolve_settings(spec, target, config, preset, flags)
+    changed = {k: v for k, v in flags.items() if v is not None and k != "generations" and getattr(settings, k) != v}
+    if changed:
+        raise UsageError(f"--resume keeps the run's settings; these flags differ: {', '.join(changed)}",
+                         hint="only --generations may change (to extend the run); or start a new run with --out",
+                         code="E117")
+    if flags.get("generations") is not None:
+        settings = validate({**settings.to_dict(), "generations": flags["generations"]})
+    return settings
 
 
 def evaluate_population(population, task, weights, device):
@@ -329,10 +436,25 @@ def _round(x) -> float | None:
     return round(x, 10) if np.isfinite(x) else None
 
 
-def _truncate_lines(path: Path, n: int) -> None:
-    if not path.exists():
-        path.write_text("")
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    complete = [l for l in lines if l.endswith("\n")][:n]
-    write_atomic(path, "".join(complete))
+def _genome(text: str, path: Path, field: str):
+    """A genome from a checkpoint's text; a bad one is an error naming the file and the field."""
+    try:
+        genome = genome_from_text(text)
+    except NetevoError as e:
+        raise field_error(path, field, f"is not a genome: {e.message}") from None
+    except IndexError:
+        raise field_error(path, field, "is not a genome: it holds no item") from None
+    if not isinstance(genome, (ir.WannGenome, ir.TransformerGenome)):
+        raise field_error(path, field, f"is not a genome: it holds a {type(genome).__name__}")
+    return genome
+
+
+RUN_KIND = "genomes"
+APPENDED = ("log.jsonl", "timing.jsonl", "failures.jsonl")  # append-only, cut back to the checkpoint on resume
+# what a run writes in its folder: --overwrite and a restart remove these, nothing else
+RUN_FILES = ("config.yaml", CHECKPOINT, *APPENDED, "champions", "pareto", "plots", "champion.net",
+             "champion.py", "report.md")
+WANN_FIELDS = {
+    "generation": integer(0), "population": text_list(2), "objectives": optional(number_rows),
+    "rng": numpy_rng_state, "log_lines": integer(0), "evaluations": integer(0), "last": optional(mapping),
+}

@@ -5,12 +5,13 @@ in the run folder as `config.yaml`.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import attrs
 import yaml
 
-from ..errors import EvolveError, UsageError, did_you_mean
+from ..errors import EvolveError, NetevoError, UsageError, did_you_mean
 from ..ir import nodes as ir
 
 PRESETS = {
@@ -164,39 +165,74 @@ def validate(d: dict) -> Settings:
 
     def need(cond, msg, hint=None):
         if not cond:
-            raise UsageError(msg, hint=hint)
+            raise UsageError(msg, hint=hint, code="E118")
+
+    def whole(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
     for k in ("population", "generations", "tournament", "seed", "chunk"):
         if k in d:
-            need(isinstance(d[k], int) and not isinstance(d[k], bool) and d[k] >= 0, f"`{k}` must be a non-negative integer, got {d[k]!r}")
+            need(whole(d[k]) and d[k] >= 0, f"`{k}` must be a non-negative integer, got {d[k]!r}")
     need(d.get("population", 64) >= 2, "`population` must be at least 2")
+    need(d.get("generations", 20) >= 1, "`generations` must be at least 1", "a run evaluates at least one generation")
+    need(d.get("tournament", 8) >= 1, "`tournament` must be at least 1", "WANN's tournament size is 8")
     for k in ("cull", "elite", "init_density", "prob_moo"):
         if k in d:
-            need(isinstance(d[k], (int, float)) and 0.0 <= d[k] <= 1.0, f"`{k}` must be in [0, 1], got {d[k]!r}")
+            need(number(d[k]) and 0.0 <= d[k] <= 1.0, f"`{k}` must be in [0, 1], got {d[k]!r}")
+    need(d.get("cull", 0.2) < 1.0, "`cull` must be below 1: culling everyone leaves no parent")
+    for k in ("task", "target"):
+        need(isinstance(d.get(k, "x"), str) and d.get(k, "x"), f"`{k}` must be a name, got {d.get(k)!r}")
+    need(isinstance(d.get("task_params", {}), dict) and all(isinstance(k, str) for k in d.get("task_params", {})),
+         f"`task_params` must be a mapping of parameter names to values, got {d.get('task_params')!r}",
+         "e.g. task_params: {batch_size: 100}")
+    need(d.get("address") is None or isinstance(d["address"], str), "`address` must be HOST:PORT")
     need(d.get("selection", "wann") in ("wann", "nsga2"), f"selection is `wann` or `nsga2`, not `{d.get('selection')}`")
     need(d.get("init", "wann") in ("wann", "seed"), f"init is `seed` or `wann`, not `{d.get('init')}`",
          "seed: the spec's genome and its mutants; wann: WANN's initial population")
     need(d.get("device", "auto") in ("auto", "cpu", "cuda"), "device is auto, cpu or cuda")
     need(d.get("backend", "local") in ("local", "ray"), "backend is local or ray")
     if "objectives" in d:
-        d = {**d, "objectives": tuple(o if isinstance(o, Objective) else Objective(*o) for o in d["objectives"])}
+        objectives = d["objectives"]
+        example = "objectives: [[maximize, reward, mean], [minimize, connections, null]]"
+        need(isinstance(objectives, (list, tuple)) and all(
+            isinstance(o, Objective) or (isinstance(o, (list, tuple)) and len(o) in (2, 3)
+                                         and all(isinstance(x, str) or x is None for x in o)) for o in objectives),
+             f"`objectives` must be a list of [direction, metric, aggregate], got {objectives!r}", example)
+        d = {**d, "objectives": tuple(o if isinstance(o, Objective) else Objective(*o) for o in objectives)}
         for o in d["objectives"]:
             need(o.direction in ("maximize", "minimize"), f"objective direction `{o.direction}`")
+            need(isinstance(o.metric, str) and o.metric, f"objective metric `{o.metric}`")
             need(o.aggregate in (None, "mean", "max", "min"), f"objective aggregate `{o.aggregate}`")
     if d.get("weights") is not None:
-        d = {**d, "weights": tuple(float(w) for w in d["weights"])}
+        w = d["weights"]
+        need(isinstance(w, (list, tuple)) and len(w) > 0 and all(number(x) for x in w),
+             f"`weights` must be a non-empty list of numbers, got {w!r}", "e.g. weights: [-2, -1, -0.5, 0.5, 1, 2]")
+        d = {**d, "weights": tuple(float(x) for x in w)}
     if d.get("selection", "wann") == "nsga2":
         need(len(d.get("objectives", WANN_OBJECTIVES)) >= 1, "nsga2 needs at least one objective")
     return Settings(**d)
 
 
 def save_settings(settings: Settings, path: Path) -> None:
-    path.write_text(yaml.safe_dump(settings.to_dict(), sort_keys=True), encoding="utf-8")
+    from .checkpoint import write_atomic
+
+    write_atomic(path, yaml.safe_dump(settings.to_dict(), sort_keys=True))
 
 
 def load_settings(path: Path) -> Settings:
+    """A run folder's config.yaml, validated like any settings; errors name the file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return Settings.from_dict(data)
-    except (OSError, yaml.YAMLError, TypeError) as e:
-        raise UsageError(f"{path}: cannot read the run's settings ({e})", hint="is this a netevo run folder?") from None
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise UsageError(f"{path}: cannot read the run's settings ({type(e).__name__})",
+                         hint="is this a netevo run folder?", code="E113") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: cannot read the run's settings (not a mapping)",
+                         hint="is this a netevo run folder?", code="E113")
+    try:
+        return validate(data)
+    except NetevoError as e:
+        raise UsageError(f"{path}: {e.message}", hint=e.hint, code=e.code) from None

@@ -43,11 +43,11 @@ def test_crash_between_log_and_checkpoint_then_resume_matches_uninterrupted_run(
     real_save = checkpoint_module.save_checkpoint
     calls = {"n": 0}
 
-    def crash_on_third(path, state):
+    def crash_on_third(path, state, **kw):
         calls["n"] += 1
         if calls["n"] == 3:  # generation 2's log line is written, its checkpoint is not
             raise KeyboardInterrupt
-        real_save(path, state)
+        real_save(path, state, **kw)
 
     import netevo_dsl.evolve.run as run_module
 
