@@ -244,3 +244,21 @@ def test_tracker_heatmap_has_one_row_per_layer_and_a_labelled_bar(tmp_path):
         assert np.isnan(grid[k, rate.size:]).all() and names[k].startswith(name)
     save_heatmaps(tracker, tmp_path)
     assert (tmp_path / "layers.png").stat().st_size > 1000 and "firing rate" in KEY_LABELS["firing_rate"]
+
+
+def test_track_tensorboard_scalars_are_the_history(tmp_path):
+    """training_rows + write_scalars, read back with TensorBoard's reader: loss and accuracies per epoch."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from netevo_dsl.runtime.history import TrainingHistory
+    from netevo_dsl.runtime.tensorboard import training_rows, write_scalars
+
+    history = TrainingHistory()
+    for epoch, (loss, acc, test) in enumerate([(2.0, 0.3, 0.25), (1.0, 0.6, 0.5), (0.5, 0.9, 0.8)]):
+        history.record(epoch, loss=loss, accuracy=acc, test_accuracy=test)
+    events = EventAccumulator(str(write_scalars(tmp_path / "tb", training_rows(history))))
+    events.Reload()
+    assert [s.value for s in events.Scalars("train/loss")] == [2.0, 1.0, 0.5]
+    assert [s.value for s in events.Scalars("test/accuracy")] == pytest.approx([0.25, 0.5, 0.8])
+    assert [s.step for s in events.Scalars("train/accuracy")] == [0, 1, 2]
