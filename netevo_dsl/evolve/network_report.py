@@ -14,6 +14,10 @@ HV_WORDS = ("hypervolume of (validation accuracy, parameters): the area the fron
             "4x the spec's network); 1.0 would be a perfect classifier with no parameters")
 
 
+RANDOM_NOTE = (" The `random` curve is random search over the same rules with the same seed (the run folder "
+               "beside this one); a search that beats it lies above it at the same number of candidates.")
+
+
 def read_log(out: Path) -> list[dict]:
     return [json.loads(l) for l in (Path(out) / "log.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
 
@@ -102,7 +106,7 @@ found smaller and more accurate networks.*
 ![hypervolume](hypervolume.png)
 
 *{HV_WORDS.format(ref=params_ref)}. Higher is better; it can only grow, since the front keeps every
-non-dominated candidate.*
+non-dominated candidate.{RANDOM_NOTE if len(curves) > 1 else ""}*
 
 ## Final front
 

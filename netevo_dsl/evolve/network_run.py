@@ -398,7 +398,10 @@ class NetworkEvolution:
         if self.make_report:
             from .network_report import write_network_report
 
-            report = write_network_report(self.out, self.settings, archive, test, self.params_ref)
+            s = self.settings
+            random_run = self.out.parent / f"{s.target}-random-seed{s.seed}"  # the CLI's folder for `--selection random`
+            report = write_network_report(self.out, s, archive, test, self.params_ref,
+                                          random_run if s.selection != "random" and random_run != self.out else None)
         return NetworkRunResult(self.out, archive, test, report)
 
 
