@@ -9,7 +9,7 @@ import numpy as np
 
 from .report import _plt
 
-HV_WORDS = ("hypervolume of (validation accuracy, parameters): the area the front dominates in [0, 1] x "
+HV_WORDS = ("Hypervolume of (validation accuracy, parameters): the area the front dominates in [0, 1] x "
             "[0, P_ref], divided by P_ref, with reference point (accuracy 0, P_ref = {ref:,.0f} parameters, "
             "4x the spec's network); 1.0 would be a perfect classifier with no parameters")
 
