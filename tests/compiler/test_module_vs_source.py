@@ -36,7 +36,7 @@ def _assert_same(spec, network=None, overrides=None, same_failure=False):
                     emitted(*inputs)
                 return None
         a, b = direct(*inputs), emitted(*inputs)
-    torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    torch.testing.assert_close(a, b, atol=1e-10, rtol=0, equal_nan=True)  # a mean over 0 elements is nan both ways
     return a
 
 
@@ -132,7 +132,8 @@ def test_strategy_networks_module_equals_source(spec):
     _assert_same(spec)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, derandomize=True,  # hostile inputs: the same ones on every CI run
+          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(op_call_networks())
 def test_every_compilable_op_call_network_module_equals_source(spec):
     """Random calls of registered ops with random arguments: whatever compile_module builds, emit_source
