@@ -204,6 +204,9 @@ NAME_CASES = sorted(NN_MODULE_ATTRIBUTES)
 def test_names_taken_by_nn_module_are_refused(name):
     assert codes_and_lines(net(f"{name} = relu(x)", f"output y = {name}")) == [("E021", 3)]
     assert codes_and_lines(net(f"output {name} = relu(x)")) == [("E021", 3)]
+    pytest.importorskip("torch")
+    with pytest.raises(NetevoError):  # not torch's `KeyError: attribute 'forward' already exists`
+        ne.compile_module(ne.parse(net(f"{name} = relu(x)", f"output y = {name}")), device="meta")
 
 
 def test_the_reserved_names_cover_everything_nn_module_has():
