@@ -101,8 +101,10 @@ def test_netevo_mutate_prints_the_reasons(tmp_path):
 def test_refusals_for_equal_choices_and_targets_that_match_nothing():
     spec = ne.parse(SEPARATE)
     with pytest.raises(RuleError) as e:
-        mutate(spec, 0, rules="width(a, choices={16}) width(nothere, choices={8}) width(logits, choices={5})")
+        mutate(spec, 0, rules="width(a, choices={16}) width(nothere, choices={8}) width(logits, choices={5}) "
+                              "kernel(conv9, choices={5})")
     notes = [text for _, text in e.value.notes]
+    assert "`kernel(conv9)`: matches no node" in notes
     assert "`width(a)`: every choice equals the current width of `a` (16)" in notes
     assert "`width(nothere)`: matches no node" in notes
     assert "`width(logits)`: `logits` cannot change size: network output `logits`" in notes

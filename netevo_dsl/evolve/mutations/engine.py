@@ -28,6 +28,7 @@ from ...errors import NetevoError, RuleError, UsageError, flatten
 from ...ir import nodes as ir
 from ...ir.hashing import canonical_hash
 from . import growth, masks, network, transformer, wann  # noqa: F401 - operator registration
+from ...passes.rule_targets import NODE_TARGET_RULES
 from .base import OPERATORS, Context, Rule, kind_of
 from .validate import validate_ir, validate_source
 
@@ -168,11 +169,14 @@ class Mutator:
             self.last_check, self.last_hash = result, h
             return child, text
         why = list(ctx.refusals)
+        if not why and kind == "network" and rule.targets and rule.name in NODE_TARGET_RULES \
+                and not ctx.analysis.match(rule.targets, rule.option("op")):
+            why.append(("matches no node", None))
         if known:
             why.append((f"its {known} possible change(s) give children already found", None))
         if failed:
             why.append((f"{failed} candidate(s) failed check (first: {first_failure})", None))
-        self.refusals.append((rule, why or [("no candidate", None)]))
+        self.refusals.append((rule, why or [("none of its targets and choices makes a change here", None)]))
         return None
 
     def mutate(self, spec, rng, target, rules, avoid=None):
