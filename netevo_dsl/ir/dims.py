@@ -264,7 +264,8 @@ def to_source(dim: Dim, names=lambda s: s, integer_division: bool = False) -> st
     if integer_division and any(c.denominator != 1 for c in dim.terms.values()):
         # (k - 1) / 2 is `(k - 1) // 2`, not `k // 2 - 1 / 2`: one floor division of the whole numerator
         den = math.lcm(*(c.denominator for c in dim.terms.values()))
-        return f"({to_source(dim * den, names, integer_division)}) // {den}"
+        num = to_source(dim * den, names, integer_division)
+        return f"({num}) // {den}" if " + " in num or " - " in num else f"{num} // {den}"
     parts = []
     for m, c in sorted(dim.terms.items(), key=lambda kv: (kv[0] == (), str(kv[0]))):
         atoms = " * ".join(_atom_source(a, names) for a in m)
