@@ -468,9 +468,10 @@ def _external_groups(analysis: NetworkAnalysis):
     except ImportError:
         return None
     try:
-        groups = dependency_groups(analysis.graph)
+        groups = getattr(analysis, "_dependency_groups", None) or dependency_groups(analysis.graph)
     except NetevoError:
         return None
+    analysis._dependency_groups = groups  # shared with the resize planner (`evolve.resize.groups_of`)
     return [(tuple(g.producers), bool(g.fixed)) for g in groups]
 
 
