@@ -56,10 +56,16 @@ def _runtime_sizes(target):
     return [int(Dim.of(d)) if Dim.of(d).is_concrete else -1 for d in target]
 
 
+def _tuple_src(sizes) -> str:
+    sizes = [str(x) for x in sizes]
+    return "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
+
+
 register(OpDef(
     name="reshape", params=(ParamDef("shape", "ints"),), infer=_reshape_infer, module=False,
-    functional=lambda t, p: t[0].reshape(*_runtime_sizes(p["shape"])),
-    emit_functional=lambda xs, p, s=src: f"{xs[0]}.reshape({', '.join(map(str, _runtime_sizes(p['shape'])))})",
+    # a tuple, not *sizes: reshape to [] (a 0-d tensor) is `reshape(())`, and `reshape()` is an error
+    functional=lambda t, p: t[0].reshape(tuple(_runtime_sizes(p["shape"]))),
+    emit_functional=lambda xs, p, s=src: f"{xs[0]}.reshape({_tuple_src(_runtime_sizes(p['shape']))})",
     coupling="reshape", doc="Reshape; one -1 is inferred. Symbolic dims may be named (e.g. [B, -1])."))
 
 

@@ -351,6 +351,9 @@ class Elaborator:
                     check_identifier(s.name, s.span, "input name")
                     shape = tuple(_size(self.eval(d, env, dims=True), d, f"input `{s.name}`") for d in s.type.dims)
                     check_shape(shape, s.span, f"input `{s.name}`")
+                    if not shape:  # every layer reads a batch axis; a 0-d input reaches forward and fails there
+                        raise ShapeError(f"input `{s.name}` has no dimensions", s.span,
+                                         "a network takes batches: declare at least the batch axis, e.g. [B, 3]")
                     env[s.name] = self.sink.add_input(s.name, shape, s.span)
                 elif isinstance(s, ir.Assign):
                     for t in s.targets:

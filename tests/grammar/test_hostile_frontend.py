@@ -233,6 +233,9 @@ META = [
     (net("forward = relu(x)", "output y = forward"), "E021"),
     (net("_modules = relu(x)", "output y = _modules"), "E021"),
     (net("repeat 2 as training {", "  x = linear(x, out=3)", "}", "output y = x"), "E021"),
+    # found by the compiler's Hypothesis run: a 0-d input passed check, then failed in the layers
+    (net("output y = gpt2_mlp(x)", shape="[]"), "E040"),
+    (net("output y = reshape(x, shape=[])", shape="[]"), "E040"),
     # what passes: torch must agree
     (net("output y = relu(x)", shape="[B, 2147483647]"), None),
     (net("output y = linear(x, out=2147483647)"), None),
@@ -244,6 +247,7 @@ META = [
     (net("forward_ = relu(x)", "output y = forward_"), None),
     (net("_x = relu(x)", "output training_loss = _x"), None),
     (net("repeat 2 as train_ {", "  x = linear(x, out=3)", "}", "output y = x"), None),
+    (net("output y = reshape(x, shape=[])", shape="[1, 1]"), None),  # to a 0-d tensor: reshape(()), not reshape()
 ]
 
 
