@@ -175,8 +175,8 @@ class ClassificationScorer:
         # additions is fixed per individual (not by the block size or the batch).
         correct_sums = correct.view(-1, b).to(torch.float64) @ membership  # [P * W, 3]
         ensemble_sums = ensemble.view(-1, b).to(torch.float64) @ membership  # [P, 3]
-        logp = label_logp.view(-1, b).to(torch.float64)
-        masked = torch.stack([logp * membership[:, 0], logp * membership[:, 2]])  # [2, P * W, b]
+        logp = label_logp.view(1, -1, b).to(torch.float64)
+        masked = logp * membership[:, 0::2].t().unsqueeze(1)  # [2, P * W, b]: minibatch, test
         self._add_logp(masked, samples.stop)
         self.train_correct += correct_sums[:, 1].view(P, W)
         self.test_correct += correct_sums[:, 2].view(P, W)
