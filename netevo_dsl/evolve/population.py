@@ -4,6 +4,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from ..grammar.fast_genome import parse_generated_genome
 from ..grammar.parser import parse
 from ..ir import nodes as ir
 from ..ir.hashing import canonical_hash
@@ -15,7 +16,8 @@ def genome_text(genome) -> str:
 
 
 def genome_from_text(text: str):
-    return parse(text).items[0]
+    """The genome in `text`: the printer's own form on a fast path, anything else through the full parser."""
+    return parse_generated_genome(text) or parse(text).items[0]
 
 
 def identity(genome) -> str:
