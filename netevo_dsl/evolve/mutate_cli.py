@@ -117,7 +117,11 @@ class MutantWriter:
         self.source, self.outdir, self.seed, self.overrides = source, outdir, seed, overrides or None
         self.target = target_item(spec, target).name
         self.records: list[dict] = []
-        self.count = 0
+
+    @property
+    def count(self) -> int:
+        """Mutants written (each recorded only once its files are)."""
+        return sum(r["valid"] for r in self.records)
 
     def write(self, m) -> None:
         import attrs
@@ -133,16 +137,21 @@ class MutantWriter:
                                   f"{_one_line(m.description)}")
         child = attrs.evolve(m.spec, items=_relocate_imports(m.spec.items, self.source.parent, self.outdir),
                              comments=(header,) + tuple(m.spec.comments))
+        record = {"file": path.name, "source": path.with_suffix(".py").name, "valid": True, "reason": None,
+                  **_operation(m.description), "hash": m.hash}
         try:
             write_atomic(path, format_spec(child))
             # compiled from the file as written, so that the source names it and its imports resolve
             write_atomic(path.with_suffix(".py"), emit_source(load(path), name=self.target, overrides=self.overrides))
-        except OSError as e:
-            raise UsageError(f"cannot write {path}: {e.strerror}; {i} mutant(s) before it are written",
-                             code="E141") from None
-        self.count += 1
-        self.records.append({"file": path.name, "source": path.with_suffix(".py").name, "valid": True,
-                             "reason": None, **_operation(m.description), "hash": m.hash})
+            self.records.append(record)
+        except BaseException as e:  # a mutant is its .net, its .py and its record, or nothing (Ctrl-C, full disk)
+            if not self.records or self.records[-1] is not record:
+                for partial in (path, path.with_suffix(".py")):
+                    partial.unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                raise UsageError(f"cannot write {path}: {e.strerror}; {i} mutant(s) before it are written",
+                                 code="E141") from None
+            raise
         print(f"{path}  {m.hash[:12]}  {m.description}", flush=True)
 
     def invalid(self, description: str, hash_: str, reason: str) -> None:

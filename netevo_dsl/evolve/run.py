@@ -112,6 +112,7 @@ class Evolution:
         with reporting_disk_errors(self.out):
             (self.out / "champions").mkdir(exist_ok=True)
         self._interrupted = False
+        self.draw: dict = {}  # what this generation's evaluation drew (minibatch, starting states), for the log
         self._checkpointed = 0  # generations in the last checkpoint written or read
 
     def _open_resumed(self) -> bool:
@@ -131,8 +132,9 @@ class Evolution:
 
     # --- evaluation -----------------------------------------------------------------------
     def evaluate(self, population: list, generation: int):
-        if hasattr(self.task, "evaluations"):
-            self.task.evaluations = generation  # the minibatch depends on the generation only
+        # the minibatch / starting states depend on the run's seed and the generation only
+        draw = getattr(self.task, "start_generation", None)
+        self.draw = draw(self.settings.seed, generation) if draw else {}
         weights = self.settings.weights
         if self.settings.backend == "ray":
             from .ray_backend import evaluate_on_ray
@@ -145,6 +147,13 @@ class Evolution:
         from .mutations.engine import mutate_genome
 
         rules = next((m for m in self.spec.of_kind(ir.MutateBlock) if m.target == self.settings.target), None)
+        if isinstance(genome, ir.WannGenome):  # the task's activation pool where the rules name none
+            from ..ops.tasks import get_task_spec
+            from .mutations.engine import rules_for
+            from .mutations.wann import with_activation_pool
+
+            rules = with_activation_pool(rules_for(ir.Spec((genome,)), genome, None if rules is None else rules.rules),
+                                         get_task_spec(self.settings.task).activations)
         return mutate_genome(genome, rng, rules)
 
     def initial_population(self, rng) -> list:
@@ -172,7 +181,8 @@ class Evolution:
             truncate_appended(self.out, self.appended, self.out / CHECKPOINT)
             remove_owned(self.out, ())  # temporary files of writes a kill cut short
             for stale in (self.out / "champions").iterdir():  # from a generation redone now
-                if stale.name.endswith(".tmp") or (stale.name.startswith("gen_") and int(stale.stem[4:]) >= start):
+                number = stale.stem[4:] if stale.name.startswith("gen_") else ""
+                if stale.name.endswith(".tmp") or (number.isdigit() and int(number) >= start):
                     stale.unlink()
             save_settings(s, self.out / "config.yaml")  # `generations` may have been raised
         else:
@@ -205,7 +215,8 @@ class Evolution:
                 line = {"generation": generation, "evaluations": evaluations, "ranking": ranking,
                         "front_size": front, "failures": len(scores.failures),
                         "objectives": {k: _summary(v) for k, v in raw.items()},
-                        "champion": {"id": identity(champion), **{k: _round(v[champion_index]) for k, v in raw.items()}}}
+                        "champion": {"id": identity(champion), **{k: _round(v[champion_index]) for k, v in raw.items()}},
+                        **({"draw": self.draw} if self.draw else {})}
                 self._write_generation(generation, line, champion, scores, evaluated)
                 log_lines += 1
                 self._append("timing.jsonl", [json.dumps({"generation": generation,
