@@ -139,7 +139,16 @@ def headline(champion, task, weights=None, device="cpu") -> dict[str, float]:
                 "test accuracy, ensemble of the weights": float(m["ensemble_test_accuracy"][0]),
                 "best weight (chosen on training data)": float(m["best_weight"][0])}
     # the rewards themselves are the run's objectives, reported next to this
-    return {"best shared weight": float(scores.weights[int(scores.per_weight[0].argmax())])}
+    best = int(scores.per_weight[0].argmax())
+    out = {"best shared weight": float(scores.weights[best])}
+    episodes = m.get("episode_reward")
+    if episodes is not None:  # control: the spread over episodes, not only their mean
+        out.update({"episode return, mean over all weights and episodes": float(episodes[0].mean()),
+                    "episode return, std over all weights and episodes": float(episodes[0].std(correction=0)),
+                    "episode return at the best weight, mean": float(episodes[0, best].mean()),
+                    "episode return at the best weight, std": float(episodes[0, best].std(correction=0)),
+                    "episodes per weight": float(episodes.shape[2])})
+    return out
 
 
 # --- Pareto front ---------------------------------------------------------------------------------

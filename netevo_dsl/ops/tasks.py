@@ -36,7 +36,9 @@ CLASSIFICATION_METRICS = (
     "ensemble_train_accuracy",  # [P] softmax averaged over the weights
     "ensemble_test_accuracy",  # [P]
 )
-CONTROL_METRICS = ("reward", "steps")  # both [P, W], averaged over repeats
+CONTROL_METRICS = ("reward", "steps", "episode_reward")  # [P, W] averaged over repeats; [P, W, repeats]
+# control parameters: `precision` of the physics (float64 or float32), `starts` explicit starting states
+# (rows of x, x_dot, theta, theta_dot, or a file of them) replayed instead of fresh ones
 SEQUENCE_METRICS = ("reward", "token_accuracy", "sequence_accuracy", "bits_per_char")
 
 KINDS = ("classification", "control", "sequence")
@@ -51,6 +53,8 @@ class TaskSpec:
     inputs_rule: Callable[[dict], int | None] = attrs.field(eq=False, hash=False, repr=False)
     outputs_rule: Callable[[dict], int | None] = attrs.field(eq=False, hash=False, repr=False)
     doc: str = ""
+    # the WANN activations a run draws from when the spec's `change_activation` names none
+    activations: tuple = attrs.field(default=None, converter=lambda v: _default_pool(v), kw_only=True)
 
     def resolve(self, params: dict | None = None) -> dict:
         """Defaults merged with `params`; unknown or missing parameters raise UsageError."""
@@ -78,18 +82,31 @@ class TaskSpec:
         return self.outputs_rule(self.resolve(params))
 
 
+# The authors' activation pools (WANNRelease/WANN/domain/config.py, `h_act`, in their ids 1-11:
+# 1 linear, 2 step, 3 sin, 4 gauss, 5 tanh, 6 sigmoid, 7 inverse, 8 abs, 9 relu, 10 cos, 11 square).
+CONTROL_ACTIVATIONS = ("linear", "step", "sin", "gauss", "tanh", "sigmoid", "inverse", "abs", "relu", "cos")  # 1-10
+CLASSIFICATION_ACTIVATIONS = tuple(a for a in CONTROL_ACTIVATIONS if a != "step")  # digits/MNIST: 1, 3-10
+
+
+def _default_pool(value) -> tuple:
+    return CONTROL_ACTIVATIONS if value is None else tuple(value)
+
+
 def _const(n: int) -> Callable[[dict], int]:
     return lambda params: n
 
 
-def _dataset(name: str, n_features: int, n_classes: int, doc: str, binary: bool = False) -> TaskSpec:
-    params = {"test_fraction": 0.2, "seed": 0, "batch_size": None}
+def _dataset(name: str, n_features: int, n_classes: int, doc: str, binary: bool = False, scale="z") -> TaskSpec:
+    # scale: "z" (z-score with the training split's statistics) or a number to divide by;
+    # batch_size None: the authors' 1,000-sample minibatch, or the whole training split if smaller
+    params = {"test_fraction": 0.2, "seed": 0, "batch_size": None, "scale": scale}
     outputs_rule = _const(n_classes)
     if binary:
         # outputs=1: the single output is the logit of class 1 against an implicit 0 logit.
         params["outputs"] = 2
         outputs_rule = _binary_outputs
-    return TaskSpec(name, "classification", params, CLASSIFICATION_METRICS, _const(n_features), outputs_rule, doc)
+    return TaskSpec(name, "classification", params, CLASSIFICATION_METRICS, _const(n_features), outputs_rule, doc,
+                    activations=CLASSIFICATION_ACTIVATIONS)
 
 
 def _binary_outputs(params: dict) -> int:
@@ -150,14 +167,17 @@ def register_task(spec: TaskSpec) -> TaskSpec:
 
 
 for _spec in (
-    _dataset("digits", 64, 10, "scikit-learn 8x8 digits (1,797 images), 10 classes"),
+    _dataset("digits", 64, 10, "scikit-learn 8x8 digits (1,797 images), 10 classes; pixels / 16 as in WANN",
+             scale=16),
     _dataset("iris", 4, 3, "scikit-learn iris (150 flowers), 3 classes"),
     _dataset("wine", 13, 3, "scikit-learn wine (178 wines), 3 classes"),
     _dataset("breast_cancer", 30, 2, "scikit-learn breast cancer (569 tumours), 2 classes", binary=True),
     _dataset("xor", 2, 2, "500 points in the unit square, class = (x>0.5) xor (y>0.5), as in WANN", binary=True),
-    TaskSpec("swingup", "control", {"repeats": 4, "max_steps": 1000, "seed": 0}, CONTROL_METRICS, _const(5),
+    TaskSpec("swingup", "control", {"repeats": 4, "max_steps": 1000, "seed": 0, "precision": "float64",
+                                         "starts": None}, CONTROL_METRICS, _const(5),
              _const(1), "WANN cart-pole swing-up; obs x, x_dot, cos, sin, theta_dot; action force in [-1, 1]"),
-    TaskSpec("cartpole", "control", {"repeats": 4, "max_steps": 500, "seed": 0}, CONTROL_METRICS, _const(4),
+    TaskSpec("cartpole", "control", {"repeats": 4, "max_steps": 500, "seed": 0, "precision": "float64",
+                                          "starts": None}, CONTROL_METRICS, _const(4),
              _const(1), "CartPole-v1 balance; obs x, x_dot, theta, theta_dot; push right if output > 0"),
     _sequence("copy", _symbols_plus_separator, {"length": 8, "symbols": 8}, "repeat the sequence after a separator"),
     _sequence("reverse", _symbols_plus_separator, {"length": 8, "symbols": 8},
@@ -168,7 +188,8 @@ for _spec in (
              _text_vocab, _text_vocab, "character-level next-token prediction on a local UTF-8 text file"),
     TaskSpec("csv", "classification", {"path": REQUIRED, "target": REQUIRED, "test_fraction": 0.2, "seed": 0,
                                        "batch_size": None}, CLASSIFICATION_METRICS, _csv_inputs, _csv_outputs,
-             "a local CSV file with a header row; numeric feature columns, `target` names the class column"),
+             "a local CSV file with a header row; numeric feature columns, `target` names the class column",
+             activations=CLASSIFICATION_ACTIVATIONS),
 ):
     register_task(_spec)
 

@@ -59,8 +59,12 @@ def ensemble_evaluation(genome: ir.WannGenome, task, weights=None, device="auto"
             best=float(m["best_test_accuracy"][0]),
         )
     else:
+        episodes = m["episode_reward"][0]  # [W, repeats]
         data.update(metric="reward", per_weight=m["reward"][0].tolist(),
-                    ensemble=_control_ensemble_reward(genome, task, scores.weights, dtype))
+                    ensemble=_control_ensemble_reward(genome, task, scores.weights, dtype),
+                    episodes=episodes.shape[1], episode_mean=float(episodes.mean()),
+                    episode_std=float(episodes.std(correction=0)),
+                    episode_std_per_weight=episodes.std(1, correction=0).tolist())
     return data
 
 
@@ -271,6 +275,9 @@ def analyze(genome: ir.WannGenome, task, out_dir, device="auto", dtype=torch.flo
         f"at w = {sensitivity['weights'][best_sweep]:g}",
         f"- ensemble {ensemble['metric']}: {ensemble['ensemble']:.6g} "
         f"(single weights: {min(ensemble['per_weight']):.6g} to {max(ensemble['per_weight']):.6g})",
+        *([f"- episode return over all weights and {ensemble['episodes']} episodes: "
+           f"{ensemble['episode_mean']:.6g} \u00b1 {ensemble['episode_std']:.6g} (mean \u00b1 std)"]
+          if "episode_mean" in ensemble else []),
         "",
         "## Most important parts (drop in mean reward)",
         "",

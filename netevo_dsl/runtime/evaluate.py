@@ -180,10 +180,11 @@ class ScoreTable:
     failures: dict
 
     @classmethod
-    def empty(cls, n: int, weights: torch.Tensor, metric_dims: dict) -> "ScoreTable":
-        """NaN everywhere; `metric_dims` maps each metric to 2 ([n, W]) or 1 ([n])."""
+    def empty(cls, n: int, weights: torch.Tensor, metric_dims: dict, repeats: int = 1) -> "ScoreTable":
+        """NaN everywhere; `metric_dims` maps each metric to 3 ([n, W, repeats]: per episode),
+        2 ([n, W]) or 1 ([n])."""
         nan = float("nan")
-        metrics = {name: torch.full((n, len(weights))[:dims], nan, dtype=torch.float64)
+        metrics = {name: torch.full((n, len(weights), repeats)[:dims], nan, dtype=torch.float64)
                    for name, dims in metric_dims.items() if name != "reward"}
         return cls(torch.full((n, len(weights)), nan, dtype=torch.float64), weights.cpu(), metrics, {})
 
@@ -261,7 +262,7 @@ def block_samples(pack, n: int, n_outputs: int, weights: torch.Tensor, block_byt
 
 
 def _control(genomes, task, weights, chunk_bytes: int) -> ScoreTable:
-    result = ScoreTable.empty(len(genomes), weights, task.metric_dims)
+    result = ScoreTable.empty(len(genomes), weights, task.metric_dims, task.repeats)
     for chunk in _chunks(genomes, weights, task.repeats, chunk_bytes):
         pack, failures = pack_population([genomes[i] for i in chunk], task.n_inputs, task.n_outputs, weights,
                                          shared_inputs=False, indices=chunk)
@@ -271,6 +272,5 @@ def _control(genomes, task, weights, chunk_bytes: int) -> ScoreTable:
         values = pack.buffer(task.repeats)
         outcome = task.rollout(lambda obs: pack.forward(obs, values), (len(pack.members), len(weights)),
                                weights.dtype, weights.device)
-        metrics = {"steps": outcome["steps"]}
-        result.write(pack.members, outcome["reward"], metrics, outcome["nonfinite"])
+        result.write(pack.members, outcome["reward"], task.metrics_of(outcome), outcome["nonfinite"])
     return result

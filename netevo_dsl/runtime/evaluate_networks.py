@@ -71,7 +71,7 @@ def evaluate_graphs(graphs: dict, size: int, task, weights: torch.Tensor, *, wid
     """Scores of the networks `graphs` ({population index: Graph} from `network_graphs`) in a table of
     `size` rows; `weights` on the device and in the dtype to evaluate in; `budget` bytes of activations
     per call."""
-    result = ScoreTable.empty(size, weights, task.metric_dims)
+    result = ScoreTable.empty(size, weights, task.metric_dims, getattr(task, "repeats", 1))
     batch_mask = task.next_batch_mask() if task.kind == "classification" else None
     samples = task.n_samples if task.kind == "classification" else task.repeats
     sizes = (samples, len(weights), weights.element_size(), budget)
@@ -220,7 +220,7 @@ def _control_group(program, plan, task, weights, budget, result) -> None:
         stacks = program.select(rows)
         outcome = task.rollout(lambda obs: program(stacks, obs, weights, repeats, shared_input=False),
                                (rows.stop - rows.start, len(weights)), weights.dtype, weights.device)
-        result.write(list(plan.members[rows]), outcome["reward"], {"steps": outcome["steps"]}, outcome["nonfinite"])
+        result.write(list(plan.members[rows]), outcome["reward"], task.metrics_of(outcome), outcome["nonfinite"])
 
 
 # --- the reference ----------------------------------------------------------------------
@@ -234,7 +234,7 @@ def reference_evaluate_networks(population, task, weights=None, device="auto", *
     device = resolve_device(device)
     weights = resolve_weights([], weights, dtype, device)
     graphs, failures = network_graphs(population, task)
-    result = ScoreTable.empty(len(population), weights, task.metric_dims)
+    result = ScoreTable.empty(len(population), weights, task.metric_dims, getattr(task, "repeats", 1))
     batch_mask = task.next_batch_mask() if task.kind == "classification" else None
     for index in graphs:
         spec = population[index]
@@ -275,15 +275,15 @@ def _classify_one(model, task, weights, batch_mask):
 
 
 def _control_one(model, task, weights):
-    rewards, steps, bad = [], [], []
+    from .reference import stack_outcomes
+
+    outcomes = []
     for w in weights.tolist():
         set_shared_weight(model, w)
         with torch.no_grad():
-            outcome = task.rollout(lambda obs: model(obs[0, 0])[None, None], (1, 1), weights.dtype, weights.device)
-        rewards.append(outcome["reward"].reshape(()))
-        steps.append(outcome["steps"].reshape(()))
-        bad.append(outcome["nonfinite"].reshape(()))
-    return torch.stack(rewards)[None], {"steps": torch.stack(steps)[None]}, torch.stack(bad)[None]
+            outcomes.append(task.rollout(lambda obs: model(obs[0, 0])[None, None], (1, 1), weights.dtype,
+                                         weights.device))
+    return stack_outcomes(task, outcomes)
 
 
 __all__ = ["evaluate_networks", "evaluate_graphs", "reference_evaluate_networks", "network_graphs", "network_task",

@@ -47,7 +47,7 @@ def reference_evaluate(population, task, weights=None, device="auto", *, dtype=t
     weights = resolve_weights(genomes, weights, dtype, device)
     if task.kind not in ("classification", "control"):
         raise wrong_task_kind(task)
-    result = ScoreTable.empty(len(genomes), weights, task.metric_dims)
+    result = ScoreTable.empty(len(genomes), weights, task.metric_dims, getattr(task, "repeats", 1))
     batch_mask = task.next_batch_mask() if task.kind == "classification" else None
     for index, genome in enumerate(genomes):
         if genome is None:
@@ -75,11 +75,12 @@ def _classify_one(genome, task, weights, batch_mask):
 
 
 def _control_one(genome, task, weights):
-    rewards, steps, bad = [], [], []
-    for w in weights.tolist():
-        outcome = task.rollout(lambda obs: reference_forward(genome, obs[0, 0], w)[None, None], (1, 1),
-                               weights.dtype, weights.device)
-        rewards.append(outcome["reward"].reshape(()))
-        steps.append(outcome["steps"].reshape(()))
-        bad.append(outcome["nonfinite"].reshape(()))
-    return torch.stack(rewards)[None], {"steps": torch.stack(steps)[None]}, torch.stack(bad)[None]
+    outcomes = [task.rollout(lambda obs: reference_forward(genome, obs[0, 0], w)[None, None], (1, 1),
+                             weights.dtype, weights.device) for w in weights.tolist()]
+    return stack_outcomes(task, outcomes)
+
+
+def stack_outcomes(task, outcomes: list) -> tuple:
+    """reward [1, W], metrics and non-finite flags [1, W] from one (1, 1) rollout per weight."""
+    joined = {key: torch.cat([o[key] for o in outcomes], 1) for key in outcomes[0]}  # [1, W, ...]
+    return joined["reward"], task.metrics_of(joined), joined["nonfinite"]

@@ -21,7 +21,9 @@ from ...ops.activations import WANN_ACTIVATIONS
 from .base import Context, operator, shuffled
 
 PUBLISHED_ROULETTE = (("add_node", 0.25), ("add_edge", 0.20), ("enable_edge", 0.05), ("change_activation", 0.50))
-ALL_ACTIVATIONS = tuple(a.name for a in WANN_ACTIVATIONS)
+# The default pool: the authors' activation ids 1-10 (linear ... cos, config.py's `h_act` for
+# swing-up); `square` (their 11) is available but only drawn when a rule's choices name it.
+ALL_ACTIVATIONS = tuple(a.name for a in WANN_ACTIVATIONS if a.name != "square")
 
 
 def activation_pool(ctx: Context) -> tuple[str, ...]:
@@ -31,6 +33,13 @@ def activation_pool(ctx: Context) -> tuple[str, ...]:
     if rule is not None and rule.choices:
         return tuple(str(c) for c in rule.choices)
     return ALL_ACTIVATIONS
+
+
+def with_activation_pool(rules: tuple, pool: tuple[str, ...]) -> tuple:
+    """`rules` with `pool` as the choices of a `change_activation` rule that names none
+    (a run gives its task's pool this way: `ops.tasks.TaskSpec.activations`)."""
+    return tuple(attrs.evolve(r, choices=tuple(pool)) if r.name == "change_activation" and not r.choices else r
+                 for r in rules)
 
 
 def fresh_name(genome: ir.WannGenome, stem: str = "h") -> str:

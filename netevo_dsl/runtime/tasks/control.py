@@ -1,8 +1,14 @@
 """Control tasks: batched cart-pole simulations over population x weights x repeats.
 
-Every (individual, weight) pair faces the same `repeats` starting states
-(common random numbers, as the WANN code tests a population on the same seeds),
-so differences in reward come from the networks, not from luck.
+Every (individual, weight) pair of one evaluation faces the same `repeats`
+starting states (common random numbers, as the WANN code tests a population on
+the same seeds), so differences in reward come from the networks, not from luck.
+In a run the states are drawn afresh every generation from the run's seed and
+the generation number (`start_generation`), as the authors draw them per
+generation, so evolution cannot overfit a fixed set of starts; `starts=` replays
+given ones instead. Physics runs in float64 unless `precision="float32"`; the
+policy sees the observations in its own dtype. Per-episode returns are kept
+(`episode_reward`, [population, weights, repeats]); `reward` is their mean.
 
 swingup: a port of the WANN authors' environment, google/brain-tokyo-workshop,
   WANNRelease/WANN/domain/cartpole_swingup.py (itself from DeepPILCO), with the
@@ -15,9 +21,14 @@ cartpole: gymnasium's CartPole-v1 (euler integrator, bang-bang force, +1 per
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
+
+from ...errors import UsageError
+from .classification import draw_seed
 
 # --- swing-up constants, from cartpole_swingup.py ---------------------------------
 SWINGUP_GRAVITY = 9.82
@@ -81,34 +92,64 @@ def cartpole_physics(state: torch.Tensor, force: torch.Tensor) -> torch.Tensor:
 Policy = Callable[[torch.Tensor], torch.Tensor]  # observations [..., n_inputs] -> outputs [..., n_outputs]
 
 
+PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
+
+
 class ControlTask:
     kind = "control"
     n_outputs = 1
-    metric_dims = {"reward": 2, "steps": 2}  # both [population, weights]
+    state_size = 4
 
-    def __init__(self, name: str, repeats: int, max_steps: int, seed: int, params: dict | None = None):
+    def __init__(self, name: str, repeats: int, max_steps: int, seed: int, params: dict | None = None, *,
+                 precision: str = "float64", starts=None):
         self.name = name
-        self.repeats = int(repeats)
         self.max_steps = int(max_steps)
         self.seed = int(seed)
         self.params = dict(params or {})
+        if precision not in PRECISIONS:
+            raise UsageError(f"task `{name}`: precision must be float64 or float32, got {precision!r}",
+                             hint="float64 (the default) matches the authors' numpy physics; float32 is faster",
+                             code="E191")
+        self.physics_dtype = PRECISIONS[precision]
+        self.starts = None if starts is None else read_starts(starts, name, self.state_size)
+        self.repeats = int(repeats) if self.starts is None else len(self.starts)
+        self.draw_base, self.generation = self.seed, 0
+        # [population, weights] except episode_reward: [population, weights, repeats]
+        self.metric_dims = {"reward": 2, "steps": 2, "episode_reward": 3}
+
+    def start_generation(self, run_seed: int, generation: int) -> dict:
+        """The next evaluations start from generation `generation`'s states of a run seeded
+        `run_seed` (given `starts` stay); returns what the run's log records."""
+        if self.starts is not None:
+            return {"starts": "given"}
+        self.draw_base, self.generation = int(run_seed), int(generation)
+        return {"episode_seed": draw_seed(run_seed, generation)}
+
+    def initial_states(self, dtype=None, device="cpu") -> torch.Tensor:
+        """[repeats, 4] starting states: the given ones, or this generation's draw."""
+        dtype = self.physics_dtype if dtype is None else dtype
+        if self.starts is not None:
+            return self.starts.to(device, dtype)
+        rng = np.random.default_rng(draw_seed(self.draw_base, self.generation))
+        return torch.from_numpy(self.draw_starts(rng)).to(device, dtype)
 
     def rollout(self, policy: Policy, batch_shape: tuple, dtype=torch.float64, device="cpu") -> dict:
         """Run `repeats` episodes for every element of `batch_shape` (e.g. population x weights).
 
-        `policy` gets observations [*batch_shape, repeats, n_inputs] and returns
-        outputs [*batch_shape, repeats, n_outputs]. Returns reward and steps
-        averaged over repeats, and `nonfinite`: True where the policy produced a
-        NaN or infinity while its episode was still running.
+        `policy` gets observations [*batch_shape, repeats, n_inputs] in `dtype` and returns
+        outputs [*batch_shape, repeats, n_outputs]; the physics runs in the task's precision.
+        Returns `episode_reward` and `episode_steps` [*batch_shape, repeats], reward and steps
+        averaged over repeats, and `nonfinite`: True where the policy produced a NaN or
+        infinity while its episode was still running.
         """
-        start = self.initial_states(dtype, device)
+        start = self.initial_states(self.physics_dtype, device)
         state = start.expand(*batch_shape, *start.shape).clone()
         alive = torch.ones(state.shape[:-1], dtype=torch.bool, device=device)
         total = torch.zeros(state.shape[:-1], dtype=torch.float64, device=device)
         steps = torch.zeros(state.shape[:-1], dtype=torch.float64, device=device)
         nonfinite = torch.zeros(state.shape[:-1], dtype=torch.bool, device=device)
         for _ in range(self.max_steps):
-            outputs = policy(self.observe(state))
+            outputs = policy(self.observe(state).to(dtype)).to(self.physics_dtype)
             finite = torch.isfinite(outputs).all(-1)
             nonfinite |= alive & ~finite
             force = self.force(torch.where(finite, outputs[..., 0], torch.zeros_like(outputs[..., 0])))
@@ -120,16 +161,42 @@ class ControlTask:
             alive &= ~done
             if not bool(alive.any()):
                 break
-        return {"reward": total.mean(-1), "steps": steps.mean(-1), "nonfinite": nonfinite.any(-1)}
+        return {"reward": total.mean(-1), "steps": steps.mean(-1), "nonfinite": nonfinite.any(-1),
+                "episode_reward": total, "episode_steps": steps}
+
+    @staticmethod
+    def metrics_of(outcome: dict) -> dict:
+        """The metrics a `Scores` keeps from a rollout (besides `reward`)."""
+        return {"steps": outcome["steps"], "episode_reward": outcome["episode_reward"]}
+
+
+def read_starts(starts, name: str, size: int) -> torch.Tensor:
+    """Explicit starting states: rows of `size` numbers, or a text file with one state per line
+    (numbers separated by spaces or commas, `#` comments), e.g. someone else's episodes to replay."""
+    where = ""
+    try:
+        if isinstance(starts, (str, Path)):
+            where = f" in {starts}"
+            rows = np.loadtxt(starts, delimiter=None if "," not in Path(starts).read_text() else ",", ndmin=2)
+        else:
+            rows = np.array(starts, dtype=np.float64, ndmin=2)
+    except (OSError, ValueError, TypeError) as e:
+        raise UsageError(f"task `{name}`: cannot read starting states{where}: {e}",
+                         hint=f"give rows of {size} numbers (x, x_dot, theta, theta_dot), one per episode",
+                         code="E192") from None
+    if rows.ndim != 2 or rows.shape[1] != size or len(rows) == 0 or not np.isfinite(rows).all():
+        raise UsageError(f"task `{name}`: starting states{where} must be finite rows of {size} numbers, "
+                         f"got shape {tuple(rows.shape)}",
+                         hint=f"one row per episode: x, x_dot, theta, theta_dot", code="E192")
+    return torch.from_numpy(rows.astype(np.float64))
 
 
 class SwingUpTask(ControlTask):
     n_inputs = 5
 
-    def initial_states(self, dtype, device) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(self.seed)
-        mean = torch.tensor([0.0, 0.0, math.pi, 0.0], dtype=torch.float64)
-        return (mean + 0.2 * torch.randn(self.repeats, 4, generator=gen, dtype=torch.float64)).to(device, dtype)
+    def draw_starts(self, rng: np.random.Generator) -> np.ndarray:
+        # cartpole_swingup.py's reset: N([0, 0, pi, 0], 0.2) per episode
+        return np.array([0.0, 0.0, math.pi, 0.0]) + 0.2 * rng.standard_normal((self.repeats, 4))
 
     def observe(self, state: torch.Tensor) -> torch.Tensor:
         x, x_dot, theta, theta_dot = state.unbind(-1)
@@ -149,9 +216,9 @@ class SwingUpTask(ControlTask):
 class CartPoleTask(ControlTask):
     n_inputs = 4
 
-    def initial_states(self, dtype, device) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(self.seed)
-        return (torch.rand(self.repeats, 4, generator=gen, dtype=torch.float64) * 0.1 - 0.05).to(device, dtype)
+    def draw_starts(self, rng: np.random.Generator) -> np.ndarray:
+        # gymnasium's reset: uniform in [-0.05, 0.05]^4
+        return rng.uniform(-0.05, 0.05, (self.repeats, 4))
 
     def observe(self, state: torch.Tensor) -> torch.Tensor:
         return state
@@ -172,4 +239,5 @@ class CartPoleTask(ControlTask):
 
 def load_control_task(name: str, params: dict) -> ControlTask:
     cls = {"swingup": SwingUpTask, "cartpole": CartPoleTask}[name]
-    return cls(name, params["repeats"], params["max_steps"], params["seed"], params)
+    return cls(name, params["repeats"], params["max_steps"], params["seed"], params,
+               precision=params["precision"], starts=params["starts"])
