@@ -4,15 +4,21 @@
 (no memory, no initialisation).
 
 `validate_source`: the emitted standalone source is exec'd, its model is
-instantiated and run forward on a small concrete input (symbolic dims get
-small sizes: B=2, H=W=32, T=8, others 8), and every output must have the
-declared shape. On `device="cpu"` (the default) the forward pass computes
-values with zeroed, never initialised, weights; on `"meta"` it computes
-shapes only (slower in practice: meta kernels of norms are Python).
+instantiated and run forward on a small concrete input, and every output must
+have the declared shape. A network runs (in eval mode) at the smallest sizes
+its symbolic shapes allow (`smallest_sizes`: each symbol the least power of
+two up to its default at which every elaborated size is a whole number of at
+least 1; resnet18: B=1, H=W=32, since its shapes hold H / 32); should the
+forward fail there, it is run again at the defaults (B=2, H=W=32, T=8, others
+8), so no mutant valid at the defaults is rejected. Genomes run at the
+defaults. On `device="cpu"` (the default) the forward pass computes values
+with zeroed, never initialised, weights; on `"meta"` it computes shapes only
+(slower in practice: meta kernels of norms are Python).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import attrs
 
@@ -75,6 +81,41 @@ def concrete(shape, sizes: dict) -> tuple[int, ...]:
     return tuple(out)
 
 
+_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def smallest_sizes(graph) -> dict:
+    """Per symbol, the least power of two (up to its default size) at which every size in the graph is a
+    whole number of at least 1, the other symbols held at their own; the defaults where none is smaller."""
+    dims = set()
+    for shape in [i.shape for i in graph.inputs] + [s for node in graph.nodes for s in _shapes(node)]:
+        dims.update(d for d in map(Dim.of, shape) if not d.is_concrete)
+    return dict(_smallest(frozenset(dims)))
+
+
+def _shapes(node) -> tuple:
+    return node.shape if node.shape and isinstance(node.shape[0], tuple) else (node.shape,)
+
+
+@functools.lru_cache(maxsize=256)
+def _smallest(dims: frozenset) -> tuple:
+    symbols = sorted(set().union(*(d.symbols() for d in dims)))
+    sizes = {s: SMALL_SIZES.get(s, OTHER_SIZE) for s in symbols}
+
+    def fits(trial: dict) -> bool:
+        mapping = {s: Dim.of(v) for s, v in trial.items()}
+        for d in dims:
+            v = d.substitute(mapping)
+            if not v.is_int() or int(v) < 1:
+                return False
+        return True
+
+    if fits(sizes):
+        for s in symbols:
+            sizes[s] = next((v for v in _LADDER if v < sizes[s] and fits({**sizes, s: v})), sizes[s])
+    return tuple(sizes.items())
+
+
 def _index_inputs(graph) -> set[str]:
     """Inputs that hold indices, not features: read by an op whose registry entry says so (an embedding)."""
     from ...ops.registry import get_op
@@ -130,7 +171,6 @@ def validate_source(spec: ir.Spec, name: str | None = None, overrides=None, devi
 
     result = check_result or check(spec, overrides)
     item = _item(spec, name)
-    sizes = {**SMALL_SIZES, **(sizes or {})}
     if isinstance(item, ir.Network):
         from ...compiler.emit import class_name, emit_network_source
 
@@ -138,12 +178,17 @@ def validate_source(spec: ir.Spec, name: str | None = None, overrides=None, devi
         source = emit_network_source(spec, item.name, overrides)
         namespace: dict = {}
         exec(compile(source, f"<mutant {item.name}>", "exec"), namespace)
-        model = _instantiate(namespace[class_name(item.name)], device)
-        index = _index_inputs(graph)
-        inputs = [torch.zeros(concrete(i.shape, sizes), dtype=torch.long if i.name in index else torch.float32,
-                              device=device) for i in graph.inputs]
-        expected = [concrete(graph.shape_of(ref), sizes) for _, ref in graph.outputs]
-    elif isinstance(item, ir.TransformerGenome):
+        model = _instantiate(namespace[class_name(item.name)], device).eval()
+        if sizes is None:
+            try:
+                _run_network(model, graph, {**SMALL_SIZES, **smallest_sizes(graph)}, device, item.name)
+                return Validation("source", result.graphs)
+            except Exception:  # noqa: BLE001 - judged again at the default sizes, as before
+                pass
+        _run_network(model, graph, {**SMALL_SIZES, **(sizes or {})}, device, item.name)
+        return Validation("source", result.graphs)
+    sizes = {**SMALL_SIZES, **(sizes or {})}
+    if isinstance(item, ir.TransformerGenome):
         from ...compiler.transformer import config_of, emit_transformer_source
 
         cfg = config_of(item)
@@ -167,6 +212,21 @@ def validate_source(spec: ir.Spec, name: str | None = None, overrides=None, devi
     return Validation("source", result.graphs)
 
 
+def _run_network(model, graph, sizes: dict, device: str, name: str) -> None:
+    """Run `model` forward on zeros at `sizes`; every output must have the declared shape."""
+    import torch
+
+    index = _index_inputs(graph)
+    inputs = [torch.zeros(concrete(i.shape, sizes), dtype=torch.long if i.name in index else torch.float32,
+                          device=device) for i in graph.inputs]
+    expected = [concrete(graph.shape_of(ref), sizes) for _, ref in graph.outputs]
+    with torch.no_grad():
+        out = model(*inputs)
+    got = [tuple(o.shape) for o in (out if isinstance(out, tuple) else (out,))]
+    if got != expected:
+        raise InvalidMutant(f"`{name}`: emitted source gives output shapes {got}, declared {expected}")
+
+
 def _validate_wann(spec, genome, result, sizes) -> Validation:
     """WANN genomes: the emitted module maps x [B, inputs] to [weights, B, outputs]."""
     import torch
@@ -187,4 +247,4 @@ def _validate_wann(spec, genome, result, sizes) -> Validation:
     return Validation("source", result.graphs)
 
 
-__all__ = ["validate_ir", "validate_source", "Validation", "InvalidMutant", "concrete", "SMALL_SIZES"]
+__all__ = ["validate_ir", "validate_source", "Validation", "InvalidMutant", "concrete", "smallest_sizes", "SMALL_SIZES"]
