@@ -215,7 +215,7 @@ def _by_alignment(parent, state, opt_state, child, network, pg, cg, seed):
         if op.weight_bearing and _identity_init(cg, node, weights):
             notes.append(f"identity {node.op} `{node.name}` (Net2Deeper)")
         elif node.op == "dropout" or (op.activation and not op.channels.mixes_channels):
-            notes.append(f"inserted {node.op} `{node.name}`")
+            notes.append(f"{'inserted' if exact else 'new'} {node.op} `{node.name}`")
         else:
             exact = False
             notes.append(f"new {node.op} `{node.name}`")

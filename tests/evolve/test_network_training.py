@@ -184,8 +184,8 @@ def test_seed_alone_decides_the_result(mlp, digits):
 def test_bad_configs_are_errors(mlp, digits):
     cand = [Candidate(mlp, "digits_mlp")]
     for cfg in (TrainConfig(optimizer="Adamm"), TrainConfig(scheduler="ReduceLROnPlateau"),
-                TrainConfig(epochs=None), TrainConfig(steps=0), TrainConfig(epochs=-1.0), TrainConfig(optimizer_args=(("lrr", 1),)),
-                TrainConfig(scheduler="StepLR")):
+                TrainConfig(epochs=None), TrainConfig(steps=0), TrainConfig(epochs=-1.0),
+                TrainConfig(optimizer_args=(("lrr", 1),)), TrainConfig(scheduler="StepLR")):
         with pytest.raises(NetevoError) as info:
             train_candidates(cand, digits, cfg)
         assert info.value.code == "E132"
