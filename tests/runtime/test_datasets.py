@@ -6,6 +6,8 @@ standardised with the training split's numpy mean and std), numpy's own .npz fil
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn import datasets as skd
 
 from netevo_dsl.errors import NetevoError
@@ -99,3 +101,23 @@ def test_task_table_is_pure_python():
     code = "import sys; from netevo_dsl.ops.training_tasks import TRAINING_TASKS; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
     assert set(TRAINING_TASKS) == {"digits", "iris", "wine", "breast_cancer", "csv", "npz"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 4), min_size=12, max_size=300), st.floats(0.05, 0.4), st.floats(0.05, 0.4),
+       st.integers(0, 2 ** 16))
+def test_split_partitions_every_class_in_proportion(labels, val_fraction, test_fraction, seed):
+    """Property: the three parts partition the samples; each class's share per part is its rounded fraction."""
+    labels = np.array(labels)
+    try:
+        parts = split_indices(labels, val_fraction, test_fraction, seed)
+    except NetevoError as e:
+        assert e.code == "E131"  # too few samples for three non-empty parts
+        return
+    joined = np.concatenate(parts)
+    assert len(joined) == len(labels) and len(set(joined.tolist())) == len(labels)
+    for c in np.unique(labels):
+        n = int((labels == c).sum())
+        n_test = min(int(round(test_fraction * n)), n - 1)
+        assert int((labels[parts[2]] == c).sum()) == n_test
+        assert int((labels[parts[0]] == c).sum()) >= 1  # every class keeps a training sample
