@@ -171,6 +171,17 @@ def test_robust_limits_keep_an_outlier_from_flattening_the_view():
     assert robust_limits([-3.0, -2.0])[2] == ""
 
 
+def test_fitness_limits_follow_the_max_and_median_lines():
+    """The bug report's run: a noisy min line (down to -15,000) flattened the mean-reward panel to a line."""
+    from netevo_dsl.evolve.report import _fitness_limits
+
+    series = {"max": [-3.0, -2.5, -2.0, -1.6], "median": [-3.8, -3.0, -2.4, -1.8],
+              "min": [-5.0, -15000.0, -9.0, -4.5]}
+    low, high, note = _fitness_limits(series)
+    assert -6.5 < low < -3.8 and -1.6 < high < -1.0  # at most one span of the max/median lines below them
+    assert note.startswith("2 value(s) off the axis") and "-1.5e+04" in note
+
+
 def test_topology_layout_is_layered_hides_unused_inputs_and_is_deterministic(tmp_path):
     from netevo_dsl.evolve.report import layered_positions, plot_topology
 

@@ -81,7 +81,7 @@ def plot_fitness(log: list[dict], path: Path, kind: str | None = None, champion:
                   for stat, _, _ in STATS}
         for stat, style, words in STATS:
             ax.plot(gens, series[stat], style, label=words)
-        low, high, note = robust_limits([series[s] for s, _, _ in STATS])
+        low, high, note = _fitness_limits(series)
         ax.set_ylim(low, high)
         if note:
             ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7, color="#a33")
@@ -103,6 +103,20 @@ def plot_fitness(log: list[dict], path: Path, kind: str | None = None, champion:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _fitness_limits(series: dict) -> tuple[float, float, str]:
+    """Limits read off the max and median lines (the population's progress); the min line, often noisy
+    far below, may stretch them by at most their own span. The note counts what is left off."""
+    low, high, _ = robust_limits([series["max"], series["median"]])
+    worst = np.asarray([v for v in series["min"] if v is not None and np.isfinite(v)], dtype=float)
+    span = high - low
+    if len(worst):
+        low = min(low, max(worst.min() - 0.06 * span, low - span))
+        high = max(high, min(worst.max() + 0.06 * span, high + span))
+    values = np.asarray([v for s in series.values() for v in s if v is not None and np.isfinite(v)], dtype=float)
+    off = int(((values < low) | (values > high)).sum())
+    return low, high, f"{off} value(s) off the axis (lowest {values.min():.4g})" if off else ""
 
 
 def champion_accuracies(out: Path, task, weights, device="cpu") -> dict | None:
