@@ -192,7 +192,7 @@ def plot_front(oriented: np.ndarray, front: list[int], labels: list[str], signs:
             low, high, _ = robust_limits(axis[ok])
             setter(low, high)
         ax.set_xlabel(objective_words(labels[0], kind) + "  \u2192 better", fontsize=8)
-        ax.set_ylabel(objective_words(labels[1], kind) + "  \u2192 better", fontsize=8)
+        ax.set_ylabel(objective_words(labels[1], kind).replace(" (", "\n(", 1) + "  \u2191 better", fontsize=8)
         ax.legend(fontsize=7, loc="lower right")
     ax.set_title("last generation: objectives and Pareto front", fontsize=10)
     fig.tight_layout()
