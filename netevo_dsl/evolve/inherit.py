@@ -64,6 +64,8 @@ def inherit(parent: ir.Spec, parent_state: dict, parent_opt_state: dict | None, 
     if skeleton_key(pg) == skeleton_key(cg):
         result = _by_widths(parent, parent_state, parent_opt_state, child, network, pg, cg, seed)
     if result is None:
+        result = _widths_then_alignment(parent, parent_state, parent_opt_state, child, network, cg, seed)
+    if result is None:
         result = _by_alignment(parent, parent_state, parent_opt_state, child, network, pg, cg, seed)
     if result.exact:
         result = attrs.evolve(result, exact=same_function(parent, parent_state, child, result.state, network,
@@ -74,20 +76,20 @@ def inherit(parent: ir.Spec, parent_state: dict, parent_opt_state: dict | None, 
 # --- widths and masks ------------------------------------------------------------------------------------
 
 
-def _by_widths(parent, state, opt_state, child, network, pg, cg, seed):
+def _resize_groups(parent, state, network, target: dict, seed):
+    """Widen (Net2Wider) or prune the parent's groups to the sizes in `target` ({group name: size}).
+    Returns (spec, weights, results, actions, exact) or None when a transform refuses."""
     from ..passes.elaborate import elaborate
-    from .apply import Applied
     from .groups import dependency_groups
     from .transforms import prune_units, widen
 
     rng = np.random.default_rng(seed)
-    target = {g.name: g.size for g in dependency_groups(cg)}
     spec, weights, results, actions, exact = parent, dict(state), [], [], True
     for _ in range(64):  # each transform settles at least one group
         groups = dependency_groups(elaborate(spec, network))
         todo = [g for g in groups if g.name in target and target[g.name] != g.size]
         if not todo:
-            break
+            return spec, weights, results, actions, exact
         g = todo[0]
         try:
             if target[g.name] > g.size:
@@ -102,8 +104,34 @@ def _by_widths(parent, state, opt_state, child, network, pg, cg, seed):
             return None
         spec, weights = r.spec, r.weights
         results.append(r)
-    else:
+    return None
+
+
+def _widths_then_alignment(parent, state, opt_state, child, network, cg, seed):
+    """Several kinds of change at once (a width and an inserted layer): resize the groups the two share by
+    name first, then align the resized parent with the child."""
+    from ..passes.elaborate import elaborate
+    from .apply import Applied
+    from .groups import dependency_groups
+
+    staged = _resize_groups(parent, state, network, {g.name: g.size for g in dependency_groups(cg)}, seed)
+    if staged is None or not staged[2]:
         return None
+    spec, weights, results, actions, exact = staged
+    applied = Applied(spec, weights, tuple(actions), (), tuple(results), parent, network)
+    opt = _move_opt_state(opt_state, parent, spec, network, applied.old_key, applied.move_state)
+    rest = _by_alignment(spec, weights, opt, child, network, elaborate(spec, network), cg, seed)
+    return Inherited(rest.state, rest.opt_state, exact and rest.exact, "; ".join(actions) + "; " + rest.how)
+
+
+def _by_widths(parent, state, opt_state, child, network, pg, cg, seed):
+    from .apply import Applied
+    from .groups import dependency_groups
+
+    staged = _resize_groups(parent, state, network, {g.name: g.size for g in dependency_groups(cg)}, seed)
+    if staged is None:
+        return None
+    spec, weights, results, actions, exact = staged
     reference = _meta_state(child, network)
     if set(reference) != set(weights) or any(tuple(reference[k].shape) != tuple(weights[k].shape) for k in weights):
         return None

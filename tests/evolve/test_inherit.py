@@ -90,6 +90,9 @@ def test_function_preserving_mutants_of_digits_mlp_keep_outputs(mlp):
     assert seen["exact"] == 2  # Net2Wider
     seen = _check_children(spec, "digits_mlp", trained, "insert_layer(p=1.0)", 6)
     assert seen["exact"] >= 2  # identity linear, relu after relu; tanh or gelu inserted are not exact
+    # both at once: the shared groups are widened first, then the insertion is aligned
+    seen = _check_children(spec, "digits_mlp", trained, "width(p=1.0, choices={256}) insert_layer(p=1.0)", 6)
+    assert seen["exact"] >= 2
     seen = _check_children(spec, "digits_mlp", trained, "remove_layer(p=1.0) activation(p=1.0)", 4)
     assert seen["inexact"] == 4  # these rules change the function, and inherit says so
 
