@@ -73,6 +73,7 @@ _LAZY = {
     "transforms": ("netevo_dsl.evolve.transforms", None),  # permute, widen, deepen, prune_units, merge_units
     "strategies": ("netevo_dsl.testing.strategies", None),  # Hypothesis strategies for your rules
     "evolve": ("netevo_dsl.evolve", None),
+    "from_module": ("netevo_dsl.importer", "from_module"),  # an nn.Module as a spec (torch.fx), docs/import.md
 }
 
 

@@ -453,6 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mutate_parser(sub)
 
+    from .importer.cli import add_parser as add_import_parser  # argparse only; torch is imported when it runs
+
+    add_import_parser(sub)
+
     o = sub.add_parser("ops", help="list the registered ops and their parameters, in .net syntax")
     o.set_defaults(func=cmd_ops)
 

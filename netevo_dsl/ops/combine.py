@@ -1,6 +1,15 @@
 """Ops joining or splitting tensors: add, mul (same shapes), concat(dim), split(sizes, dim). No modules."""
 from ..ir.dims import Dim
-from .registry import OpDef, ParamDef, ShapeFailure, register, src
+from .registry import OpDef, ParamDef, ShapeFailure, TorchImport, Unimportable, register, src
+
+
+def _tensors_only(call):
+    if any(a is not None for a in call.args) or call.kwargs:
+        raise Unimportable("an operand that is not a tensor of the network (a constant or a scalar)")
+    if any(tuple(s) != tuple(call.in_shapes[0]) for s in call.in_shapes):
+        shapes = [list(s) for s in call.in_shapes]
+        raise Unimportable(f"operands of shapes {shapes} broadcast; the op needs equal shapes")
+    return {}
 
 
 def _same_shape(shapes, p):
@@ -19,12 +28,18 @@ def _fmt(shape):
 register(OpDef(name="add", params=(), infer=_same_shape, min_inputs=2, max_inputs=None, module=False,
                functional=lambda t, p: sum(t[1:], t[0]),
                emit_functional=lambda xs, p, s=src: " + ".join(xs),
-               coupling="tie", doc="Elementwise sum (the residual `+`): every operand shares one dependency group."))
+               coupling="tie",
+               torch_import=(TorchImport(functions=("_operator.add", "_operator.iadd", "torch.add"), methods=("add",),
+                                         params=_tensors_only),),
+               doc="Elementwise sum (the residual `+`): every operand shares one dependency group."))
 
 register(OpDef(name="mul", params=(), infer=_same_shape, min_inputs=2, max_inputs=None, module=False,
                functional=lambda t, p: _prod(t),
                emit_functional=lambda xs, p, s=src: " * ".join(xs),
-               coupling="tie", doc="Elementwise product (`*` between tensors)."))
+               coupling="tie",
+               torch_import=(TorchImport(functions=("_operator.mul", "_operator.imul", "torch.mul"), methods=("mul",),
+                                         params=_tensors_only),),
+               doc="Elementwise product (`*` between tensors)."))
 
 
 def _prod(ts):
@@ -60,7 +75,10 @@ register(OpDef(name="concat", params=(ParamDef("dim", "int", 1),), infer=_concat
                max_inputs=None, module=False,
                functional=lambda t, p: __import__("torch").cat(list(t), dim=p["dim"]),
                emit_functional=lambda xs, p, s=src: f"torch.cat([{', '.join(xs)}], dim={s(p['dim'])})",
-               coupling="concat", doc="Concatenate along `dim` (channels by default)."))
+               coupling="concat",
+               torch_import=(TorchImport(functions=("torch.cat", "torch.concat"),
+                                         params=lambda c: {"dim": c.arg(1, "dim", 0)}),),
+               doc="Concatenate along `dim` (channels by default)."))
 
 
 def _split_infer(shapes, p):

@@ -2,8 +2,8 @@
 import math
 
 from ..ir.dims import Dim
-from .registry import (Channels, ChannelSite, OpDef, ParamDef, ShapeFailure, divisible, ival, mask_param, positive, rank,
-                       register, src)
+from .registry import (Channels, ChannelSite, OpDef, ParamDef, ShapeFailure, TorchImport, Unimportable, divisible, ival,
+                       mask_param, positive, rank, register, single, src)
 
 
 def _padding(p, spatial: int):
@@ -80,6 +80,15 @@ def _n_params(shapes, p):
     return p["out"] * (shapes[0][0] // p["groups"]) * p["k"] ** (len(shapes[0]) - 1) + (p["out"] if p["bias"] else 0)
 
 
+def _import(call):
+    m = call.module
+    if m.padding_mode != "zeros":
+        raise Unimportable(f"padding_mode={m.padding_mode!r}: the conv ops pad with zeros only")
+    pad = m.padding if isinstance(m.padding, str) else single(m.padding, "padding")
+    return {"out": m.out_channels, "k": single(m.kernel_size, "kernel_size"), "stride": single(m.stride, "stride"),
+            "pad": pad, "dilation": single(m.dilation, "dilation"), "groups": m.groups, "bias": m.bias is not None}
+
+
 def _params():
     return (
         ParamDef("out", "int", minimum=1, doc="output channels"),
@@ -111,6 +120,7 @@ for _spatial in (1, 2):
                 width_param="out", partition_param="groups"),
             macs=_macs,
             n_params=_n_params,
+            torch_import=(TorchImport(modules=(f"torch.nn.Conv{_spatial}d",), params=_import),),
             doc=f"{_spatial}-D convolution over [B, C, {'L' if _spatial == 1 else 'H, W'}].",
         )
     )

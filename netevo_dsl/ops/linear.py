@@ -1,7 +1,8 @@
 """linear(out, bias=true, mask=none): y = x W^T + b over the last axis."""
 import math
 
-from .registry import Channels, ChannelSite, OpDef, ParamDef, ShapeFailure, mask_param, positive, register, src
+from .registry import (Channels, ChannelSite, OpDef, ParamDef, ShapeFailure, TorchImport, mask_param, positive,
+                       register, src)
 
 
 def infer(shapes, p):
@@ -55,6 +56,8 @@ LINEAR = register(
             width_param="out"),
         macs=macs,
         n_params=n_params,
+        torch_import=(TorchImport(modules=("torch.nn.Linear",),
+                                  params=lambda c: {"out": c.module.out_features, "bias": c.module.bias is not None}),),
         doc="Fully connected layer over the last axis.",
     )
 )

@@ -1,5 +1,5 @@
 """Normalisation layers: batchnorm (1d/2d by rank), batchnorm1d, batchnorm2d, layernorm, groupnorm."""
-from .registry import Channels, ChannelSite, OpDef, ParamDef, divisible, rank, register, src
+from .registry import Channels, ChannelSite, OpDef, ParamDef, TorchImport, Unimportable, divisible, rank, register, src
 
 def _channels_affine(axis):
     def n_params(shapes, p):
@@ -37,6 +37,15 @@ def _bn_emit(shapes, p, mask_expr=None):
     return f"nn.{_bn_cls(shapes[0])}({src(shapes[0][1])}{extra})"
 
 
+def _bn_import(call):
+    m = call.module
+    if not m.track_running_stats or m.momentum is None:
+        raise Unimportable("batch norm without running statistics or with a cumulative average (momentum=None)")
+    return {"eps": float(m.eps), "momentum": float(m.momentum), "affine": m.affine}
+
+
+_BN_TORCH = {"batchnorm1d": ("torch.nn.BatchNorm1d",), "batchnorm2d": ("torch.nn.BatchNorm2d",)}
+
 _BN_PARAMS = (ParamDef("eps", "float", 1e-5), ParamDef("momentum", "float", 0.1), ParamDef("affine", "bool", True))
 
 for _name, _ranks in (("batchnorm", (2, 3, 4)), ("batchnorm1d", (2, 3)), ("batchnorm2d", (4,))):
@@ -45,6 +54,8 @@ for _name, _ranks in (("batchnorm", (2, 3, 4)), ("batchnorm1d", (2, 3)), ("batch
                    channels=Channels(sites=_AFFINE + (ChannelSite("running_mean", 0, "in", "follow"),
                                                       ChannelSite("running_var", 0, "in", "follow"))),
                    n_params=_channels_affine(0),
+                   torch_import=(TorchImport(modules=_BN_TORCH[_name], params=_bn_import),)
+                   if _name in _BN_TORCH else (),
                    doc="Batch normalisation over the channel axis (1)."))
 
 
@@ -64,9 +75,19 @@ def _ln_emit(shapes, p, mask_expr=None):
     return f"nn.LayerNorm({src(shapes[0][-1])}{extra})"
 
 
+def _ln_import(call):
+    m = call.module
+    if len(m.normalized_shape) != 1:
+        raise Unimportable(f"normalized_shape={tuple(m.normalized_shape)}: layernorm normalises the last axis only")
+    if m.elementwise_affine and m.bias is None:
+        raise Unimportable("layer norm with a weight but no bias (bias=False)")
+    return {"eps": float(m.eps), "affine": m.elementwise_affine}
+
+
 register(OpDef(name="layernorm", params=(ParamDef("eps", "float", 1e-5), ParamDef("affine", "bool", True)),
                infer=_ln_infer, build=_ln_build, emit=_ln_emit, coupling="elementwise", neuron_axis=-1,
                channels=Channels(sites=_AFFINE, mixes_channels=True), n_params=_channels_affine(-1),
+               torch_import=(TorchImport(modules=("torch.nn.LayerNorm",), params=_ln_import),),
                doc="Layer normalisation over the last axis."))
 
 

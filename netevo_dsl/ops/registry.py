@@ -98,6 +98,26 @@ class Channels:
     axis_map: Callable | None = None  # (rank, params) -> list: output axis i is input axis map[i] (transpose)
 
 
+class Unimportable(Exception):
+    """Raised by a `TorchImport.params` rule: the call matches the op but its arguments cannot be kept."""
+
+
+@attrs.frozen
+class TorchImport:
+    """Which PyTorch calls import as this op (read by `netevo_dsl.importer`; no torch imported here).
+
+    `modules` are dotted class names ("torch.nn.Conv2d"), `functions` dotted function names
+    ("torch.nn.functional.relu", "_operator.add"), `methods` tensor method names ("relu").
+    `params(call)` returns the op's params from an `importer.Call` (its `module`, constant `args`
+    and `kwargs`, `in_shapes`, `out_shape`), or raises `Unimportable` saying what cannot be kept.
+    """
+
+    modules: tuple = ()
+    functions: tuple = ()
+    methods: tuple = ()
+    params: Callable = lambda call: {}
+
+
 @attrs.frozen
 class OpDef:
     name: str
@@ -124,6 +144,7 @@ class OpDef:
     macs: Callable | None = None
     # n_params(in_shapes, params) -> trainable parameters (mask buffers and statistics excluded); None: 0.
     n_params: Callable | None = None
+    torch_import: tuple = ()  # tuple[TorchImport]: the PyTorch calls `netevo import` maps onto this op
 
     def param(self, name: str) -> ParamDef | None:
         return next((p for p in self.params if p.name == name), None)
@@ -225,6 +246,14 @@ def divisible(what: str, total, by, hint: str | None = None):
     total, by = Dim.of(total), Dim.of(by)
     if total.is_concrete and by.is_concrete and (by.value == 0 or total.value % by.value != 0):
         raise ShapeFailure(f"{what}: {total} is not divisible by {by}", hint)
+
+
+def single(value, what: str) -> int:
+    """One int from a torch size argument: 3, or (3, 3); (3, 5) is refused (the ops take one size)."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(set(values)) != 1:
+        raise Unimportable(f"{what}={tuple(values)} differs between axes; the op takes one size for all axes")
+    return int(values[0])
 
 
 def mask_param() -> ParamDef:

@@ -2,7 +2,7 @@
 from functools import reduce
 
 from ..ir.dims import Dim
-from .registry import Channels, OpDef, ParamDef, ShapeFailure, register, src
+from .registry import Channels, OpDef, ParamDef, ShapeFailure, TorchImport, Unimportable, register, src
 
 
 def _axis(i, n, what="axis"):
@@ -27,7 +27,11 @@ register(OpDef(
     module=False,
     functional=lambda t, p: t[0].flatten(p["start"], p["end"]),
     emit_functional=lambda xs, p, s=src: f"{xs[0]}.flatten({s(p['start'])}, {s(p['end'])})",
-    coupling="flatten", doc="Merge axes start..end into one."))
+    coupling="flatten",
+    torch_import=(TorchImport(modules=("torch.nn.Flatten",), functions=("torch.flatten",), methods=("flatten",),
+                              params=lambda c: {"start": c.module.start_dim, "end": c.module.end_dim} if c.module
+                              else {"start": c.arg(1, "start_dim", 0), "end": c.arg(2, "end_dim", -1)}),),
+    doc="Merge axes start..end into one."))
 
 
 def _reshape_infer(shapes, p):
@@ -61,12 +65,22 @@ def _tuple_src(sizes) -> str:
     return "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
 
 
+def _reshape_import(call):
+    """The traced output shape, with the batch axis symbolic: `x.view(x.size(0), -1)` keeps any batch."""
+    out, batch = call.out_shape, call.in_shapes[0][0]
+    if not out or out[0] != batch:
+        raise Unimportable(f"a reshape to {list(out)} does not keep the batch axis first")
+    return {"shape": (Dim.sym("B"), *out[1:])}
+
+
 register(OpDef(
     name="reshape", params=(ParamDef("shape", "ints"),), infer=_reshape_infer, module=False,
     # a tuple, not *sizes: reshape to [] (a 0-d tensor) is `reshape(())`, and `reshape()` is an error
     functional=lambda t, p: t[0].reshape(tuple(_runtime_sizes(p["shape"]))),
     emit_functional=lambda xs, p, s=src: f"{xs[0]}.reshape({_tuple_src(_runtime_sizes(p['shape']))})",
-    coupling="reshape", doc="Reshape; one -1 is inferred. Symbolic dims may be named (e.g. [B, -1])."))
+    coupling="reshape",
+    torch_import=(TorchImport(functions=("torch.reshape",), methods=("view", "reshape"), params=_reshape_import),),
+    doc="Reshape; one -1 is inferred. Symbolic dims may be named (e.g. [B, -1])."))
 
 
 def _transpose_axes(n, p):
@@ -89,4 +103,7 @@ register(OpDef(
     module=False,
     functional=lambda t, p: t[0].transpose(p["dim0"], p["dim1"]),
     emit_functional=lambda xs, p, s=src: f"{xs[0]}.transpose({s(p['dim0'])}, {s(p['dim1'])})",
-    coupling="reshape", channels=Channels(axis_map=_transpose_axes), doc="Swap two axes."))
+    coupling="reshape", channels=Channels(axis_map=_transpose_axes),
+    torch_import=(TorchImport(functions=("torch.transpose",), methods=("transpose",),
+                              params=lambda c: {"dim0": c.arg(1, "dim0", None), "dim1": c.arg(2, "dim1", None)}),),
+    doc="Swap two axes."))

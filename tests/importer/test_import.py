@@ -1,0 +1,231 @@
+"""netevo_dsl.from_module / `netevo import`: PyTorch models in, specs out, checked against the models themselves.
+
+The oracle is the original nn.Module: the compiled spec and its emitted source must load the original's
+state_dict with strict=True and give its outputs in float64 eval mode (random batch-norm statistics).
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import netevo_dsl as ne
+from netevo_dsl import NetevoError
+
+
+class FunctionalMLP(nn.Module):
+    """An MLP written with functional calls and a tensor method, as users write them."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(12, 32)
+        self.norm = nn.LayerNorm(32)
+        self.fc2 = nn.Linear(32, 16, bias=False)
+        self.head = nn.Linear(16, 5)
+        self.drop = nn.Dropout(0.25)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x))
+        h = self.norm(h)
+        h = torch.tanh(self.fc2(h)).sigmoid()
+        h = F.gelu(self.drop(h))
+        return self.head(F.silu(h))
+
+
+class ResidualCNN(nn.Module):
+    """A small CNN: an nn.Sequential stem, a residual `x + conv(x)`, strided/grouped/dilated convs, a view."""
+
+    def __init__(self, classes=7):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+                                  nn.MaxPool2d(2))
+        self.conv1 = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=2)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.act = nn.SiLU()
+        self.pool = nn.AvgPool2d(2)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.bn1(self.conv1(x))
+        x = self.pool(self.act(self.conv2(x)))
+        x = self.gap(x)
+        return self.fc(x.view(x.size(0), -1))
+
+
+class ConcatNet(nn.Module):
+    """Two branches joined with torch.cat, a 1-D conv path, torch.flatten and a Sequential classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.left = nn.Conv1d(4, 6, 3, padding=1)
+        self.right = nn.Conv1d(4, 10, 5, padding=2, bias=False)
+        self.bn = nn.BatchNorm1d(16)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(16 * 9, 32), nn.GELU(approximate="tanh"),
+                                        nn.Dropout(0.1), nn.Linear(32, 3))
+
+    def forward(self, x):
+        y = torch.cat([F.relu(self.left(x)), self.right(x)], dim=1)
+        y = self.bn(y)
+        z = torch.flatten(y, 1).view(-1, 16, 9)
+        return self.classifier(z)
+
+
+def _randomise_batchnorm(model, seed=0):
+    """Random running statistics and affine parameters, so batch norm is not the identity in eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g, dtype=m.running_mean.dtype))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g, dtype=m.running_var.dtype) + 0.5)
+            m.weight.data.copy_(torch.randn(m.num_features, generator=g, dtype=m.weight.dtype))
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g, dtype=m.bias.dtype))
+
+
+CASES = [(FunctionalMLP, (3, 12)), (ResidualCNN, (2, 3, 16, 16)), (ConcatNet, (4, 4, 9))]
+
+
+@pytest.mark.parametrize("make, shape", CASES, ids=[c.__name__ for c, _ in CASES])
+def test_import_reproduces_the_model(make, shape):
+    torch.manual_seed(0)
+    original = make().double()
+    _randomise_batchnorm(original)
+    original.eval()
+    x = torch.randn(*shape, dtype=torch.float64)
+    spec = ne.from_module(original, x)
+    assert ne.format(spec) == ne.format(ne.parse(ne.format(spec)))
+    compiled = ne.compile_module(spec, dtype=torch.float64)
+    compiled.load_state_dict(original.state_dict(), strict=True)
+    compiled.eval()
+    with torch.no_grad():
+        want = original(x)
+        # a second batch size: the batch axis is `B`, not the example's size
+        x2 = torch.randn(shape[0] + 3, *shape[1:], dtype=torch.float64)
+        for model in (compiled, _emitted_source_model(spec)):
+            if model is not compiled:
+                model.double().load_state_dict(original.state_dict(), strict=True)
+                model.eval()
+            scale = want.abs().max().item()
+            assert torch.allclose(model(x), want, rtol=0, atol=1e-9 * scale)
+            assert torch.allclose(model(x2), original(x2), rtol=0, atol=1e-9 * scale)
+
+
+def _emitted_source_model(spec):
+    namespace = {"__name__": "emitted"}
+    exec(compile(ne.emit_source(spec), "<emitted>", "exec"), namespace)
+    net_name = [item.name for item in spec.items if type(item).__name__ == "Network"][0]
+    classes = [v for v in namespace.values() if isinstance(v, type) and issubclass(v, nn.Module)
+               and v.__module__ == "emitted"]
+    return next(c for c in classes if c.__name__.lower().replace("_", "") == net_name.replace("_", ""))()
+
+
+class Unsupported(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return F.hardswish(self.fc(x))  # HARDSWISH_LINE
+
+
+class Nested(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Module()
+        self.block.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.block.fc(x)
+
+
+class Wrapped(nn.Module):
+    def __init__(self, *layers):
+        super().__init__()
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def _line_of(marker):
+    import inspect
+
+    lines = inspect.getsource(sys.modules[__name__]).splitlines()
+    return next(i for i, line in enumerate(lines, start=1) if marker in line and "def _line_of" not in line)
+
+
+def test_an_unsupported_op_names_the_op_and_the_users_line():
+    with pytest.raises(NetevoError) as info:
+        ne.from_module(Unsupported(), torch.randn(2, 4))
+    e = info.value
+    assert e.code == "E160" and "hardswish" in e.message and "top-level module" in e.message
+    assert e.span.file == __file__ and e.span.line == _line_of("# HARDSWISH_LINE")
+
+
+def test_an_unsupported_module_inside_a_sequential_names_its_path():
+    with pytest.raises(NetevoError) as info:
+        ne.from_module(Wrapped(nn.Linear(4, 4), nn.Hardswish()), torch.randn(2, 4))
+    assert info.value.code == "E160" and "torch.nn.Hardswish" in info.value.message and "`body.1`" in info.value.message
+
+
+@pytest.mark.parametrize("layer, words", [(nn.MaxPool2d(2, ceil_mode=True), "ceil_mode"),
+                                          (nn.Conv2d(3, 3, (3, 5)), "kernel_size=(3, 5)"),
+                                          (nn.Conv2d(3, 3, 3, padding_mode="reflect"), "padding_mode")])
+def test_arguments_an_op_cannot_keep_are_refused(layer, words):
+    with pytest.raises(NetevoError) as info:
+        ne.from_module(Wrapped(layer), torch.randn(2, 3, 8, 8))
+    assert info.value.code == "E162" and words in info.value.message and "`body.0`" in info.value.message
+
+
+@pytest.mark.parametrize("model, path", [(Nested(), "block.fc"), (nn.Sequential(nn.Linear(4, 4)), "0")])
+def test_a_path_the_naming_rules_cannot_express_is_refused_not_renamed(model, path):
+    with pytest.raises(NetevoError) as info:
+        ne.from_module(model, torch.randn(2, 4))
+    assert info.value.code == "E161" and f"`{path}`" in info.value.message
+
+
+def test_cli_writes_a_formatted_spec_and_weights(tmp_path):
+    (tmp_path / "usermodels.py").write_text(
+        "import torch.nn as nn\n"
+        "class Small(nn.Module):\n"
+        "    def __init__(self, width=8):\n"
+        "        super().__init__()\n"
+        "        self.features = nn.Sequential(nn.Conv2d(3, width, 3), nn.BatchNorm2d(width), nn.ReLU())\n"
+        "        self.fc = nn.Linear(width * 36, 10)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(self.features(x).flatten(1))\n")
+    out, weights = tmp_path / "model.net", tmp_path / "model.pt"
+    netevo = [sys.executable, "-m", "netevo_dsl.cli"]
+    run = subprocess.run(netevo + ["import", "usermodels:Small", "--args", json.dumps({"width": 6}),
+                                   "--input", "x=2,3,8,8", "-o", str(out), "--weights", str(weights)],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    for command in (["fmt", "--check", str(out)], ["check", str(out)]):
+        assert subprocess.run(netevo + command, capture_output=True, text=True).returncode == 0
+    sys.path.insert(0, str(tmp_path))
+    try:
+        original = __import__("usermodels").Small(6).double().eval()
+    finally:
+        sys.path.remove(str(tmp_path))
+    original.load_state_dict(torch.load(weights))
+    compiled = ne.compile_module(ne.load(out), dtype=torch.float64).eval()
+    compiled.load_state_dict(original.state_dict(), strict=True)
+    x = torch.randn(5, 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), original(x), rtol=0, atol=1e-9 * original(x).abs().max().item())
+
+
+def test_cli_refusal_writes_nothing(tmp_path):
+    (tmp_path / "bad.py").write_text("import torch.nn as nn\nimport torch.nn.functional as F\n"
+                                     "class Bad(nn.Module):\n"
+                                     "    def forward(self, x):\n        return F.hardswish(x)\n")
+    out = tmp_path / "model.net"
+    run = subprocess.run([sys.executable, "-m", "netevo_dsl.cli", "import", "bad:Bad", "--input", "x=2,3",
+                          "-o", str(out)], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 1 and "error[E160]" in run.stderr and "Traceback" not in run.stderr
+    assert not out.exists()
