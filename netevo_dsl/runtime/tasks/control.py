@@ -108,7 +108,7 @@ class ControlTask:
         self.params = dict(params or {})
         if precision not in PRECISIONS:
             raise UsageError(f"task `{name}`: precision must be float64 or float32, got {precision!r}",
-                             hint="float64 (the default) matches the authors' numpy physics; float32 is faster",
+                             hint="float64 (the default) matches the authors' numpy physics; float32 on request",
                              code="E191")
         self.physics_dtype = PRECISIONS[precision]
         self.starts = None if starts is None else read_starts(starts, name, self.state_size)
