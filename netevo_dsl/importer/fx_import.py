@@ -1,26 +1,19 @@
-"""torch.fx graph -> `.net` text, with module paths kept so that `state_dict` keys match the original.
+"""torch.fx graph -> `.net` text: trace, run once for shapes, match every call against the op registry.
 
-Naming (docs/language.md, "Names"): a top-level child `conv1` becomes the statement `conv1 = ...`; the
-children of a top-level `nn.Sequential` called in order become one pipeline `features = x |> ... |> ...`
-(`features.0`, `features.1`, ...). Other paths (`layer1.0.conv1`) are refused (E161), never renamed.
+Naming and structure are `naming.py`'s; this module finds which op each call is.
 """
 from __future__ import annotations
 
 import importlib
-import keyword
-import linecache
-import os
-import re
 
 import attrs
 
-from ..errors import NetevoError, Span
-from ..ops.registry import REQUIRED, Unimportable, all_ops, get_op
-from ..ir.dims import Dim
+from ..errors import NetevoError
+from ..ops.registry import Unimportable, all_ops
+from .errors import fresh, identifier, import_error
+from .naming import SpecWriter
 
 RUNTIME = object()  # an argument computed in forward (`x.size(0)`): only rules that ignore it can import the call
-_KEYWORDS = {"version", "import", "param", "block", "mask", "network", "genome", "mutate", "evolve", "input",
-             "output", "repeat", "as", "return", "true", "false", "none"}
 
 
 @attrs.frozen
@@ -38,36 +31,6 @@ class Call:
         if value is RUNTIME:
             raise Unimportable(f"`{name}` is computed in forward; the importer needs a constant")
         return value
-
-
-@attrs.frozen
-class _Stmt:
-    name: str | None  # None: a Sequential child, merged into its parent's pipeline
-    op: str
-    params: dict
-    inputs: tuple  # spec value names
-    node: object
-    seq: tuple | None = None  # (parent, index) for a child of a top-level nn.Sequential
-
-
-def import_error(code: str, message: str, node=None, hint: str | None = None) -> NetevoError:
-    return NetevoError(message, span=_user_span(node), hint=hint, code=code)
-
-
-def _user_span(node) -> Span | None:
-    """The user's source line of an fx node: the innermost frame of its stack trace outside torch."""
-    trace = getattr(node, "stack_trace", None) or ""
-    import torch
-
-    torch_dir = os.path.dirname(torch.__file__)
-    frames = [(f, int(n)) for f, n in re.findall(r'File "([^"]+)", line (\d+)', trace)
-              if not os.path.abspath(f).startswith(torch_dir)]
-    if not frames:
-        return None
-    file, line = frames[-1]
-    text = linecache.getline(file, line).rstrip()
-    start = len(text) - len(text.lstrip()) + 1
-    return Span(file, line, start, line, max(start, len(text) + 1))
 
 
 def _module_path(node) -> str:
@@ -157,19 +120,7 @@ def import_text(module, example_inputs, name: str | None = None) -> str:
     _shapes(gm, inputs)
     batch = inputs[0].shape[0] if inputs and inputs[0].dim() else None
     tables = _tables()
-    used = {n for n, _ in module.named_children()} | {n for n, _ in module.named_parameters(recurse=False)} \
-        | {n for n, _ in module.named_buffers(recurse=False)}
-    values: dict = {}  # fx node -> spec value name
-    lines, stmts, called = [], [], set()
-
-    for node in placeholders:
-        shape = _tensor_shape(node)
-        if shape is None or not shape or shape[0] != batch:
-            raise import_error("E163", f"input `{node.target}` is not a tensor with the batch axis first",
-                               hint="every input is a tensor [batch, ...] of the same batch size")
-        values[node] = _fresh(str(node.target), used)
-        lines.append(f"  input {values[node]}: [B{''.join(', ' + str(d) for d in shape[1:])}]")
-
+    matched, inputs_of, calls = {}, {}, {}
     for node in gm.graph.nodes:
         if node.op in ("placeholder", "output"):
             continue
@@ -177,49 +128,50 @@ def import_text(module, example_inputs, name: str | None = None) -> str:
             raise import_error("E164", f"forward reads the tensor `{node.target}` directly", node,
                                "only parameters held by registered layers can be imported")
         out_shape = _tensor_shape(node)
-        if out_shape is None and not _feeds_only_reshapes(node):
-            raise import_error("E160", f"`{_describe(node, gm)}` gives a value that is not one tensor, "
-                               f"{_where(node)}", node, "the importer covers the ops listed in docs/import.md")
         if out_shape is None:
+            if not _feeds_only_reshapes(node):
+                raise import_error("E160", f"`{_describe(node, gm)}` gives a value that is not one tensor, "
+                                   f"{_where(node)}", node, "the importer covers the ops listed in docs/import.md")
             continue
-        op_name, params = _match(node, gm, tables, out_shape)
-        tensor_inputs = [a for a in _flat(node.args) + _flat(list(node.kwargs.values()))
-                         if isinstance(a, fx.Node) and _tensor_shape(a) is not None]
-        names = tuple(values[a] for a in tensor_inputs)
-        seq = None
+        matched[node] = _match(node, gm, tables, out_shape)
+        inputs_of[node] = [a for a in _flat(node.args) + _flat(list(node.kwargs.values()))
+                           if isinstance(a, fx.Node) and _tensor_shape(a) is not None]
         if node.op == "call_module":
-            path = str(node.target)
-            if path in called:
-                raise import_error("E165", f"module `{path}` is called more than once", node,
+            calls[node.target] = calls.get(node.target, 0) + 1
+            layer = gm.get_submodule(node.target)
+            has_state = any(True for _ in layer.parameters()) or any(True for _ in layer.buffers())
+            if calls[node.target] > 1 and has_state:
+                raise import_error("E165", f"module `{node.target}` is called more than once", node,
                                    "a spec layer is called once; shared layers are not imported")
-            called.add(path)
-            parts = path.split(".")
-            if len(parts) == 2 and parts[1].isdigit() and _identifier(parts[0]):
-                seq = (parts[0], int(parts[1]))
-            elif len(parts) != 1 or not _identifier(path):
-                raise import_error("E161", f"module path `{path}` cannot be named in a spec yet", node,
-                                   "top-level layers and the children of a top-level nn.Sequential are imported; "
-                                   "nested blocks are not (docs/import.md)")
-        if seq is None:
-            stmt_name = str(node.target) if node.op == "call_module" else _fresh(op_name, used)
-            if node.op == "call_module":
-                used.add(stmt_name)
-            values[node] = stmt_name
-        else:
-            values[node] = f"{seq[0]}#{seq[1]}"  # placeholder until the pipeline is built
-        stmts.append(_Stmt(None if seq else values[node], op_name, params, names, node, seq))
 
-    lines += _pipelines(stmts, values)
-    outs = [a for a in _flat([n for n in gm.graph.nodes if n.op == "output"][0].args)]
-    if not outs or any(not isinstance(a, fx.Node) or a not in values for a in outs):
+    def shape_of(node):
+        shape = _tensor_shape(node)
+        if not shape or shape[0] != batch:
+            raise import_error("E161", f"`{node}` is not a tensor with the batch axis first", node)
+        return "[B" + "".join(f", {d}" for d in shape[1:]) + "]"
+
+    writer = SpecWriter(module, matched, inputs_of, shape_of)
+    used = {n for n, _ in module.named_children()} | {n for n, _ in module.named_parameters(recurse=False)} \
+        | {n for n, _ in module.named_buffers(recurse=False)}
+    local, lines = {}, []
+    for node in placeholders:
+        if _tensor_shape(node) is None or not _tensor_shape(node) or _tensor_shape(node)[0] != batch:
+            raise import_error("E163", f"input `{node.target}` is not a tensor with the batch axis first",
+                               hint="every input is a tensor [batch, ...] of the same batch size")
+        local[node] = fresh(str(node.target), used)
+        lines.append(f"  input {local[node]}: {shape_of(node)}")
+    lines += writer.body("", writer.units("", list(matched)), local, used)
+    outs = _flat([n for n in gm.graph.nodes if n.op == "output"][0].args)
+    if not outs or any(not isinstance(a, fx.Node) or a not in local for a in outs):
         raise import_error("E163", "forward must return a tensor or a tuple of tensors")
     for i, node in enumerate(outs):
-        lines.append(f"  output {_fresh('out' if len(outs) == 1 else f'out{i}', used)} = {values[node]}")
-    _check_weights_reached(module, called)
-    net = name or re.sub(r"\W", "_", type(module).__name__).lower()
-    if not _identifier(net):
+        lines.append(f"  output {fresh('out' if len(outs) == 1 else f'out{i}', used)} = {local[node]}")
+    _check_weights_reached(module, set(calls))
+    net = name or type(module).__name__.lower()
+    if not identifier(net):
         net = "imported"
-    return "version 1\n\nnetwork " + net + " {\n" + "\n".join(lines) + "\n}\n"
+    blocks = "".join("\n" + text for text in writer.block_text)
+    return "version 1\n" + blocks + "\nnetwork " + net + " {\n" + "\n".join(lines) + "\n}\n"
 
 
 def from_module(module, example_inputs, name: str | None = None):
@@ -262,20 +214,6 @@ def _flat(xs):
     for x in xs:
         out += _flat(x) if isinstance(x, (list, tuple)) else [x]
     return out
-
-
-def _identifier(name: str) -> bool:
-    return name.isidentifier() and name not in _KEYWORDS and not keyword.iskeyword(name)
-
-
-def _fresh(base: str, used: set) -> str:
-    base = base if _identifier(base) else f"{base}_"
-    name, i = base, 0
-    while name in used or not _identifier(name):
-        i += 1
-        name = f"{base}_{i}"
-    used.add(name)
-    return name
 
 
 def _feeds_only_reshapes(node) -> bool:
@@ -327,77 +265,6 @@ def _match(node, gm, tables, out_shape):
             reasons.append(str(e))
     raise import_error("E162", f"`{what}` {_where(node)} cannot be imported: {reasons[0]}", node,
                        "docs/import.md lists what each op keeps")
-
-
-def _pipelines(stmts, values):
-    """Statements as text; the children of one nn.Sequential become one pipeline named after it."""
-    lines, i, chains = [], 0, set()
-    while i < len(stmts):
-        s = stmts[i]
-        if s.seq is None:
-            lines.append(f"  {s.name} = {_call(s.op, s.inputs, s.params)}")
-            i += 1
-            continue
-        parent, chain = s.seq[0], [s]
-        while i + len(chain) < len(stmts):
-            nxt = stmts[i + len(chain)]
-            prev = chain[-1]
-            if not (nxt.seq and nxt.seq[0] == parent and nxt.inputs == (values[prev.node],)
-                    and len(prev.node.users) == 1):
-                break
-            chain.append(nxt)
-        stages, position = [], 0
-        for c in chain:
-            if c.seq[1] != position:
-                raise import_error("E161", f"module path `{c.node.target}` cannot be named in a spec yet: the "
-                                   f"children of `{parent}` are not called once each, in order, as one chain",
-                                   c.node, "call an nn.Sequential as a whole, or give its children names")
-            stages.append(_call(c.op, (), c.params, pipe=True))
-            if not get_op(c.op).module:  # keep the next children's indices: a module-less stage holds a place
-                stages.append("identity()")
-            position += 1
-        if parent in chains:
-            raise import_error("E161", f"module path `{s.node.target}` cannot be named in a spec yet: `{parent}` "
-                               "is called as more than one chain", s.node, "call an nn.Sequential as a whole")
-        chains.add(parent)
-        for c in chain:
-            values[c.node] = parent
-        if len(chain[0].inputs) != 1:
-            raise import_error("E161", f"the first child of `{parent}` takes {len(chain[0].inputs)} tensors", s.node)
-        lines.append(f"  {parent} = {chain[0].inputs[0]} |> " + " |> ".join(stages))
-        i += len(chain)
-    return [_rename_placeholders(line) for line in lines]
-
-
-def _rename_placeholders(line):
-    """`features#3` (a Sequential child, named before its pipeline was built) -> `features`."""
-    return re.sub(r"\b(\w+)#\d+", r"\1", line)
-
-
-_INFIX = {"add": "+", "mul": "*"}
-
-
-def _call(op_name, inputs, params, pipe=False):
-    if op_name in _INFIX and len(inputs) >= 2:
-        return f" {_INFIX[op_name]} ".join(inputs)  # the residual `x + y`, as people write it
-    op = get_op(op_name)
-    parts = list(inputs)
-    for p in op.params:
-        if p.name in params and (p.default is REQUIRED or params[p.name] != p.default):
-            parts.append(f"{p.name}={_value(params[p.name])}")
-    return f"{op_name}({', '.join(parts)})"
-
-
-def _value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, Dim):
-        return str(v)
-    if isinstance(v, str):
-        return f'"{v}"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    return repr(v)
 
 
 def _check_weights_reached(module, called):

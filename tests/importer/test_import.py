@@ -76,6 +76,45 @@ class ConcatNet(nn.Module):
         return self.classifier(z)
 
 
+def conv3x3(cin, cout, stride=1):
+    """A shared helper, as in torchvision and the channel mutator."""
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
+class Basic(nn.Module):
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1, self.bn1 = conv3x3(cin, cout, stride), nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2, self.bn2 = conv3x3(cout, cout), nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return self.relu(out)  # the same parameterless ReLU twice, as torchvision does
+
+
+class SmallResNet(nn.Module):
+    """Nested blocks (`layer2.0.shortcut.0`) in Sequentials, a block called directly, an empty Sequential."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = conv3x3(3, 8), nn.BatchNorm2d(8)
+        self.layer1 = nn.Sequential(Basic(8, 8), Basic(8, 8))
+        self.layer2 = nn.Sequential(Basic(8, 16, stride=2), Basic(16, 16))
+        self.extra = Basic(16, 16)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.extra(self.layer2(self.layer1(x)))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 def _randomise_batchnorm(model, seed=0):
     """Random running statistics and affine parameters, so batch norm is not the identity in eval mode."""
     g = torch.Generator().manual_seed(seed)
@@ -87,32 +126,45 @@ def _randomise_batchnorm(model, seed=0):
             m.bias.data.copy_(torch.randn(m.num_features, generator=g, dtype=m.bias.dtype))
 
 
-CASES = [(FunctionalMLP, (3, 12)), (ResidualCNN, (2, 3, 16, 16)), (ConcatNet, (4, 4, 9))]
+CASES = [(FunctionalMLP, (3, 12)), (ResidualCNN, (2, 3, 16, 16)), (ConcatNet, (4, 4, 9)), (SmallResNet, (2, 3, 8, 8))]
 
 
 @pytest.mark.parametrize("make, shape", CASES, ids=[c.__name__ for c, _ in CASES])
 def test_import_reproduces_the_model(make, shape):
     torch.manual_seed(0)
-    original = make().double()
+    _assert_reproduces(make(), torch.randn(*shape, dtype=torch.float64))
+
+
+def test_torchvision_resnet18_imports_exactly():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    original = torchvision.models.resnet18(weights=None, num_classes=10)
+    spec = _assert_reproduces(original, torch.randn(2, 3, 64, 64, dtype=torch.float64))
+    assert list(ne.compile_module(spec).state_dict()) == list(original.state_dict())  # same keys, same order
+
+
+def _assert_reproduces(original, x):
+    """Compiled spec and emitted source load the original's weights strictly and give its outputs (float64)."""
+    original = original.double()
     _randomise_batchnorm(original)
     original.eval()
-    x = torch.randn(*shape, dtype=torch.float64)
     spec = ne.from_module(original, x)
     assert ne.format(spec) == ne.format(ne.parse(ne.format(spec)))
     compiled = ne.compile_module(spec, dtype=torch.float64)
     compiled.load_state_dict(original.state_dict(), strict=True)
     compiled.eval()
+    emitted = _emitted_source_model(spec).double()
+    emitted.load_state_dict(original.state_dict(), strict=True)
+    emitted.eval()
+    # a second batch size: the batch axis is `B`, not the example's size
+    x2 = torch.randn(x.shape[0] + 3, *x.shape[1:], dtype=torch.float64)
     with torch.no_grad():
-        want = original(x)
-        # a second batch size: the batch axis is `B`, not the example's size
-        x2 = torch.randn(shape[0] + 3, *shape[1:], dtype=torch.float64)
-        for model in (compiled, _emitted_source_model(spec)):
-            if model is not compiled:
-                model.double().load_state_dict(original.state_dict(), strict=True)
-                model.eval()
+        for inputs in (x, x2):
+            want = original(inputs)
             scale = want.abs().max().item()
-            assert torch.allclose(model(x), want, rtol=0, atol=1e-9 * scale)
-            assert torch.allclose(model(x2), original(x2), rtol=0, atol=1e-9 * scale)
+            for model in (compiled, emitted):
+                assert torch.allclose(model(inputs), want, rtol=0, atol=1e-9 * scale)
+    return spec
 
 
 def _emitted_source_model(spec):
@@ -182,7 +234,7 @@ def test_arguments_an_op_cannot_keep_are_refused(layer, words):
     assert info.value.code == "E162" and words in info.value.message and "`body.0`" in info.value.message
 
 
-@pytest.mark.parametrize("model, path", [(Nested(), "block.fc"), (nn.Sequential(nn.Linear(4, 4)), "0")])
+@pytest.mark.parametrize("model, path", [(Nested(), "block"), (nn.Sequential(nn.Linear(4, 4)), "0")])
 def test_a_path_the_naming_rules_cannot_express_is_refused_not_renamed(model, path):
     with pytest.raises(NetevoError) as info:
         ne.from_module(model, torch.randn(2, 4))
