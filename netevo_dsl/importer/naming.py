@@ -104,7 +104,7 @@ class SpecWriter:
             used.add(unit.child)
             module = self.root.get_submodule(full)
             args = [self._name(local, a, unit.nodes[0]) for a in ins]
-            if type(module).__name__ == "Sequential":
+            if _numbered_sequential(module):
                 if len(args) != 1:
                     raise import_error("E161", f"`{full}` takes {len(args)} tensors", unit.nodes[0])
                 lines.append(f"  {unit.child} = {args[0]} |> " + " |> ".join(self.stages(full, unit.nodes)))
@@ -131,7 +131,7 @@ class SpecWriter:
                 continue
             module = self.root.get_submodule(full)
             ins, outs = self.outside(unit.nodes)
-            if type(module).__name__ == "Sequential" or len(ins) != 1 or len(outs) != 1:
+            if _numbered_sequential(module) or len(ins) != 1 or len(outs) != 1:
                 raise import_error("E161", f"module path `{full}` cannot be named in a spec yet: a nested "
                                    "nn.Sequential, or a child taking or giving several tensors", first)
             stages.append(f"{self.block(full, module, unit.nodes, ins, outs[0])}()")
@@ -157,6 +157,13 @@ class SpecWriter:
         if node not in local:
             raise import_error("E161", f"`{at.target}` reads a tensor from outside its module", at)
         return local[node]
+
+
+def _numbered_sequential(module) -> bool:
+    """An nn.Sequential of children 0, 1, ...: a pipeline. One with named children (densenet's) is a block."""
+    import torch.nn as nn
+
+    return isinstance(module, nn.Sequential) and all(name.isdigit() for name in module._modules)
 
 
 _INFIX = {"add": "+", "mul": "*"}

@@ -71,13 +71,19 @@ def _concat_infer(shapes, p):
     return tuple(out)
 
 
+def _concat_import(call):
+    if len(call.in_shapes) < 2:
+        raise Unimportable("torch.cat of one tensor (an identity); concat joins two or more")
+    return {"dim": call.arg(1, "dim", 0)}
+
+
 register(OpDef(name="concat", params=(ParamDef("dim", "int", 1),), infer=_concat_infer, min_inputs=2,
                max_inputs=None, module=False,
                functional=lambda t, p: __import__("torch").cat(list(t), dim=p["dim"]),
                emit_functional=lambda xs, p, s=src: f"torch.cat([{', '.join(xs)}], dim={s(p['dim'])})",
                coupling="concat",
                torch_import=(TorchImport(functions=("torch.cat", "torch.concat"),
-                                         params=lambda c: {"dim": c.arg(1, "dim", 0)}),),
+                                         params=_concat_import),),
                doc="Concatenate along `dim` (channels by default)."))
 
 
