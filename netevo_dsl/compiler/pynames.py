@@ -45,8 +45,10 @@ class Namespace:
 
 
 def camel(name: str) -> str:
-    """`basic_block` -> `BasicBlock`; the class-name spelling of a spec name."""
-    return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p) or "Net"
+    """`basic_block` -> `BasicBlock`; the class-name spelling of a spec name (`_0` -> `N0`: a class name
+    cannot start with a digit)."""
+    base = "".join(p[:1].upper() + p[1:] for p in name.split("_") if p) or "Net"
+    return "N" + base if base[0].isdigit() else base
 
 
 def class_name(network_name: str) -> str:

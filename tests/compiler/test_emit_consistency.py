@@ -93,6 +93,17 @@ def test_two_blocks_never_share_a_class(a, b):
     assert emitted(x).shape == (2, 5)
 
 
+@pytest.mark.parametrize("block, network", [("_1", "_0"), ("n0", "_0")])
+def test_names_that_camel_case_to_a_digit_still_make_classes(block, network):
+    """`_0` camel-cases to `0`, which no class may be called (found by the resize property test)."""
+    text = (f"block {block}(x: [B, 4]) {{\n return linear(x, out=4)\n}}\n"
+            f"network {network} {{\n input x: [B, 4]\n output y = {block}(x)\n}}")
+    _, emitted, source, (x,) = both(text)
+    classes = [n.name for n in ast.parse(source).body if isinstance(n, ast.ClassDef)]
+    assert len(classes) == len(set(classes)) and all(c.isidentifier() for c in classes)
+    assert emitted(x).shape == (2, 4)
+
+
 def test_block_and_network_never_share_a_class():
     text = "block n_(x: [B, 4]) {\n return linear(x, out=4)\n}\nnetwork n {\n input x: [B, 4]\n output y = n_(x)\n}"
     both(text)
