@@ -221,6 +221,8 @@ def _feeds_only_reshapes(node) -> bool:
     for user in node.users:
         if user.op == "call_method" and user.target in ("view", "reshape"):
             continue
+        if user.op == "call_function" and getattr(user.target, "__name__", "") == "reshape":  # torch.reshape
+            continue
         if _tensor_shape(user) is None and _feeds_only_reshapes(user):
             continue
         return False

@@ -73,7 +73,7 @@ class ConcatNet(nn.Module):
     def forward(self, x):
         y = torch.cat([F.relu(self.left(x)), self.right(x)], dim=1)
         y = self.bn(y)
-        z = torch.flatten(y, 1).view(-1, 16, 9)
+        z = torch.reshape(torch.flatten(y, 1), (y.size(0), 16, 9))
         return self.classifier(z)
 
 
