@@ -37,6 +37,8 @@ NN_MODULE_ATTRIBUTES = frozenset({
     "register_load_state_dict_pre_hook", "register_module", "register_parameter", "register_state_dict_post_hook",
     "register_state_dict_pre_hook", "requires_grad_", "set_extra_state", "set_submodule", "share_memory",
     "state_dict", "to", "to_empty", "train", "training", "type", "xpu", "zero_grad",
+    # set on torch.nn.Module at run time by transformers when it initialises a model's weights
+    "smart_apply",
     # its private machinery (`_modules = ...` would replace the module table)
     "_apply", "_backward_hooks", "_backward_pre_hooks", "_buffers", "_call_impl", "_compiled_call_impl",
     "_forward_hooks", "_forward_hooks_always_called", "_forward_hooks_with_kwargs", "_forward_pre_hooks",
