@@ -327,29 +327,11 @@ def cmd_track(args) -> int:
 
 def cmd_ops(args) -> int:
     from .ops.registry import all_ops
+    from .ops.signature import op_signature
 
     for op in all_ops():
         print(op_signature(op) + f"  - {op.doc}")
     return 0
-
-
-def net_literal(value) -> str:
-    """A Python default as .net source: `true`, `"gelu"`, `[1, 2]` (what a spec may contain)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(net_literal(v) for v in value) + "]"
-    return repr(value)
-
-
-def op_signature(op) -> str:
-    """`conv2d(out, k, stride=1, ..., bias=true, mask=?)`: required params bare, defaults in .net syntax,
-    `name=?` for optional params without a default value (leave them out, or give one)."""
-    parts = [p.name if p.required else f"{p.name}=?" if p.default is None else f"{p.name}={net_literal(p.default)}"
-             for p in op.params]
-    return f"{op.name}({', '.join(parts)})"
 
 
 def cmd_lsp(args) -> int:

@@ -12,6 +12,8 @@ import re
 import attrs
 
 from ..errors import NetevoError, Span
+from ..ops.signature import net_literal as value_text
+from ..ops.signature import op_signature
 from .analysis import Analysis, Definition, Reference
 
 KEYWORDS = ("version", "import", "param", "block", "mask", "network", "genome", "mutate", "evolve")
@@ -146,24 +148,6 @@ def _mask_density(a: Analysis, name: str) -> str:
         if k.name == "density" and isinstance(k.value, ir.Num):
             return f"density {k.value.value:g} (share of connections kept)"
     return "density 1 (dense)" if mask.value.func == "dense" else f"pattern `{mask.value.func}`"
-
-
-def value_text(v) -> str:
-    """A Python default as .net syntax (`true`, `"same"`, `[1, 2]`), so a copied signature parses."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return f'"{v}"'
-    if isinstance(v, (tuple, list)):
-        return "[" + ", ".join(value_text(x) for x in v) + "]"
-    if v is None:
-        return "none"
-    return repr(v)
-
-
-def op_signature(op) -> str:
-    params = ", ".join(p.name + ("" if p.required else f"={value_text(p.default)}") for p in op.params)
-    return f"{op.name}({params})"
 
 
 def op_hover(name: str) -> str | None:
