@@ -434,7 +434,7 @@ def document_symbols(a: Analysis) -> list[Symbol]:
         whole = Span(a.path, item.span.line, item.span.col, end[0], end[1])
         if isinstance(item, (ir.MutateBlock, ir.EvolveBlock)):
             kw = "mutate" if isinstance(item, ir.MutateBlock) else "evolve"
-            out.append(Symbol(f"{kw} {item.target}", kw, "", whole, item.span))
+            out.append(Symbol(f"{kw} {item.target}", kw, "", whole, item.span, _block_children(a, item)))
             continue
         name = getattr(item, "name", None)
         d = next((d for (n, _), d in top.items() if n == name and d.item_span is item.span), None)
@@ -444,6 +444,31 @@ def document_symbols(a: Analysis) -> list[Symbol]:
                          for c in a.definitions if c.scope == name and c.kind != "repeat")
         out.append(Symbol(name, d.kind, d.detail, whole, d.span, children))
     return out
+
+
+def _block_children(a: Analysis, item) -> tuple:
+    """A mutate block's rules (`width(fc1)`), an evolve block's settings and objectives, as outline entries."""
+    from ..ir import nodes as ir
+    from ..ir.printer import expr
+
+    out = []
+    entries = item.rules if isinstance(item, ir.MutateBlock) else item.settings
+    for e in entries:
+        if e.span is None or e.span.file != a.path:
+            continue
+        if isinstance(e, ir.Call):
+            targets = ", ".join(expr(x) for x in e.args)
+            name, kind = f"{e.func}({targets})", "rule"
+        elif isinstance(e, ir.Objective):
+            name, kind = f"objective {e.direction} {expr(e.metric)}", "setting"
+        elif isinstance(e, ir.Setting):
+            name, kind = f"{e.key} {expr(e.value)}", "setting"
+        else:
+            name, kind = "train", "setting"
+        line = e.span.line
+        end = Span(a.path, line, e.span.col, line, len(a.lines[line - 1]) + 1 if line <= len(a.lines) else e.span.col)
+        out.append(Symbol(name, kind, "", end, e.span))
+    return tuple(out)
 
 
 def _item_end(a: Analysis, item) -> tuple[int, int]:

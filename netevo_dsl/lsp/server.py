@@ -35,6 +35,7 @@ _SYMBOLS = {
     "param": T.SymbolKind.Constant, "mask": T.SymbolKind.Constant, "mutate": T.SymbolKind.Event,
     "evolve": T.SymbolKind.Event, "input": T.SymbolKind.Variable, "value": T.SymbolKind.Variable,
     "output": T.SymbolKind.Variable, "block_param": T.SymbolKind.TypeParameter,
+    "rule": T.SymbolKind.Method, "setting": T.SymbolKind.Property,
 }
 
 

@@ -169,6 +169,12 @@ def test_document_symbols_outline():
     assert list(outline) == ["classes", "basic", "down", "resnet18", "mutate resnet18"]
     assert [c.name for c in outline["resnet18"].children][:3] == ["img", "conv1", "bn1"]
     assert outline["resnet18"].span.end_line > outline["resnet18"].span.line
+    assert [c.kind for c in outline["mutate resnet18"].children] and \
+        all(c.kind == "rule" for c in outline["mutate resnet18"].children)
+    wann = ROOT / "specs" / "wann_xor.net"
+    evolve = {s.name: s for s in F.document_symbols(_analysis(wann))}["evolve xor"]
+    assert "objective maximize mean(reward)" in [c.name for c in evolve.children]
+    assert any(c.name.startswith("task xor") for c in evolve.children)
 
 
 def test_formatting_is_netevo_fmt(tmp_path):
