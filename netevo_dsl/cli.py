@@ -373,7 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .evolve.settings import PRESETS  # pure Python: no torch
 
-    presets = "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in values.items()) for name, values in PRESETS.items())
+    presets = "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in values.items())
+                        for name, values in PRESETS.items() if name != "paper")
+    presets += ("; paper: the WANN authors' published settings for the task (swing-up: population 192, "
+                "generations 1024; digits: population 960, generations 4096; see docs/evolve.md)")
     e = sub.add_parser("evolve", help="run the spec's evolve block (checkpointed, resumable)",
                        description="Run the spec's evolve block. Settings come from the block, then --preset, "
                                    "then --config, then the flags below (each overrides the one before).")
