@@ -20,6 +20,7 @@ MAX_SIZE = 2**31 - 1  # E125: one concrete tensor dimension
 MAX_DIM_TERMS = 64  # E126: terms of one symbolic size (`a * b + c` has 2)
 MAX_DIM_FACTORS = 16  # E126: symbols multiplied in one term of a symbolic size
 MAX_DIM_NESTING = 8  # E126: divisions that do not simplify, nested inside each other (`(a / b) / c`...)
+MAX_EDGE_WEIGHT = 1e6  # E193: |w| of one WANN edge's own weight (`edge a -> b w=0.3`)
 
 # A spec name that would become an attribute of a torch `nn.Module` (a module path component:
 # statement targets, outputs, repeat names) may not collide with what nn.Module already has:

@@ -26,7 +26,7 @@ _NAMES = re.compile(rf"{_NAME}(?:, {_NAME})*")
 _OUTPUT = re.compile(rf"({_NAME}): ({_NAME})")
 _OUTPUTS = re.compile(rf"{_OUTPUT.pattern}(?:, {_OUTPUT.pattern})*")
 _NODE = re.compile(rf"  node ({_NAME}): ({_NAME})")
-_EDGE = re.compile(rf"  edge ({_NAME}) -> ({_NAME})( \[disabled\])?")
+_EDGE = re.compile(rf"  edge ({_NAME}) -> ({_NAME})(?: w=(-?{_NUMBER}))?( \[disabled\])?")
 _SETTING = re.compile(rf"  ({_NAME}) (.+)")
 _SIGNED = re.compile(rf"(-?)({_NUMBER})")
 _SIGNED_LIST = re.compile(rf"-?{_NUMBER}(?:, -?{_NUMBER})*")
@@ -59,7 +59,10 @@ def parse_generated_genome(text: str, path: str | None = None) -> ir.WannGenome 
             m = _EDGE.fullmatch(line)
             if m is None or m[1] in keywords or m[2] in keywords:
                 return None
-            edges.append(ir.WannEdge(m[1], m[2], m[3] is None, span=Span(path, number, 3, number, end)))
+            weight = None if m[3] is None else float(m[3])
+            if weight is not None and (len(m[3]) > _LONGEST_NUMBER or not math.isfinite(weight)):
+                return None  # the full parser and validate_genome report it
+            edges.append(ir.WannEdge(m[1], m[2], m[4] is None, weight, span=Span(path, number, 3, number, end)))
         elif line.startswith("  node "):
             m = _NODE.fullmatch(line)
             if m is None or m[1] in keywords or m[2] in keywords:

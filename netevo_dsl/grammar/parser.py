@@ -15,7 +15,7 @@ import attrs
 import lark
 from lark import Transformer, v_args
 
-from ..errors import NetevoError, Span, SyntaxError_, raise_all
+from ..errors import GenomeError, NetevoError, Span, SyntaxError_, raise_all
 from ..ir import nodes as ir
 from ..limits import MAX_NESTING, MAX_SPEC_BYTES
 
@@ -24,7 +24,8 @@ TOP_LEVEL_KEYWORDS = ("version", "import", "param", "block", "mask", "network", 
 _TOP_LEVEL_LINE = re.compile(r"^(?:///?[^\n]*\n)*(%s)\b" % "|".join(TOP_LEVEL_KEYWORDS), re.M)
 
 # Human names for terminals in "expected ..." messages.
-_TERMINAL_NAMES = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string", "$END": "end of file"}
+_TERMINAL_NAMES = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string", "$END": "end of file",
+                   "EDGE_WEIGHT": "an edge weight `w=0.5`"}
 
 
 @functools.cache
@@ -213,13 +214,18 @@ class _ToIR(Transformer):
     def node(self, meta, name, act):
         return ir.WannNode(str(name), str(act), span=self.sp(meta))
 
-    def edge(self, meta, src, dst, flag):
+    def edge(self, meta, src, dst, weight, flag):
         span = self.sp(meta)
         if flag is not None and str(flag) not in ("disabled", "enabled"):
             raise SyntaxError_(
                 f"unknown edge flag `{flag}`", _tok_span(flag, self.path), "an edge flag is [disabled] or [enabled]"
             )
-        return ir.WannEdge(str(src), str(dst), flag is None or str(flag) == "enabled", span=span)
+        # `w=-1.5`: a float always; validate_genome refuses too large values (E193), this the infinite ones
+        value = None if weight is None else float(str(weight).split("=", 1)[1].replace(" ", "").replace("\t", ""))
+        if value is not None and not math.isfinite(value):
+            raise GenomeError(f"edge {src} -> {dst}: weight `{str(weight)[:24]}` is not finite",
+                              _tok_span(weight, self.path), "write e.g. `w=0.3` or `w=-1.5`", code="E193")
+        return ir.WannEdge(str(src), str(dst), flag is None or str(flag) == "enabled", value, span=span)
 
     def setting(self, meta, key, value):
         return ir.Setting(str(key), value, span=self.sp(meta))

@@ -96,12 +96,18 @@ def _write_fields(node, out: list[str]) -> None:
     kind = type(node)
     spec = _FIELDS.get(kind)
     if spec is None:
-        spec = _FIELDS[kind] = (kind.__name__ + "<", tuple(f.name for f in attrs.fields(kind) if f.eq))
+        # a field marked hash_omit_none (WannEdge.weight) is left out while None, so that adding it
+        # kept every earlier genome's identity
+        spec = _FIELDS[kind] = (kind.__name__ + "<", tuple((f.name, bool(f.metadata.get("hash_omit_none")))
+                                                           for f in attrs.fields(kind) if f.eq))
     head, names = spec
     out.append(head)
-    for name in names:
+    for name, omit_none in names:
+        value = getattr(node, name)
+        if omit_none and value is None:
+            continue
         out.append(name + "=")
-        _write(getattr(node, name), out)
+        _write(value, out)
     out.append(">")
 
 

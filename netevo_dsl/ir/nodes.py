@@ -255,6 +255,8 @@ class WannEdge:
     src: str
     dst: str
     enabled: bool = True
+    # `edge a -> b w=0.3`: this edge's own weight; None (the default) multiplies by the shared weight w
+    weight: float | None = attrs.field(default=None, metadata={"hash_omit_none": True})
     span: Span | None = span_field()
 
 

@@ -158,7 +158,8 @@ def _item(out: _Out, item):
         for n in item.nodes:
             out.add(1, f"node {n.name}: {n.activation}", _line(n.span))
         for e in item.edges:
-            out.add(1, f"edge {e.src} -> {e.dst}" + ("" if e.enabled else " [disabled]"), _line(e.span))
+            weight = "" if e.weight is None else f" w={_num(float(e.weight))}"
+            out.add(1, f"edge {e.src} -> {e.dst}{weight}" + ("" if e.enabled else " [disabled]"), _line(e.span))
         out.add(0, "}", end)
     elif isinstance(item, ir.TransformerGenome):
         out.add(0, f"genome {item.name}: transformer {{", line)

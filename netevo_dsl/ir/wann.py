@@ -9,6 +9,10 @@ Semantics shared by every evaluator and the compiler:
 * a hidden or output node's value is ``activation(sum of w * source value)``
   over its *enabled* incoming edges, with ``w`` the one shared weight; inputs
   are not activated;
+* an edge with its own weight (``edge a -> b w=0.3``) multiplies its source by
+  that weight instead of w: ``activation(sum of w_e * source value)``, w_e the
+  edge's weight or w. A genome without any edge weight is computed as
+  ``activation(w * sum)``, bit for bit as before edge weights existed;
 * outputs map to the task's action / logit vector in declared order.
 """
 from __future__ import annotations
@@ -19,6 +23,7 @@ import re
 
 
 from ..errors import GenomeError, did_you_mean, raise_all
+from ..limits import MAX_EDGE_WEIGHT
 from ..ops.activations import WANN_BY_NAME
 from . import nodes as ir
 
@@ -67,6 +72,11 @@ def to_networkx(genome: ir.WannGenome, include_disabled: bool = False) -> "nx.Di
 
 def enabled_edges(genome: ir.WannGenome) -> list[ir.WannEdge]:
     return [e for e in genome.edges if e.enabled]
+
+
+def has_edge_weights(genome: ir.WannGenome) -> bool:
+    """Whether any edge (enabled or not) carries its own weight."""
+    return any(e.weight is not None for e in genome.edges)
 
 
 def connection_count(genome: ir.WannGenome) -> int:
@@ -152,6 +162,14 @@ def incoming(genome: ir.WannGenome) -> dict[str, list[str]]:
     return sources
 
 
+def incoming_weights(genome: ir.WannGenome) -> dict[str, list[float | None]]:
+    """The weight of each enabled incoming edge, parallel to `incoming`'s sources (None: the shared w)."""
+    weights: dict[str, list] = {name: [] for name in hidden_names(genome) + output_names(genome)}
+    for edge in enabled_edges(genome):
+        weights[edge.dst].append(edge.weight)
+    return weights
+
+
 def shared_weights(genome: ir.WannGenome) -> tuple[float, ...]:
     """The genome's shared-weight values (the `weights` setting), or the WANN default."""
     value = ir.setting(genome.settings, "weights")
@@ -197,6 +215,7 @@ def validate_genome(genome: ir.WannGenome) -> list[GenomeError]:
     edge_errors = _check_edges(genome)
     errors += edge_errors
     errors += _check_cycles(genome, sound_ends=not edge_errors)
+    errors += _check_edge_weights(genome)
     try:
         shared_weights(genome)
     except GenomeError as error:
@@ -284,6 +303,22 @@ def _check_edges(genome: ir.WannGenome) -> list[GenomeError]:
     return errors
 
 
+def _check_edge_weights(genome: ir.WannGenome) -> list[GenomeError]:
+    errors = []
+    for edge in genome.edges:
+        w = edge.weight
+        if w is None:
+            continue
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or abs(w) > MAX_EDGE_WEIGHT:
+            errors.append(GenomeError(
+                f"edge {edge.src} -> {edge.dst}: weight {w!r} is not a finite number within +-{MAX_EDGE_WEIGHT:g}",
+                edge.span or genome.span,
+                "write e.g. `w=0.3` or `w=-1.5`; leave `w=` out to use the shared weight",
+                code="E193",
+            ))
+    return errors
+
+
 def _check_cycles(genome: ir.WannGenome, sound_ends: bool = False) -> list[GenomeError]:
     """One error per strongly connected knot, over enabled *and* disabled edges.
 
@@ -325,6 +360,6 @@ def _check_cycles(genome: ir.WannGenome, sound_ends: bool = False) -> list[Genom
 
 __all__ = [
     "BIAS", "DEFAULT_WEIGHTS", "activation_of", "connection_count", "enabled_edges",
-    "evaluation_order", "hidden_names", "incoming", "observation_inputs", "output_names", "require_valid",
-    "shared_weights", "to_networkx", "topological_levels", "validate_genome",
+    "evaluation_order", "has_edge_weights", "hidden_names", "incoming", "incoming_weights", "observation_inputs",
+    "output_names", "require_valid", "shared_weights", "to_networkx", "topological_levels", "validate_genome",
 ]

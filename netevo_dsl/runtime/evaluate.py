@@ -22,6 +22,7 @@ from ..ir.wann import DEFAULT_WEIGHTS, shared_weights
 from .tasks import make_task
 from .tasks.classification import SEGMENT
 from .wann_pack import pack_population, plan_chunks
+from .wann_weighted import classify_weighted, control_weighted, weighted_rows
 
 # Samples per block: a block's temporaries (a level's sums, the outputs) stay under
 # BLOCK_BYTES, because allocations much larger than that are returned to the OS on free
@@ -232,6 +233,8 @@ def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int) 
     features = task.features.to(weights.device, weights.dtype)
     batch_mask = task.next_batch_mask()
     n = task.n_samples
+    genomes = _weighted_apart(genomes, lambda rows: classify_weighted(genomes, rows, task, weights, batch_mask,
+                                                                     result))
     for chunk in _chunks(genomes, weights, MIN_BLOCK_SAMPLES, chunk_bytes):
         pack, failures = pack_population([genomes[i] for i in chunk], task.n_inputs, task.n_outputs, weights,
                                          shared_inputs=True, indices=chunk)
@@ -251,6 +254,17 @@ def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int) 
     return result
 
 
+def _weighted_apart(genomes: list, score) -> list:
+    """Genomes with edge weights of their own are scored by `score(rows)` (runtime/wann_weighted.py);
+    the rest, with those rows left empty, go on to the packed evaluator."""
+    rows = weighted_rows(genomes)
+    if not rows:
+        return genomes
+    score(rows)
+    apart = set(rows)
+    return [None if i in apart else g for i, g in enumerate(genomes)]
+
+
 def block_samples(pack, n: int, n_outputs: int, weights: torch.Tensor, block_bytes: int, chunk_bytes: int) -> int:
     """Samples per block: the widest level's temporaries within `block_bytes`, the value buffer
     within `chunk_bytes`, and at least MIN_BLOCK_SAMPLES (a chunk is planned to afford them)."""
@@ -263,6 +277,7 @@ def block_samples(pack, n: int, n_outputs: int, weights: torch.Tensor, block_byt
 
 def _control(genomes, task, weights, chunk_bytes: int) -> ScoreTable:
     result = ScoreTable.empty(len(genomes), weights, task.metric_dims, task.repeats)
+    genomes = _weighted_apart(genomes, lambda rows: control_weighted(genomes, rows, task, weights, result))
     for chunk in _chunks(genomes, weights, task.repeats, chunk_bytes):
         pack, failures = pack_population([genomes[i] for i in chunk], task.n_inputs, task.n_outputs, weights,
                                          shared_inputs=False, indices=chunk)

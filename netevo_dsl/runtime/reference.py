@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from ..ir import nodes as ir
-from ..ir.wann import BIAS, activation_of, evaluation_order, incoming, output_names, validate_genome
+from ..ir.wann import (BIAS, activation_of, evaluation_order, has_edge_weights, incoming, incoming_weights,
+                       output_names, validate_genome)
 from ..ops.activations import torch_fn
 from .evaluate import Scores, ScoreTable, finalize, resolve_device, resolve_weights, wann_genomes_of, wrong_task_kind
 from .tasks import make_task
@@ -25,9 +26,16 @@ def reference_forward(genome: ir.WannGenome, inputs: torch.Tensor, w: float) -> 
     for name in genome.inputs:
         values[name] = torch.ones(samples, dtype=inputs.dtype, device=inputs.device) if name == BIAS else next(columns)
     sources = incoming(genome)
+    own = incoming_weights(genome)
+    weighted = has_edge_weights(genome)
     activation = activation_of(genome)
     for name in evaluation_order(genome):
         total = torch.zeros(samples, dtype=inputs.dtype, device=inputs.device)
+        if weighted:  # each source times its edge's own weight, or w: act(sum of w_e * source)
+            for source, weight in zip(sources[name], own[name]):
+                total = total + (w if weight is None else weight) * values[source]
+            values[name] = torch_fn(activation[name])(total)
+            continue
         for source in sources[name]:
             total = total + values[source]
         values[name] = torch_fn(activation[name])(w * total)

@@ -26,11 +26,13 @@ def build_genome(
     edges: list[tuple[int, int, bool]],
     with_bias: bool = True,
     weights: tuple[float, ...] | None = None,
+    edge_weights: list[float | None] | None = None,
 ) -> ir.WannGenome:
     """A genome from index-level edges.
 
     Sources index ``inputs (+ bias) ++ hidden``; destinations index
     ``hidden ++ outputs``. The caller keeps edges in order (src before dst).
+    `edge_weights`, parallel to `edges`, gives edges their own weight (None: the shared w).
     """
     inputs = [f"x{i}" for i in range(n_inputs)] + (["bias"] if with_bias else [])
     hidden = [f"h{i}" for i in range(len(hidden_activations))]
@@ -46,7 +48,8 @@ def build_genome(
         inputs,
         [ir.WannOutput(n, a) for n, a in zip(outputs, output_activations)],
         [ir.WannNode(n, a) for n, a in zip(hidden, hidden_activations)],
-        [ir.WannEdge(sources[s], targets[d], enabled) for s, d, enabled in edges],
+        [ir.WannEdge(sources[s], targets[d], enabled, ew)
+         for (s, d, enabled), ew in zip(edges, edge_weights or [None] * len(edges))],
         settings,
     )
 
@@ -69,8 +72,11 @@ def wann_genomes(
     with_bias: bool | None = None,
     activations: tuple[str, ...] = ACTIVATION_NAMES,
     output_activations: tuple[str, ...] | None = None,
+    edge_weights: bool = False,
 ) -> ir.WannGenome:
-    """Valid acyclic genomes with the given numbers of observation inputs and outputs."""
+    """Valid acyclic genomes with the given numbers of observation inputs and outputs.
+
+    With `edge_weights`, some edges (any, or none) carry a weight of their own (`w=0.3`)."""
     if with_bias is None:
         with_bias = draw(st.booleans())
     n_hidden = draw(st.integers(0, max_hidden))
@@ -88,7 +94,15 @@ def wann_genomes(
     # Mostly enabled, as in evolved genomes; disabled edges must still be ignored.
     flags = draw(st.lists(st.sampled_from((True, True, True, False)), min_size=len(chosen), max_size=len(chosen)))
     edges = [(s, d, flag) for (s, d), flag in zip(chosen, flags)]
-    return build_genome("g", n_inputs, n_outputs, hidden_acts, out_acts, edges, with_bias)
+    own = None
+    if edge_weights:
+        own = draw(st.lists(st.one_of(st.none(), EDGE_WEIGHTS), min_size=len(edges), max_size=len(edges)))
+    return build_genome("g", n_inputs, n_outputs, hidden_acts, out_acts, edges, with_bias, edge_weights=own)
+
+
+# an edge's own weight: small and large magnitudes, both signs (validate_genome allows |w| <= 1e6)
+EDGE_WEIGHTS = st.one_of(st.floats(-3, 3, allow_nan=False), st.floats(-1e6, 1e6, allow_nan=False),
+                         st.sampled_from([0.0, 1e-7, -2.5e-5, 1e6, -1e6]))
 
 
 def random_genome(
@@ -101,6 +115,7 @@ def random_genome(
     activations: tuple[str, ...] = ACTIVATION_NAMES,
     name: str = "g",
     output_activation: str | None = None,
+    weighted_fraction: float = 0.0,
 ) -> ir.WannGenome:
     """A seeded random genome with `n_edges` enabled edges (plus some disabled ones).
 
@@ -123,4 +138,8 @@ def random_genome(
     edges = [(s, d, i >= n_disabled) for i, (s, d) in enumerate(ordered)]
     hidden_acts = [rng.choice(activations) for _ in range(n_hidden)]
     out_acts = [output_activation or rng.choice(activations) for _ in range(n_outputs)]
-    return build_genome(name, n_inputs, n_outputs, hidden_acts, out_acts, edges)
+    # `weighted_fraction` of the edges get a weight of their own, uniform in [-2, 2]
+    # (no draws without: the same seed gives the same genomes as before edge weights existed)
+    own = [round(rng.uniform(-2, 2), 3) if rng.random() < weighted_fraction else None
+           for _ in edges] if weighted_fraction > 0 else None
+    return build_genome(name, n_inputs, n_outputs, hidden_acts, out_acts, edges, edge_weights=own)

@@ -43,7 +43,8 @@ SETTINGS = st.lists(st.tuples(PLAIN_NAMES, VALUES).map(lambda kv: ir.Setting(*kv
 
 @st.composite
 def printed_genomes(draw):
-    genome = draw(wann_genomes(n_inputs=draw(st.integers(1, 5)), n_outputs=draw(st.integers(1, 3))))
+    genome = draw(wann_genomes(n_inputs=draw(st.integers(1, 5)), n_outputs=draw(st.integers(1, 3)),
+                               edge_weights=draw(st.booleans())))  # `edge a -> b w=0.3` too
     genome = attrs.evolve(genome, name=draw(PLAIN_NAMES), settings=draw(SETTINGS))
     return genome_text(genome)
 
@@ -134,6 +135,9 @@ BASE = "genome g: wann {\n  inputs x0, bias\n  outputs y0: linear\n  weights {-2
     "\ufeff" + BASE,
     BASE.replace("0.5", "1" + "0" * 50),                       # the full parser judges long numbers
     BASE.replace("0.5", "1e999"),                              # not finite: the full parser's error
+    BASE.replace("edge x0 -> h0", "edge x0 -> h0 w=1e999"),     # an edge weight that is not finite
+    BASE.replace("edge x0 -> h0", "edge x0 -> h0 w = 0.5"),     # spaces the printer never writes
+    BASE.replace("edge x0 -> h0", "edge x0 -> h0 w=" + "1" * 50),
     BASE.replace("{-2, 0.5}", "{-2, 0.5,}"),
     BASE.replace("{-2, 0.5}", "-x"),
     BASE + BASE.replace("genome g", "genome h"),               # two items
