@@ -33,7 +33,7 @@ from ..ir import nodes as ir
 from ..ir.dims import Dim, to_source
 from ..ops.registry import get_op, src
 from ..passes.elaborate import POISON, Elaborator, GraphBuilder, TensorVal
-from .pynames import HELPERS, RESERVED_LOCALS, Namespace, camel, class_name
+from .pynames import HELPERS, RESERVED_LOCALS, Namespace, attribute, camel, module_key, class_name
 from .safe_text import comment_text, docstring_body
 
 HEADER = '''"""{title}
@@ -67,7 +67,8 @@ class _Scope:
     def local(self, name: str) -> str:
         """The Python local for a spec value name (renamed only where it would shadow a builtin)."""
         if name not in self.local_of:
-            self.local_of[name] = self.locals.fresh(name) if name in self.locals.reserved else name
+            plain = name.isidentifier() and name not in self.locals.reserved
+            self.local_of[name] = name if plain else self.locals.fresh(name)  # `block1-0` -> block1_0
         return self.local_of[name]
 
 
@@ -86,7 +87,10 @@ def _spec_names(body) -> set[str]:
 def accessor(path: str) -> str:
     """`r.0.conv1` -> `self.r[0].conv1`: the module at a graph path, from the class that holds it."""
     parts = path.split(".")
-    return "self." + parts[0] + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts[1:])
+    code = attribute("self", parts[0])
+    for p in parts[1:]:  # a ModuleList by index, a Scope by name (`Scope.__getitem__` for `block1-0`)
+        code += f"[{p}]" if p.isdigit() else f".{p}" if p.isidentifier() else f"[{module_key(p)}]"
+    return code
 
 
 class EmitSink:
@@ -115,7 +119,7 @@ class EmitSink:
         if inner is None:
             return value
         self.scope.sequential.add(base)
-        return attrs.evolve(value, ref=f"self.{base}({inner})")
+        return attrs.evolve(value, ref=f"{accessor(base)}({inner})")
 
     def add_input(self, name, shape, span):
         self.names.add_input(name, shape, span)
@@ -167,11 +171,11 @@ def _chain_input(ref: str, attr: str, count: int) -> str | None:
     """X when ref is exactly self.attr[n-1](...self.attr[0](X)...), else None."""
     inner = ref
     for i in reversed(range(count)):
-        head = f"self.{attr}[{i}]("
+        head = f"{accessor(attr)}[{i}]("
         if not (inner.startswith(head) and inner.endswith(")")):
             return None
         inner = inner[len(head):-1]
-    return None if f"self.{attr}[" in inner else inner
+    return None if f"{accessor(attr)}[" in inner else inner
 
 
 @attrs.frozen
@@ -203,7 +207,9 @@ def _declarations(modules: dict, sequential: set) -> list[str]:
         for p in parents:
             node = node.setdefault(p, {})
         node[last] = ctor
-    return [f"self.{name} = {_declare(sub, name in sequential)}" for name, sub in tree.items()]
+    return [f"self.{name} = {_declare(sub, name in sequential)}" if name.isidentifier()
+            else f"self.add_module({module_key(name)}, {_declare(sub, name in sequential)})"
+            for name, sub in tree.items()]
 
 
 def _declare(node, sequential=False, indent="") -> str:
@@ -217,7 +223,11 @@ def _declare(node, sequential=False, indent="") -> str:
         if len(items) > 1 and len(set(items)) == 1 and "\n" not in items[0]:
             return f"nn.ModuleList([{items[0]} for _ in range({len(items)})])"
         return "nn.ModuleList([" + "".join(f"\n{inner}{i}," for i in items) + f"\n{indent}])"
-    return "Scope(" + "".join(f"\n{inner}{k}={i}," for k, i in zip(node, items)) + f"\n{indent})"
+    if all(k.isidentifier() for k in node):
+        return "Scope(" + "".join(f"\n{inner}{k}={i}," for k, i in zip(node, items)) + f"\n{indent})"
+    # `block1-0`, `0` beside names: keyword arguments by string (validated by `attribute`)
+    return "Scope(**{" + "".join(f"\n{inner}{module_key(k)}: {i}," for k, i in zip(node, items)) + \
+        f"\n{indent}}})"
 
 
 class Emitter:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import re
 
 # Modules the emitted file imports, and what every method can see.
 IMPORTED = frozenset({"math", "torch", "nn", "F", "self"})
@@ -35,13 +36,35 @@ class Namespace:
         self.taken: set[str] = set(taken)
 
     def fresh(self, base: str) -> str:
-        """`base` itself when free, else `base_2`, `base_3`, ..."""
+        """`base` itself when free, else `base_2`, `base_3`, ... (a quoted spec name `block1-0` as `block1_0`)."""
+        base = identifier_of(base)
         name, k = base, 1
         while name in self.reserved or name in self.taken or name.startswith("__"):
             k += 1
             name = f"{base.lstrip('_') or 'v'}_{k}"
         self.taken.add(name)
         return name
+
+
+def identifier_of(name: str) -> str:
+    """The identifier spelling of a quoted spec name: `block1-0` -> `block1_0`, `0` -> `v0`."""
+    base = re.sub(r"\W", "_", name, flags=re.ASCII)
+    return "v" + base if base[:1].isdigit() or not base else base
+
+
+def module_key(name: str) -> str:
+    """A module name as a Python string literal. Quoted spec names (`block1-0`) hold only letters, digits, `_`
+    and `-` (passes/elaborate.QUOTED_NAME): anything else is refused, so nothing can leave the literal."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise ValueError(f"not a module name: {name!r}")
+    return f'"{name}"'
+
+
+def attribute(parent: str, name: str) -> str:
+    """`parent.name`, or `getattr(parent, "block1-0")` for a module name that is not an identifier."""
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return f"{parent}.{name}"
+    return f"getattr({parent}, {module_key(name)})"
 
 
 def camel(name: str) -> str:
@@ -57,4 +80,4 @@ def class_name(network_name: str) -> str:
     return base + "Net" if base in HELPERS or base in RESERVED_LOCALS else base
 
 
-__all__ = ["Namespace", "camel", "class_name", "HELPERS", "IMPORTED", "RESERVED_LOCALS"]
+__all__ = ["Namespace", "attribute", "module_key", "identifier_of", "camel", "class_name", "HELPERS", "IMPORTED", "RESERVED_LOCALS"]

@@ -98,7 +98,7 @@ class _ToIR(Transformer):
         return ir.Bool(False, span=self.sp(meta))
 
     def name(self, meta, tok):
-        return ir.Name(str(tok), span=self.sp(meta))
+        return ir.Name(_unquote(tok), span=self.sp(meta))
 
     def neg(self, meta, operand):
         return ir.Neg(operand, span=self.sp(meta))
@@ -157,7 +157,7 @@ class _ToIR(Transformer):
 
     def assign(self, meta, *parts):
         *targets, value = parts
-        return ir.Assign(tuple(str(t) for t in targets), value, span=self.sp(meta))
+        return ir.Assign(tuple(_unquote(t) for t in targets), value, span=self.sp(meta))
 
     def output(self, meta, name, value):
         return ir.Output(str(name), value, span=self.sp(meta))
@@ -277,6 +277,12 @@ class _ToIR(Transformer):
 
     def evolve(self, meta, target, *settings):
         return ir.EvolveBlock(str(target), settings, span=self.sp(meta))
+
+
+def _unquote(tok) -> str:
+    """`block1-0` (a QNAME) -> block1-0; a NAME as it is."""
+    text = str(tok)
+    return text[1:-1] if text.startswith("`") else text
 
 
 def _number_value(tok: lark.Token, path) -> int | float:

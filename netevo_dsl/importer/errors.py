@@ -21,7 +21,7 @@ def user_span(node) -> Span | None:
     trace = getattr(node, "stack_trace", None) or ""
     import torch
 
-    torch_dir = os.path.dirname(torch.__file__)
+    torch_dir = os.path.join(os.path.dirname(torch.__file__), "")  # with the separator: not torchvision's files
     frames = [(f, int(n)) for f, n in re.findall(r'File "([^"]+)", line (\d+)', trace)
               if not os.path.abspath(f).startswith(torch_dir)]
     if not frames:

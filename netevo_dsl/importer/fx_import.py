@@ -11,6 +11,7 @@ import attrs
 from ..errors import NetevoError
 from ..ops.registry import Unimportable, all_ops
 from .errors import fresh, identifier, import_error
+from .multi_output import narrow_pieces
 from .naming import SpecWriter
 
 RUNTIME = object()  # an argument computed in forward (`x.size(0)`): only rules that ignore it can import the call
@@ -80,10 +81,16 @@ def _describe(node, root) -> str:
     return f"{getattr(target, '__module__', None) or 'torch'}.{getattr(target, '__name__', target)}"
 
 
-def _trace(module):
+def _trace(module, leaves=()):
+    """fx's graph of `module`; layers of `leaves` (classes some op imports whole, like torchvision's Permute) stay
+    one call each instead of being traced through."""
     import torch.fx as fx
 
-    tracer = fx.Tracer()
+    class Tracer(fx.Tracer):
+        def is_leaf_module(self, m, qualname):
+            return type(m) in leaves or super().is_leaf_module(m, qualname)
+
+    tracer = Tracer()
     tracer.record_stack_traces = True
     try:
         graph = tracer.trace(module)
@@ -114,12 +121,13 @@ def import_text(module, example_inputs, name: str | None = None) -> str:
     """The `.net` text of `module` traced at `example_inputs` (a tensor, a tuple, or a dict by forward name)."""
     import torch.fx as fx
 
-    gm = _trace(module)
+    tables = _tables()
+    gm = _trace(module, leaves=set(tables[0]))
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     inputs = _order_inputs(example_inputs, placeholders)
     _shapes(gm, inputs)
+    narrow_pieces(gm, _tensor_shape)  # `a, b = x.chunk(2, dim=1)`: one narrow per piece
     batch = inputs[0].shape[0] if inputs and inputs[0].dim() else None
-    tables = _tables()
     matched, inputs_of, calls = {}, {}, {}
     for node in gm.graph.nodes:
         if node.op in ("placeholder", "output"):

@@ -11,6 +11,10 @@ from __future__ import annotations
 import attrs
 
 from ..ops.registry import REQUIRED, get_op
+from ..errors import NetevoError
+from ..ir.printer import value_name
+from ..passes.elaborate import check_value_name
+from ..passes.guards import check_module_name
 from .errors import import_error, identifier, fresh
 
 
@@ -83,34 +87,31 @@ class SpecWriter:
                 args = tuple(self._name(local, a, unit.node) for a in self.inputs_of[unit.node])
                 name = unit.child if unit.child else fresh(op, used)
                 if unit.child:
-                    if not identifier(name):
-                        raise import_error("E161", f"module path `{full}` cannot be named in a spec: `{name}` is "
-                                           "not a name there (a keyword of the language, or a number)", unit.node,
-                                           "a bare nn.Sequential as the whole model has paths `0`, `1`: "
-                                           "wrap it in a module")
+                    _check_nameable(full, name, unit.node)
                     if name in local.values():  # a second call of a layer without weights (`self.relu`)
-                        name = fresh(name, used)
+                        name = fresh(name if identifier(name) else f"{op}_", used)
                     used.add(name)
-                lines.append(f"  {name} = {call(op, args, params)}")
+                lines.append(f"  {value_name(name)} = {call(op, args, params)}")
                 local[unit.node] = name
                 continue
             ins, outs = self.outside(unit.nodes)
             if len(outs) != 1:
                 raise import_error("E161", f"module `{full}` gives {len(outs)} tensors to the rest of the model",
                                    unit.nodes[0], "a block returns one tensor")
-            if not identifier(unit.child) or unit.child in local.values():
+            _check_nameable(full, unit.child, unit.nodes[0])
+            if unit.child in local.values():
                 raise import_error("E161", f"module path `{full}` cannot be named in a spec: `{unit.child}` is "
-                                   "not a free name there (a keyword of the language, or taken)", unit.nodes[0])
+                                   "taken there", unit.nodes[0])
             used.add(unit.child)
             module = self.root.get_submodule(full)
             args = [self._name(local, a, unit.nodes[0]) for a in ins]
-            if _numbered_sequential(module):
+            if _numbered_sequential(module) and identifier(unit.child):
                 if len(args) != 1:
                     raise import_error("E161", f"`{full}` takes {len(args)} tensors", unit.nodes[0])
                 lines.append(f"  {unit.child} = {args[0]} |> " + " |> ".join(self.stages(full, unit.nodes)))
             else:
                 block = self.block(full, module, unit.nodes, ins, outs[0])
-                lines.append(f"  {unit.child} = {block}({', '.join(args)})")
+                lines.append(f"  {value_name(unit.child)} = {block}({', '.join(args)})")
             local[outs[0]] = unit.child
         return lines
 
@@ -131,9 +132,9 @@ class SpecWriter:
                 continue
             module = self.root.get_submodule(full)
             ins, outs = self.outside(unit.nodes)
-            if _numbered_sequential(module) or len(ins) != 1 or len(outs) != 1:
-                raise import_error("E161", f"module path `{full}` cannot be named in a spec yet: a nested "
-                                   "nn.Sequential, or a child taking or giving several tensors", first)
+            if len(ins) != 1 or len(outs) != 1:  # a nested nn.Sequential is a block of `0` = ..., `1` = ...
+                raise import_error("E161", f"module path `{full}` cannot be named in a spec yet: a child of an "
+                                   "nn.Sequential taking or giving several tensors", first)
             stages.append(f"{self.block(full, module, unit.nodes, ins, outs[0])}()")
         return stages
 
@@ -145,7 +146,7 @@ class SpecWriter:
             local[a] = fresh("x", used)
             params.append(f"{local[a]}: {self.shape_of(a)}")
         lines = self.body(path, self.units(path, nodes), local, used)
-        body = f"({', '.join(params)}) {{\n" + "\n".join(lines) + f"\n  return {local[out]}\n}}\n"
+        body = f"({', '.join(params)}) {{\n" + "\n".join(lines) + f"\n  return {value_name(local[out])}\n}}\n"
         if body not in self.blocks:
             taken = set(self.blocks.values())
             self.blocks[body] = fresh(type(module).__name__.lower(), taken)
@@ -156,7 +157,17 @@ class SpecWriter:
     def _name(local, node, at):
         if node not in local:
             raise import_error("E161", f"`{at.target}` reads a tensor from outside its module", at)
-        return local[node]
+        return value_name(local[node])
+
+
+def _check_nameable(path, name, node):
+    """A child's name as a statement target: an identifier, or quoted (`block1-0`, `0`, `input`); else E161."""
+    try:
+        check_value_name(name, None)
+        check_module_name(name, None, "value name")
+    except NetevoError as e:
+        raise import_error("E161", f"module path `{path}` cannot be named in a spec: {e.message}", node,
+                           "keys are never renamed after the import; rename the module in PyTorch") from None
 
 
 def _numbered_sequential(module) -> bool:

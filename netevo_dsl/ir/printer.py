@@ -5,6 +5,8 @@ source line it came from, and comments are put back next to those lines.
 """
 from __future__ import annotations
 
+import re
+
 from . import nodes as ir
 
 INDENT = "  "
@@ -34,6 +36,17 @@ def _num(v) -> str:
     return text
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# words the grammar may read as a keyword where a statement or an expression starts
+_GRAMMAR_WORDS = frozenset({"version", "import", "param", "block", "mask", "network", "genome", "mutate", "evolve",
+                            "input", "output", "return", "repeat", "as", "true", "false"})
+
+
+def value_name(name: str) -> str:
+    """A value name as the grammar reads it back: `block1-0`, `0` and keywords in backticks."""
+    return name if _PLAIN_NAME.fullmatch(name) and name not in _GRAMMAR_WORDS else f"`{name}`"
+
+
 def expr(e) -> str:
     """Print an expression with the fewest parentheses that parse back to it."""
     if isinstance(e, ir.Num):
@@ -43,7 +56,7 @@ def expr(e) -> str:
     if isinstance(e, ir.Bool):
         return "true" if e.value else "false"
     if isinstance(e, ir.Name):
-        return e.id
+        return value_name(e.id)
     if isinstance(e, ir.Neg):
         inner = expr(e.operand)
         return f"-{inner}" if _prec(e.operand) >= _UNARY_PREC else f"-({inner})"
@@ -97,7 +110,7 @@ def _statement(out: _Out, s, depth: int):
     if isinstance(s, ir.Input):
         out.add(depth, f"input {s.name}: {type_(s.type)}", line)
     elif isinstance(s, ir.Assign):
-        out.add(depth, f"{', '.join(s.targets)} = {expr(s.value)}", line)
+        out.add(depth, f"{', '.join(value_name(t) for t in s.targets)} = {expr(s.value)}", line)
     elif isinstance(s, ir.Output):
         out.add(depth, f"output {s.name} = {expr(s.value)}", line)
     elif isinstance(s, ir.Return):

@@ -191,6 +191,8 @@ def _load_all():
         from . import (  # noqa: F401 - registration side effects
             activation_ops,
             attention,
+            axes,
+            broadcast,
             combine,
             conv,
             dropout,

@@ -56,6 +56,17 @@ def check_identifier(name: str, span: Span | None, what: str = "name") -> None:
         )
 
 
+# A quoted value name (`block1-0`, `0`): a module name that is not an identifier. Only these characters,
+# so it can reach emitted Python inside a string literal and nothing else (compiler/pynames.py).
+QUOTED_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+
+
+def check_value_name(name: str, span: Span | None) -> None:
+    """An assignment target: an identifier as `check_identifier` allows, or a quoted module name."""
+    if IDENTIFIER.match(name) or not QUOTED_NAME.match(name) or name.startswith("__"):
+        check_identifier(name, span, "value name")
+
+
 @attrs.frozen
 class TensorVal:
     ref: str
@@ -357,7 +368,7 @@ class Elaborator:
                     env[s.name] = self.sink.add_input(s.name, shape, s.span)
                 elif isinstance(s, ir.Assign):
                     for t in s.targets:
-                        check_identifier(t, s.span, "value name")
+                        check_value_name(t, s.span)
                         check_module_name(t, s.span, "value name")
                     value = self.statement_value(s.value, env, prefix, s.targets[0], s.span)
                     self._assign(s, value, env)
