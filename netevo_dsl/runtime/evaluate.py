@@ -21,6 +21,7 @@ from ..ir import nodes as ir
 from ..ir.wann import DEFAULT_WEIGHTS, shared_weights
 from .tasks import make_task
 from .tasks.classification import SEGMENT
+from .live_pack import LivePackPolicy
 from .wann_pack import pack_population, plan_chunks
 from .wann_weighted import classify_weighted, control_weighted, weighted_rows
 
@@ -284,8 +285,9 @@ def _control(genomes, task, weights, chunk_bytes: int) -> ScoreTable:
         result.failures.update(failures)
         if not pack.members:
             continue
-        values = pack.buffer(task.repeats)
-        outcome = task.rollout(lambda obs: pack.forward(obs, values), (len(pack.members), len(weights)),
-                               weights.dtype, weights.device)
+        # finished episodes leave the batch (live_pack.py); the results are the same bits
+        policy = LivePackPolicy(pack, [genomes[i] for i in pack.members], task.n_inputs, task.n_outputs, weights,
+                                task.repeats)
+        outcome = task.rollout(policy, (len(pack.members), len(weights)), weights.dtype, weights.device)
         result.write(pack.members, outcome["reward"], task.metrics_of(outcome), outcome["nonfinite"])
     return result

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -141,26 +141,46 @@ class ControlTask:
         Returns `episode_reward` and `episode_steps` [*batch_shape, repeats], reward and steps
         averaged over repeats, and `nonfinite`: True where the policy produced a NaN or
         infinity while its episode was still running.
+
+        A policy with a `keep(alive)` method (a `LivePolicy`) lets finished episodes leave the
+        batch: every COMPACT_EVERY steps, if episodes ended since the last time, it is shown
+        which are live and may name, per axis of the batch, the indices it keeps running;
+        observations then come shaped by those. Results are the same bits as without compaction: every episode's
+        arithmetic is elementwise and its own. Small batches run on one thread (`rollout_threads`).
         """
         start = self.initial_states(self.physics_dtype, device)
         state = start.expand(*batch_shape, *start.shape).clone()
-        alive = torch.ones(state.shape[:-1], dtype=torch.bool, device=device)
-        total = torch.zeros(state.shape[:-1], dtype=torch.float64, device=device)
-        steps = torch.zeros(state.shape[:-1], dtype=torch.float64, device=device)
-        nonfinite = torch.zeros(state.shape[:-1], dtype=torch.bool, device=device)
-        for _ in range(self.max_steps):
-            outputs = policy(self.observe(state).to(dtype)).to(self.physics_dtype)
-            finite = torch.isfinite(outputs).all(-1)
-            nonfinite |= alive & ~finite
-            force = self.force(torch.where(finite, outputs[..., 0], torch.zeros_like(outputs[..., 0])))
-            state = self.physics(state, force)
-            reward, done = self.reward_and_done(state)
-            # where, not multiply: finished episodes keep simulating and may overflow to NaN
-            total += torch.where(alive, reward, torch.zeros_like(reward)).to(torch.float64)
-            steps += alive.to(torch.float64)
-            alive &= ~done
-            if not bool(alive.any()):
-                break
+        shape = state.shape[:-1]
+        alive = torch.ones(shape, dtype=torch.bool, device=device)
+        total = torch.zeros(shape, dtype=torch.float64, device=device)
+        steps = torch.zeros(shape, dtype=torch.float64, device=device)
+        nonfinite = torch.zeros(shape, dtype=torch.bool, device=device)
+        live = LiveEpisodes(shape, device) if callable(getattr(policy, "keep", None)) else None
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(rollout_threads(alive.numel(), previous_threads))
+        try:
+            for step in range(1, self.max_steps + 1):
+                outputs = policy(self.observe(state).to(dtype)).to(self.physics_dtype)
+                finite = torch.isfinite(outputs).all(-1)
+                nonfinite |= alive & ~finite
+                force = self.force(torch.where(finite, outputs[..., 0], torch.zeros_like(outputs[..., 0])))
+                state = self.physics(state, force)
+                reward, done = self.reward_and_done(state)
+                # where, not multiply: finished episodes keep simulating and may overflow to NaN
+                total += torch.where(alive, reward, torch.zeros_like(reward)).to(torch.float64)
+                steps += alive.to(torch.float64)
+                alive &= ~done
+                if not bool(alive.any()):
+                    break
+                if live is not None and step % COMPACT_EVERY == 0:
+                    n_alive = int(alive.sum())
+                    if n_alive < live.checked_at:  # episodes ended since the last look
+                        state, alive, total, steps, nonfinite = live.compact(
+                            policy, n_alive, state, alive, total, steps, nonfinite)
+        finally:
+            torch.set_num_threads(previous_threads)
+        if live is not None:
+            total, steps, nonfinite = live.results(total, steps, nonfinite)
         return {"reward": total.mean(-1), "steps": steps.mean(-1), "nonfinite": nonfinite.any(-1),
                 "episode_reward": total, "episode_steps": steps}
 
@@ -168,6 +188,69 @@ class ControlTask:
     def metrics_of(outcome: dict) -> dict:
         """The metrics a `Scores` keeps from a rollout (besides `reward`)."""
         return {"steps": outcome["steps"], "episode_reward": outcome["episode_reward"]}
+
+
+# How often (in steps) a `LivePolicy` is shown which episodes are live: a look costs a few
+# reductions, a repack (the policy's choice) about as much as a few steps.
+COMPACT_EVERY = 16
+
+# Below this many episodes per step, the rollout runs on one thread: its tensors are small and a
+# second thread only adds a barrier per call (benchmarks/RESULTS.md, "Swing-up throughput").
+SINGLE_THREAD_EPISODES = 1 << 14
+
+
+def rollout_threads(episodes: int, threads: int) -> int:
+    return 1 if episodes < SINGLE_THREAD_EPISODES else threads
+
+
+class LivePolicy(Protocol):
+    """A policy whose batch can shrink to the episodes still running (see `ControlTask.rollout`)."""
+
+    def __call__(self, observations: torch.Tensor) -> torch.Tensor: ...
+
+    def keep(self, alive: torch.Tensor) -> tuple | None:
+        """alive: [*current batch] bool. Returns, per axis, the indices (a LongTensor, or None for
+        all) the policy runs from now on, every live episode among them; or None to go on as is."""
+
+
+class LiveEpisodes:
+    """Where the episodes of a compacted batch sit in the full [*batch_shape, repeats] results."""
+
+    def __init__(self, shape: torch.Size, device):
+        self.shape = shape
+        self.index = torch.arange(shape.numel(), device=device).view(shape)  # full position of each
+        self.total = torch.zeros(shape.numel(), dtype=torch.float64, device=device)
+        self.steps = torch.zeros_like(self.total)
+        self.nonfinite = torch.zeros(shape.numel(), dtype=torch.bool, device=device)
+        self.checked_at = shape.numel()
+
+    def compact(self, policy: LivePolicy, n_alive: int, *batch):
+        """Ask the policy which episodes it keeps; returns `batch` (state, alive, total, steps,
+        nonfinite) cut to them, after saving the results of those that leave."""
+        self.checked_at = n_alive
+        state, alive, total, steps, nonfinite = batch
+        keep = policy.keep(alive)
+        if keep is None:
+            return batch
+        self.save(total, steps, nonfinite)
+        cut = []
+        for tensor in (state, alive, total, steps, nonfinite, self.index):
+            for axis, indices in enumerate(keep):
+                if indices is not None:
+                    tensor = tensor.index_select(axis, indices)
+            cut.append(tensor)
+        self.index = cut.pop()
+        return tuple(cut)
+
+    def save(self, total, steps, nonfinite) -> None:
+        where = self.index.reshape(-1)
+        self.total[where] = total.reshape(-1)
+        self.steps[where] = steps.reshape(-1)
+        self.nonfinite[where] = nonfinite.reshape(-1)
+
+    def results(self, total, steps, nonfinite) -> tuple:
+        self.save(total, steps, nonfinite)
+        return self.total.view(self.shape), self.steps.view(self.shape), self.nonfinite.view(self.shape)
 
 
 def read_starts(starts, name: str, size: int) -> torch.Tensor:
