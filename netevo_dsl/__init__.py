@@ -74,6 +74,7 @@ _LAZY = {
     "strategies": ("netevo_dsl.testing.strategies", None),  # Hypothesis strategies for your rules
     "evolve": ("netevo_dsl.evolve", None),
     "from_module": ("netevo_dsl.importer", "from_module"),  # an nn.Module as a spec (torch.fx), docs/import.md
+    "tune": ("netevo_dsl.evolve.tune", "tune"),  # a WANN champion's individual weights tuned (docs/evolve.md)
 }
 
 

@@ -442,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_import_parser(sub)
 
+    from .evolve.tune_cli import add_parser as add_tune_parser  # argparse only; torch is imported when it runs
+
+    add_tune_parser(sub)
+
     o = sub.add_parser("ops", help="list the registered ops and their parameters, in .net syntax")
     o.set_defaults(func=cmd_ops)
 

@@ -29,10 +29,12 @@ def wann_initial_population(seed: ir.WannGenome, n: int, rng: np.random.Generato
     """WANN's initial population: every input (bias included) linked to every output, each link
     enabled with probability `density` (the paper: 0.5; 0.05 for MNIST). Hidden nodes of the seed
     genome are not used; its inputs, outputs (with activations) and weights are."""
-    edges = [(i, o.name) for o in seed.outputs for i in seed.inputs]
+    ends = [(i, o.name) for o in seed.outputs for i in seed.inputs]
+    # each edge made once enabled and once disabled, shared by every genome (the IR is frozen): making
+    # 256 x 650 edges one by one was most of the initial population's cost on digits
+    variants = [(ir.WannEdge(s, d, False), ir.WannEdge(s, d, True)) for s, d in ends]
     population = []
     for _ in range(n):
-        enabled = rng.random(len(edges)) < density
-        population.append(attrs.evolve(
-            seed, nodes=(), edges=tuple(ir.WannEdge(s, d, bool(e)) for (s, d), e in zip(edges, enabled))))
+        enabled = (rng.random(len(ends)) < density).tolist()
+        population.append(attrs.evolve(seed, nodes=(), edges=tuple(v[e] for v, e in zip(variants, enabled))))
     return population

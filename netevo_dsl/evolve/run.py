@@ -1,11 +1,14 @@
-"""`netevo evolve`: an evolutionary run from a spec, checkpointed every generation.
+"""`netevo evolve`: an evolutionary run from a spec, checkpointed as it goes.
 
-Each generation: evaluate, select, log, write the champion, checkpoint. The
-checkpoint holds everything the next generation needs (population as .net text,
-parents' objective values for NSGA-II, the RNG state, how many log lines are
-valid), so a run killed at any instant and resumed finishes with exactly the
-same log and champion as an uninterrupted one. `log.jsonl` holds only
-deterministic fields; wall-clock times go to `timing.jsonl`.
+Each generation: evaluate, select, log; then, after the first generation, the last one, a
+Ctrl-C, and whenever `checkpoint_seconds` have passed since the last checkpoint: the champion
+files of the generations since, and the checkpoint. Writing these every generation cost as much as
+evaluating on wide genomes (printing 256 genomes of 640 edges, 10 MB fsync'ed per generation).
+The checkpoint holds everything the next generation needs (population as .net text, parents'
+objective values for NSGA-II, the RNG state, how many log lines are valid), and a generation
+depends only on it, so a run killed at any instant and resumed finishes with exactly the same log
+and champion as an uninterrupted one; a kill costs at most the generations since the last
+checkpoint. `log.jsonl` holds only deterministic fields; wall-clock times go to `timing.jsonl`.
 """
 from __future__ import annotations
 
@@ -82,14 +85,26 @@ def _summary(values: np.ndarray) -> dict:
             "max": round(float(finite.max()), 10)}
 
 
+CHECKPOINT_SECONDS = 10.0  # checkpoint at least this far apart (wall time): what a kill may cost, at least
+CHECKPOINT_SHARE = 0.05  # and far enough apart that checkpoints take at most this share of the run
+
+
 class Evolution:
-    """One run. `execute()` runs (or resumes) it to the end and writes the report."""
+    """One run. `execute()` runs (or resumes) it to the end and writes the report.
+
+    checkpoint_seconds: checkpoint once this long has passed since the last one, or longer where the
+        last checkpoint took more than CHECKPOINT_SHARE of the time since (0: every generation).
+    stop_when: `stop_when(generation, champion, champion_scores) -> bool`, called after each generation's
+        log line; True makes that generation the run's last (checkpointed, then the report), as a
+        fitness threshold does (benchmarks/bench_xor_vs_neat.py times runs to a solution this way)."""
 
     def __init__(self, spec: ir.Spec, settings: Settings, out_dir: Path, *, resume: bool = False,
-                 overwrite: bool = False, progress: bool = True, report: bool = True):
+                 overwrite: bool = False, progress: bool = True, report: bool = True,
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS, stop_when=None):
         """Everything is validated before the run folder is touched: the genome, the memory the
         settings need, the task; then the folder (new, or resumed: see `_open_resumed`)."""
         self.spec, self.settings, self.out = spec, settings, Path(out_dir)
+        self.checkpoint_seconds, self.stop_when = float(checkpoint_seconds), stop_when
         self.progress, self.make_report = progress, report
         self.seed_genome = spec.find(settings.target, (ir.WannGenome, ir.TransformerGenome))
         if self.seed_genome is None:
@@ -114,6 +129,8 @@ class Evolution:
         self._interrupted = False
         self.draw: dict = {}  # what this generation's evaluation drew (minibatch, starting states), for the log
         self._checkpointed = 0  # generations in the last checkpoint written or read
+        self._pending_champions: list = []  # (generation, champion) not yet written: the next checkpoint writes them
+        self._rules, self._trust_children = None, False  # a WANN run's mutation rules, resolved once (`child_of`)
 
     def _open_resumed(self) -> bool:
         """True when `out` holds a checkpoint to resume. A folder that a run left before its first
@@ -146,15 +163,25 @@ class Evolution:
     def child_of(self, genome, rng: np.random.Generator):
         from .mutations.engine import mutate_genome
 
-        rules = next((m for m in self.spec.of_kind(ir.MutateBlock) if m.target == self.settings.target), None)
-        if isinstance(genome, ir.WannGenome):  # the task's activation pool where the rules name none
+        if not isinstance(genome, ir.WannGenome):
+            rules = next((m for m in self.spec.of_kind(ir.MutateBlock) if m.target == self.settings.target), None)
+            return mutate_genome(genome, rng, rules)
+        if self._rules is None:  # the task's activation pool where the rules name none; the same for every parent
             from ..ops.tasks import get_task_spec
             from .mutations.engine import rules_for
             from .mutations.wann import with_activation_pool
 
-            rules = with_activation_pool(rules_for(ir.Spec((genome,)), genome, None if rules is None else rules.rules),
-                                         get_task_spec(self.settings.task).activations)
-        return mutate_genome(genome, rng, rules)
+            block = next((m for m in self.spec.of_kind(ir.MutateBlock) if m.target == self.settings.target), None)
+            from ..ops.activations import WANN_BY_NAME
+
+            self._rules = with_activation_pool(rules_for(ir.Spec((genome,)), genome, None if block is None else block.rules),
+                                               get_task_spec(self.settings.task).activations)
+            self._trust_children = all(str(c) in WANN_BY_NAME for r in self._rules for c in (r.choices or ()))
+        # WANN operators keep a valid genome valid (tests/evolve/test_wann_mutations.py), and every parent is
+        # valid (the checked seed genome, its initial population, children, or a resumed checkpoint's genomes,
+        # validated on loading), so the per-child `check` is skipped when the activation pool is known:
+        # it was a fifth of a digits generation
+        return mutate_genome(genome, rng, self._rules, check_child=not self._trust_children)
 
     def initial_population(self, rng) -> list:
         s = self.settings
@@ -196,6 +223,7 @@ class Evolution:
             state = {}
         fingerprint = spec_fingerprint(self.spec)
         last, last_population = state.get("last"), None
+        checkpointed_at, interval = time.perf_counter(), self.checkpoint_seconds
         bar = progress_bar(s.generations, self.progress, unit="gen", desc="evolve", initial=start)
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
@@ -219,22 +247,34 @@ class Evolution:
                         **({"draw": self.draw} if self.draw else {})}
                 self._write_generation(generation, line, champion, scores, evaluated)
                 log_lines += 1
-                self._append("timing.jsonl", [json.dumps({"generation": generation,
-                                                          "seconds": round(time.perf_counter() - t0, 4)})])
                 last_population = evaluated
-                last = {"population": [_text(g) for g in evaluated],
-                        "objectives": {k: [_round(x) for x in v] for k, v in raw.items()}, "champion": champion_index}
-                save_checkpoint(self.out / CHECKPOINT, {
-                    "generation": generation + 1, "population": [_text(g) for g in population],
-                    "objectives": parent_objs.tolist() if parent_objs is not None else None,
-                    "rng": rng.bit_generator.state, "log_lines": log_lines, "evaluations": evaluations, "last": last,
-                    "appended": self.appended, **fingerprint}, kind=RUN_KIND)
-                self._checkpointed = generation + 1
+                stop = self.stop_when is not None and bool(self.stop_when(
+                    generation, champion, {k: _round(v[champion_index]) for k, v in raw.items()}))
+                now = time.perf_counter()
+                due = (generation == start or generation + 1 == s.generations or self._interrupted or stop
+                       or now - checkpointed_at >= interval)
+                self._append("timing.jsonl", [json.dumps({"generation": generation, "seconds": round(now - t0, 4)})])
+                if due:
+                    self._write_champions()
+                    last = {"population": [_text(g) for g in evaluated],
+                            "objectives": {k: [_round(x) for x in v] for k, v in raw.items()},
+                            "champion": champion_index}
+                    save_checkpoint(self.out / CHECKPOINT, {
+                        "generation": generation + 1, "population": [_text(g) for g in population],
+                        "objectives": parent_objs.tolist() if parent_objs is not None else None,
+                        "rng": rng.bit_generator.state, "log_lines": log_lines, "evaluations": evaluations,
+                        "last": last, "appended": self.appended, **fingerprint}, kind=RUN_KIND)
+                    self._checkpointed = generation + 1
+                    checkpointed_at = time.perf_counter()
+                    if self.checkpoint_seconds > 0:
+                        interval = max(self.checkpoint_seconds, (checkpointed_at - now) / CHECKPOINT_SHARE)
                 bar.update(1)
                 bar.set_postfix_str(" ".join(f"{k}={_round(v[champion_index])}" for k, v in list(raw.items())[:2]))
                 if self._interrupted:
                     bar.close()
                     raise KeyboardInterrupt
+                if stop:
+                    break
         finally:
             # once interrupted, later Ctrl-Cs must not cut the way out short (exit status 130, not -2)
             signal.signal(signal.SIGINT, signal.SIG_IGN if self._interrupted else previous)
@@ -300,7 +340,8 @@ class Evolution:
         objs, raw = objective_matrix(s, population, scores)
         mean = objs[:, 0]
         best = objs[:, 1] if objs.shape[1] > 1 else mean
-        conns = np.array([connection_count(g) for g in population], dtype=float)
+        counted = next((raw[o.label] for o in s.objectives if o.metric == "connections"), None)
+        conns = counted if counted is not None else np.array([connection_count(g) for g in population], dtype=float)
         rank, used = wann_rank(mean, best, conns, rng, s.prob_moo)
         pair = np.c_[mean, 1 / np.maximum(conns, 1)] if used == "mean+connections" else np.c_[mean, best]
         front = len(pareto_fronts(pair)[0])
@@ -338,14 +379,22 @@ class Evolution:
         self.appended[name] += len(lines)
 
     def _write_generation(self, generation, line, champion, scores, evaluated):
-        """The generation's log line, failures and champion; the checkpoint written next counts them."""
+        """The generation's log line and failures now (the checkpoint counts them), its champion files
+        with the next checkpoint (`_write_champions`)."""
         self._append("log.jsonl", [json.dumps(line, sort_keys=True)])
         self._append("failures.jsonl", [
             json.dumps({"generation": generation, "id": identity(evaluated[i]), "reason": reason})
             for i, reason in sorted(scores.failures.items()) if i < len(evaluated)])
-        stem = self.out / "champions" / f"gen_{generation:04d}"
-        write_atomic(stem.with_suffix(".net"), _text(champion))
-        write_atomic(stem.with_suffix(".py"), _source(champion))
+        self._pending_champions.append((generation, champion))
+
+    def _write_champions(self):
+        """The champion files of the generations since the last checkpoint, before the checkpoint
+        that counts those generations (on resume, files of later generations are removed)."""
+        for generation, champion in self._pending_champions:
+            stem = self.out / "champions" / f"gen_{generation:04d}"
+            write_atomic(stem.with_suffix(".net"), _text(champion))
+            write_atomic(stem.with_suffix(".py"), _source(champion))
+        self._pending_champions = []
 
     def finish(self, last: dict | None, population: list | None = None) -> RunResult:
         """Pareto front, champion and report from the last evaluated generation (parsed back only on resume)."""
@@ -374,7 +423,7 @@ class Evolution:
 
             report = write_report(self.out, s, champion, self.task, population, oriented, front)
         return RunResult(self.out, champion, {k: _round(v[last["champion"]]) for k, v in raw.items()},
-                         s.generations, report)
+                         self._checkpointed, report)
 
 
 def resume_settings(spec: ir.Spec, out: Path, flags: dict, target=None, config=None, preset=None) -> Settings:
@@ -457,6 +506,12 @@ def _genome(text: str, path: Path, field: str):
         raise field_error(path, field, "is not a genome: it holds no item") from None
     if not isinstance(genome, (ir.WannGenome, ir.TransformerGenome)):
         raise field_error(path, field, f"is not a genome: it holds a {type(genome).__name__}")
+    if isinstance(genome, ir.WannGenome):  # children of resumed genomes are not checked (`child_of`)
+        from ..ir.wann import validate_genome
+
+        problems = validate_genome(genome)
+        if problems:
+            raise field_error(path, field, f"is not a valid genome: {problems[0].message}")
     return genome
 
 

@@ -53,7 +53,7 @@ def test_crash_between_log_and_checkpoint_then_resume_matches_uninterrupted_run(
 
     monkeypatch.setattr(run_module, "save_checkpoint", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "killed")
+        _run(tmp_path / "killed", checkpoint_seconds=0)  # a checkpoint every generation
     assert len((tmp_path / "killed" / "log.jsonl").read_text().splitlines()) == 3
     monkeypatch.setattr(run_module, "save_checkpoint", real_save)
     _run(tmp_path / "killed", resume=True)

@@ -221,7 +221,7 @@ def test_failures_jsonl_is_not_duplicated_by_a_kill_and_resume(tmp_path, monkeyp
 
     monkeypatch.setattr(run_module, "save_checkpoint", killed_at_fifth)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "killed", settings)
+        _run(tmp_path / "killed", settings, checkpoint_seconds=0)  # a checkpoint every generation
     monkeypatch.undo()
     _run(tmp_path / "killed", settings, resume=True)
     assert (tmp_path / "killed" / "failures.jsonl").read_text() == full

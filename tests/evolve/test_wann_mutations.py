@@ -170,3 +170,17 @@ def test_addable_edges_are_exactly_the_feed_forward_ones(genome):
         assert dst not in genome.inputs and src not in outputs and (src, dst) not in existing
         grown = attrs.evolve(genome, edges=tuple(genome.edges) + (ir.WannEdge(src, dst),))
         assert not validate_genome(grown)
+
+
+@settings(max_examples=60, deadline=None)
+@given(wann_genomes(max_hidden=6, max_edges=20))
+def test_addable_edges_are_all_the_feed_forward_ones_in_declaration_order(genome):
+    # The definition, written out with `descendants` (sets): every source (inputs, then hidden nodes)
+    # with every target (hidden nodes, then outputs), in that order, that makes no cycle and no duplicate.
+    below = descendants(genome)
+    hidden = [n.name for n in genome.nodes]
+    outputs = [o.name for o in genome.outputs]
+    existing = {(e.src, e.dst) for e in genome.edges}
+    expected = [(s, d) for s in list(genome.inputs) + hidden for d in hidden + outputs
+                if s != d and (s, d) not in existing and s not in below[d]]
+    assert addable_edges(genome) == expected

@@ -91,21 +91,58 @@ def add_node(ctx: Context):
     activation = ctx.rng.choice(activation_pool(ctx))
     edges = list(g.edges)
     edges[i] = attrs.evolve(old, enabled=False)
-    edges[i + 1:i + 1] = [ir.WannEdge(old.src, name), ir.WannEdge(name, old.dst)]
+    # the split edge's own weight (`w=`), if any, moves to the edge into the new node
+    edges[i + 1:i + 1] = [ir.WannEdge(old.src, name, weight=getattr(old, "weight", None)), ir.WannEdge(name, old.dst)]
     new = attrs.evolve(g, nodes=tuple(g.nodes) + (ir.WannNode(name, activation),), edges=tuple(edges))
     yield ctx.replace_item(new), f"add_node {name}: {activation} splitting {old.src} -> {old.dst}"
 
 
+def _below_masks(g: ir.WannGenome, names: list[str]) -> list[int] | None:
+    """`descendants` as bit masks over `names` (bit i: names[i] is reachable): one integer OR per
+    edge instead of a set union, which made `add_edge` the costliest mutation on wide genomes."""
+    index = {n: i for i, n in enumerate(names)}
+    if len(index) < len(names) or any(e.src not in index or e.dst not in index for e in g.edges):
+        return None  # not a valid genome: `addable_edges` uses the set form, which tolerates it
+    succ: list[list[int]] = [[] for _ in names]
+    indegree = [0] * len(names)
+    for e in g.edges:
+        d = index[e.dst]
+        succ[index[e.src]].append(d)
+        indegree[d] += 1
+    ready = [i for i, k in enumerate(indegree) if k == 0]
+    order = []
+    while ready:  # Kahn's algorithm, as in `descendants`
+        n = ready.pop()
+        order.append(n)
+        for m in succ[n]:
+            indegree[m] -= 1
+            if indegree[m] == 0:
+                ready.append(m)
+    below = [0] * len(names)
+    for n in reversed(order):
+        mask = 0
+        for m in succ[n]:
+            mask |= below[m] | (1 << m)
+        below[n] = mask
+    return below
+
+
 def addable_edges(g: ir.WannGenome) -> list[tuple[str, str]]:
     """Feed-forward edges that can be added: none into inputs or out of outputs, no cycle, no duplicate."""
-    outputs = set(output_names(g))
+    outputs = output_names(g)
     hidden = [n.name for n in g.nodes]
+    names = list(g.inputs) + hidden + outputs
     existing = {(e.src, e.dst) for e in g.edges}
-    below = descendants(g)
-    sources = list(g.inputs) + hidden
-    targets = hidden + [o for o in output_names(g)]
-    return [(s, d) for s in sources for d in targets
-            if s != d and (s, d) not in existing and s not in outputs and s not in below[d]]
+    below = _below_masks(g, names)
+    if below is None:
+        sets = descendants(g)
+        return [(s, d) for s in list(g.inputs) + hidden for d in hidden + outputs
+                if s != d and (s, d) not in existing and s not in outputs and s not in sets[d]]
+    n_in = len(g.inputs)
+    sources = range(n_in + len(hidden))  # inputs and hidden nodes, as indices into `names`
+    targets = range(n_in, len(names))  # hidden nodes and outputs
+    return [(names[s], names[d]) for s in sources for d in targets
+            if s != d and not (below[d] >> s) & 1 and (names[s], names[d]) not in existing]
 
 
 @operator("wann", "add_edge")
