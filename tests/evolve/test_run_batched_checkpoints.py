@@ -99,3 +99,27 @@ def test_wann_initial_population_draws_each_link_as_the_paper_does():
         draws = rng.random(len(pairs)) < 0.3
         assert [(e.src, e.dst, e.enabled) for e in genome.edges] == [(s, d, bool(x)) for (s, d), x in zip(pairs, draws)]
         assert genome.nodes == () and all(e.weight is None for e in genome.edges)
+
+
+def test_a_resumed_genome_that_is_not_valid_is_refused_naming_the_field(tmp_path, every_generation):
+    # children of resumed genomes are not re-checked (WANN operators keep validity), so a checkpoint's
+    # genomes are validated as they are read: here one with a cycle h1 -> h2 -> h1
+    import json
+    import shutil
+
+    from netevo_dsl.errors import NetevoError
+
+    out = tmp_path / "run"
+    shutil.copytree(every_generation, out)
+    state = json.loads((out / "checkpoint.json").read_text())
+    state["generation"] = 3
+    state["log_lines"] = 3
+    state["appended"] = {**state["appended"], "log.jsonl": 3, "timing.jsonl": 3}
+    state["population"][0] = ("genome xor: wann {\n  inputs a, b, bias\n  outputs y: linear\n"
+                              "  node h1: tanh\n  node h2: tanh\n  edge a -> h1\n  edge h1 -> h2\n"
+                              "  edge h2 -> h1\n  edge h2 -> y\n}\n")
+    (out / "checkpoint.json").write_text(json.dumps(state))
+    with pytest.raises(NetevoError) as err:
+        _run(out, 0, resume=True)
+    assert err.value.code == "E112" and "population[0]" in err.value.message
+    assert "not a valid genome" in err.value.message and "cycle" in err.value.message.lower()
