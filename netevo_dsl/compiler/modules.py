@@ -169,10 +169,37 @@ class Activation(nn.Module):
             return torch.tanh(x)
         if self.name == "sigmoid":
             return torch.sigmoid(x)
+        if self.name == "relu6":
+            return F.relu6(x)
+        if self.name == "hardswish":
+            return F.hardswish(x)
+        if self.name == "hardsigmoid":
+            return F.hardsigmoid(x)
         raise ValueError(f"unknown activation {self.name}")
 
     def extra_repr(self):
         return self.name
+
+
+class StochasticDepth(nn.Module):
+    """Stochastic depth (Huang et al. 2016), as torchvision.ops.StochasticDepth: the identity in eval mode; in
+    training each row ("row": each sample) or the whole batch ("batch") is zeroed with probability p and the
+    rest scaled by 1 / (1 - p)."""
+
+    def __init__(self, p, mode="row"):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        shape = [x.shape[0]] + [1] * (x.dim() - 1) if self.mode == "row" else [1] * x.dim()
+        noise = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * (noise / keep if keep > 0.0 else noise)
+
+    def extra_repr(self):
+        return f"p={self.p}, mode={self.mode}"
 
 
 class PositionalEmbedding(nn.Module):

@@ -94,6 +94,12 @@ def apply_activation(name, x):
         return x * x
     if name == "identity":
         return x
+    if name == "relu6":
+        return F.relu6(x)
+    if name == "hardswish":
+        return F.hardswish(x)
+    if name == "hardsigmoid":
+        return F.hardsigmoid(x)
     raise ValueError(f"unknown activation {name}")
 
 

@@ -551,7 +551,7 @@ class _Analysis:
         """Where the channel axis lands after a flatten, reshape or transpose (None: it is mixed)."""
         if ch.axis_map is not None:
             order = ch.axis_map(len(shape_in), p)
-            return _Layout(order.index(x.axis), x.pieces)
+            return _Layout(order.index(x.axis), x.pieces) if x.axis in order else None  # reduced away (mean)
         a = x.axis
         before = _prod(shape_in[:a])
         for b in range(len(shape_out) + 1):

@@ -44,6 +44,10 @@ NETWORK_ACTIVATIONS: tuple[Activation, ...] = tuple(a for a in WANN_ACTIVATIONS 
     Activation("gelu", 12, "torch.nn.functional.gelu(x)"),
     Activation("gelu_tanh", 13, "torch.nn.functional.gelu(x, approximate='tanh')", doc="GPT-2's gelu"),
     Activation("silu", 14, "torch.nn.functional.silu(x)"),
+    # MobileNet's: ReLU6 (Sandler et al. 2018), hard swish and hard sigmoid (Howard et al. 2019, MobileNetV3)
+    Activation("relu6", 15, "torch.nn.functional.relu6(x)", idempotent=True, bounded=(0.0, 6.0), doc="min(max(x, 0), 6)"),
+    Activation("hardswish", 16, "torch.nn.functional.hardswish(x)", doc="x * relu6(x + 3) / 6"),
+    Activation("hardsigmoid", 17, "torch.nn.functional.hardsigmoid(x)", bounded=(0.0, 1.0), doc="relu6(x + 3) / 6"),
 )
 
 NETWORK_BY_NAME = {a.name: a for a in NETWORK_ACTIVATIONS}
@@ -84,6 +88,9 @@ def _torch_impls() -> dict:
             "gelu": F.gelu,
             "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
             "silu": F.silu,
+            "relu6": F.relu6,
+            "hardswish": F.hardswish,
+            "hardsigmoid": F.hardsigmoid,
         }
     return _IMPLS
 

@@ -24,3 +24,36 @@ register(OpDef(name="dropout", params=(ParamDef("p", "float", 0.5),), infer=infe
                torch_import=(TorchImport(modules=("torch.nn.Dropout",), functions=("torch.nn.functional.dropout",),
                                          params=_import),),
                doc="Dropout; identity in eval mode."))
+
+
+def _depth_infer(shapes, p):
+    if not 0.0 <= float(p["p"]) <= 1.0:
+        raise ShapeFailure(f"stochastic depth drops with a probability in [0, 1], got {p['p']}")
+    if not shapes[0]:
+        raise ShapeFailure("stochastic depth needs a batch axis; got a scalar")
+    return shapes[0]
+
+
+def _depth_build(shapes, p):
+    from ..compiler.modules import StochasticDepth
+
+    return StochasticDepth(float(p["p"]), p["mode"])
+
+
+def _depth_import(call):
+    if call.module is not None:
+        return {"p": float(call.module.p), "mode": call.module.mode}
+    # the function's `training` argument is the caller's self.training, constant in the trace: the op takes
+    # its mode from the compiled network's train() / eval() instead
+    return {"p": float(call.arg(1, "p", None)), "mode": call.arg(2, "mode", None)}
+
+
+register(OpDef(name="stochastic_depth", params=(ParamDef("p", "float"), ParamDef("mode", "str", "row",
+                                                                                 choices=("row", "batch"))),
+               infer=_depth_infer, build=_depth_build,
+               emit=lambda shapes, p, mask_expr=None: f"StochasticDepth({src(float(p['p']))}, {src(p['mode'])})",
+               helper_classes=("StochasticDepth",), coupling="elementwise", neuron_axis=None,
+               torch_import=(TorchImport(modules=("torchvision.ops.StochasticDepth",),
+                                         functions=("torchvision.ops.stochastic_depth",), params=_depth_import),),
+               doc="Stochastic depth (torchvision's): identity in eval; in training drops whole samples "
+                   "(`row`) or the batch (`batch`) with probability p, scaling the rest by 1 / (1 - p)."))

@@ -200,6 +200,7 @@ def _load_all():
             linear,
             norm,
             pool,
+            reduce,
             reshape,
         )
 
