@@ -45,13 +45,13 @@ def _start_watchdog() -> None:
                          start_new_session=True)
 
 
-def _evaluate_chunk(population, task, weights, device):
+def _evaluate_chunk(population, task, weights, device, metrics=None):
     from .run import evaluate_population
 
-    return evaluate_population(population, task, weights, device)
+    return evaluate_population(population, task, weights, device, metrics)
 
 
-def evaluate_on_ray(population: list, task, weights, settings):
+def evaluate_on_ray(population: list, task, weights, settings, metrics=None):
     ray = ensure_ray(settings.address)
     from ..runtime.evaluate import Scores
 
@@ -60,8 +60,8 @@ def evaluate_on_ray(population: list, task, weights, settings):
     remote = ray.remote(_evaluate_chunk)
     task_ref = ray.put(task)
     chunks = [population[i:i + size] for i in range(0, len(population), size)]
-    results = ray.get([remote.remote(c, task_ref, weights, "cpu" if settings.device == "auto" else settings.device)
-                       for c in chunks])
+    results = ray.get([remote.remote(c, task_ref, weights, "cpu" if settings.device == "auto" else settings.device,
+                                     metrics) for c in chunks])
     failures, offset = {}, 0
     for chunk, r in zip(chunks, results):
         failures.update({offset + i: reason for i, reason in r.failures.items()})

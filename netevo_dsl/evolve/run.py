@@ -153,11 +153,13 @@ class Evolution:
         draw = getattr(self.task, "start_generation", None)
         self.draw = draw(self.settings.seed, generation) if draw else {}
         weights = self.settings.weights
+        # selection reads only the objectives; the report evaluates the champion for every metric
+        metrics = [o.metric for o in self.settings.objectives if o.metric not in ("connections", "nodes")]
         if self.settings.backend == "ray":
             from .ray_backend import evaluate_on_ray
 
-            return evaluate_on_ray(population, self.task, weights, self.settings)
-        return evaluate_population(population, self.task, weights, self.settings.device)
+            return evaluate_on_ray(population, self.task, weights, self.settings, metrics)
+        return evaluate_population(population, self.task, weights, self.settings.device, metrics)
 
     # --- mutation -------------------------------------------------------------------------
     def child_of(self, genome, rng: np.random.Generator):
@@ -451,11 +453,12 @@ def resume_settings(spec: ir.Spec, out: Path, flags: dict, target=None, config=N
     return settings
 
 
-def evaluate_population(population, task, weights, device):
-    """Scores of a population of WANN or transformer genomes (`evaluate` picks the evaluator)."""
+def evaluate_population(population, task, weights, device, metrics=None):
+    """Scores of a population of WANN or transformer genomes (`evaluate` picks the evaluator);
+    `metrics` as `evaluate`'s (default: all)."""
     from ..runtime.evaluate import evaluate
 
-    return evaluate(population, task, weights, device)
+    return evaluate(population, task, weights, device, metrics=metrics)
 
 
 _TEXTS: "OrderedDict[int, tuple[object, str]]" = OrderedDict()  # id(genome) -> (genome, text)

@@ -58,7 +58,7 @@ class Scores:
 
 
 def evaluate(population, task, weights=None, device="auto", *, dtype=torch.float32,
-             block_bytes: int | None = None, chunk_bytes: int = CHUNK_BYTES) -> Scores:
+             block_bytes: int | None = None, chunk_bytes: int = CHUNK_BYTES, metrics=None) -> Scores:
     """Score every individual at every shared weight on `task`.
 
     population: a list of `ir.Spec` (each with one genome) or `ir.WannGenome`; a list of specs that each
@@ -69,29 +69,33 @@ def evaluate(population, task, weights=None, device="auto", *, dtype=torch.float
     device: "auto" (CUDA when available, else CPU), or any torch device.
     block_bytes: temporaries per block of samples; default `block_budget(device)`.
     chunk_bytes: the value buffer's budget; larger populations run chunk by chunk.
+    metrics: names of the metrics to compute (default None: all the task reports); the reward always is,
+        with the same bits whatever else is asked. Selection needs only its objectives (docs/tasks.md).
     """
     if isinstance(population, (list, tuple)) and population and all(
             isinstance(p, ir.Spec) and p.networks and not p.genomes for p in population):
         from .evaluate_networks import evaluate_networks  # layered networks, grouped by architecture
 
-        return evaluate_networks(population, task, weights, device, dtype=dtype, block_bytes=block_bytes,
-                                 chunk_bytes=chunk_bytes)
+        return only_metrics(evaluate_networks(population, task, weights, device, dtype=dtype,
+                                              block_bytes=block_bytes, chunk_bytes=chunk_bytes), metrics)
     from .evaluate_transformer import evaluate_transformers, is_transformer_individual
 
     if isinstance(population, (list, tuple)) and any(map(is_transformer_individual, population)):
-        return evaluate_transformers(population, task, weights, device, dtype=dtype, chunk_bytes=chunk_bytes)
+        return only_metrics(evaluate_transformers(population, task, weights, device, dtype=dtype,
+                                                  chunk_bytes=chunk_bytes), metrics)
     genomes, failures = wann_genomes_of(population)
     task = make_task(task)
     device = resolve_device(device)
     weights = resolve_weights(genomes, weights, dtype, device)
+    wanted = wanted_metrics(metrics, getattr(task, "metric_dims", {}), task.name)
     if task.kind == "classification":
         block_bytes = block_budget(device) if block_bytes is None else block_bytes
-        scores = _classification(genomes, task, weights, block_bytes, chunk_bytes)
+        scores = _classification(genomes, task, weights, block_bytes, chunk_bytes, wanted)
     elif task.kind == "control":
         scores = _control(genomes, task, weights, chunk_bytes)
     else:
         raise wrong_task_kind(task)
-    return finalize(scores, failures)
+    return only_metrics(finalize(scores, failures), metrics)
 
 
 # --- shared by the batched and the reference evaluator ----------------------------------
@@ -123,6 +127,29 @@ def wann_genomes_of(population) -> tuple[list, dict[int, str]]:
             raise UsageError(f"cannot evaluate {type(genome).__name__}", hint="pass ir.Spec or ir.WannGenome items")
         genomes.append(genome)
     return genomes, failures
+
+
+def wanted_metrics(metrics, known, task_name: str | None = None) -> dict | None:
+    """{metric: dims} of the metrics to compute (the reward always); None for all of them."""
+    if metrics is None:
+        return None
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    unknown = sorted(set(metrics) - set(known))
+    if unknown:
+        task = f"task `{task_name}`" if task_name else "the task"
+        raise UsageError(f"{task} reports no metric `{unknown[0]}`", hint="metrics: " + ", ".join(sorted(known)),
+                         code="E181")
+    return {name: dims for name, dims in known.items() if name == "reward" or name in metrics}
+
+
+def only_metrics(scores: Scores, metrics) -> Scores:
+    """`scores` with only the asked metrics (and the reward), for evaluators that compute them all."""
+    if metrics is None:
+        return scores
+    wanted = wanted_metrics(metrics, scores.metrics)
+    scores.metrics = {name: value for name, value in scores.metrics.items() if name in wanted}
+    return scores
 
 
 def resolve_device(device) -> torch.device:
@@ -195,7 +222,7 @@ class ScoreTable:
         index = torch.as_tensor(rows, dtype=torch.long)
         self.per_weight[index] = reward.detach().to("cpu", torch.float64)
         for name, value in metrics.items():
-            if name == "reward":
+            if name == "reward" or name not in self.metrics:  # a metric not asked for
                 continue
             self.metrics[name][index] = value.detach().to("cpu", torch.float64)
         bad = bad.cpu()
@@ -229,8 +256,8 @@ def _chunks(genomes: list, weights: torch.Tensor, min_samples: int, chunk_bytes:
                                                           chunk_bytes)]
 
 
-def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int) -> ScoreTable:
-    result = ScoreTable.empty(len(genomes), weights, task.metric_dims)
+def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int, wanted=None) -> ScoreTable:
+    result = ScoreTable.empty(len(genomes), weights, task.metric_dims if wanted is None else wanted)
     features = task.features.to(weights.device, weights.dtype)
     batch_mask = task.next_batch_mask()
     n = task.n_samples
@@ -244,7 +271,7 @@ def _classification(genomes, task, weights, block_bytes: int, chunk_bytes: int) 
             continue
         block = block_samples(pack, n, task.n_outputs, weights, block_bytes, chunk_bytes)
         storage = pack.buffer(block).view(-1)
-        scorer = task.scorer(len(pack.members), weights, batch_mask)
+        scorer = task.scorer(len(pack.members), weights, batch_mask, None if wanted is None else list(wanted))
         for first in range(0, n, block):
             stop = min(first + block, n)
             values = storage[: pack.n_rows * len(weights) * (stop - first)].view(pack.n_rows, len(weights), -1)

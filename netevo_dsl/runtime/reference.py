@@ -26,6 +26,7 @@ def reference_forward(genome: ir.WannGenome, inputs: torch.Tensor, w: float) -> 
     for name in genome.inputs:
         values[name] = torch.ones(samples, dtype=inputs.dtype, device=inputs.device) if name == BIAS else next(columns)
     sources = incoming(genome)
+    declared_inputs = set(genome.inputs)
     own = incoming_weights(genome)
     weighted = has_edge_weights(genome)
     activation = activation_of(genome)
@@ -36,7 +37,9 @@ def reference_forward(genome: ir.WannGenome, inputs: torch.Tensor, w: float) -> 
                 total = total + (w if weight is None else weight) * values[source]
             values[name] = torch_fn(activation[name])(total)
             continue
-        for source in sources[name]:
+        # inputs first, then hidden nodes, each in edge order: a fixed order, which the batched
+        # evaluator follows too (a step activation at an exact 0 sees the same rounding)
+        for source in sorted(sources[name], key=lambda s: s not in declared_inputs):
             total = total + values[source]
         values[name] = torch_fn(activation[name])(w * total)
     return torch.stack([values[name] for name in output_names(genome)], -1)

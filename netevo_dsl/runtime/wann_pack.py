@@ -12,19 +12,26 @@ weights x samples), without padding. Its rows are
 So each topological level is a contiguous row range and each activation a
 contiguous sub-range of it: a level costs one or two gather-sums and one call
 per activation, whatever the population size. With shared inputs
-(classification: every genome sees the same samples) the inputs are not in
-``V``; they form a separate ``[n_obs + 1, B]`` table.
+(classification: every genome sees the same samples) the inputs form a separate
+``[n_obs + 1, B]`` table, copied to the first rows of ``V`` at every weight.
 
-A node's pre-activation is ``w * (sum of its enabled sources)``. The sum over
-shared inputs does not depend on w, so it is gathered once per node
-(``embedding_bag`` over the input table); the sum over hidden sources is
-gathered per weight (``embedding_bag`` over ``V`` seen as ``[rows * W, B]``,
-bag ``(node, j)`` taking rows ``src * W + j``); the multiplication by w is folded
-into the activation's first operation. Every node is computed the same way, its
-sources summed in the same order, whatever else is packed with it: an
-individual's scores do not depend on its batch. Disabled edges are simply
-absent. All outputs form the last level; when they share an activation they are
-one contiguous block of rows, genome by genome, and are read without a copy.
+A node's pre-activation is ``w * (sum of its enabled sources)``, summed one
+source after another, its input sources first, then its hidden ones, each in
+the genome's edge order (the reference evaluator sums in the same order, so the
+two agree to the bit on sums, even where a step activation meets an exact 0).
+A level whose nodes have only shared inputs as sources does not depend on w, so
+it is gathered once per node (``embedding_bag`` over the input table); any other
+level gathers all its sources per weight (``embedding_bag`` over ``V`` seen as
+``[rows * W, B]``, bag ``(node, j)`` taking rows ``src * W + j``; the input
+rows of ``V`` hold the inputs at every weight). The multiplication by w is folded
+into the activation's first operation. Every node is computed the same way,
+whatever else is packed with it: an individual's scores do not depend on its
+batch. (Gathering the input sources once per node and adding them to each
+weight's hidden sum was measured: no faster, since a node has few input sources
+and their sum is written and read back once per weight; benchmarks/RESULTS.md.)
+Disabled edges are simply absent. All outputs form the last level; when they
+share an activation they are one contiguous block of rows, genome by genome,
+and are read without a copy.
 
 Packing is vectorised over the population with numpy (depths, cycle check,
 liveness); only reading each genome's names and edges is a Python loop, and a
@@ -418,6 +425,9 @@ def _layout(packed, pop: "_Population | None", n_obs: int, n_outputs: int, weigh
 
     keep = live[dst]
     src, dst = src[keep], dst[keep]
+    # the order a node sums its sources in: inputs first, then each in the genome's edge order
+    # (edges are numbered genome by genome, in order), whatever else is packed
+    rank = np.flatnonzero(keep) + len(keep) * ~pop.is_input[src]
     from_input = pop.is_input[src]
     row_depth, row_act = depth[computed], pop.activation[computed]
     starts = np.flatnonzero(np.diff(row_depth, prepend=-1))
@@ -434,11 +444,11 @@ def _layout(packed, pop: "_Population | None", n_obs: int, n_outputs: int, weigh
         # order: a node's value never depends on which other genomes share its pack (scaling
         # inside the gather, sum of w * source, rounded differently, and only some levels did).
         inputs_only = shared_inputs and bool(np.all(from_input[in_level]))
-        edge_src, edge_dst = row[src[in_level]], row[dst[in_level]] - lo
+        edge_src, edge_dst, edge_rank = row[src[in_level]], row[dst[in_level]] - lo, rank[in_level]
         pack.levels.append(Level(
             lo, hi,
-            from_inputs=_gather(edge_src, edge_dst, hi - lo, 1, device) if inputs_only else None,
-            from_rows=None if inputs_only else _gather(edge_src, edge_dst, hi - lo, W, device),
+            from_inputs=_gather(edge_src, edge_dst, hi - lo, 1, device, edge_rank) if inputs_only else None,
+            from_rows=None if inputs_only else _gather(edge_src, edge_dst, hi - lo, W, device, edge_rank),
             groups=[(int(acts[a]), lo + a, lo + b) for a, b in zip(bounds[:-1], bounds[1:])],
         ))
     output_rows = row[np.flatnonzero(pop.is_output)]  # genome by genome, in output order
@@ -452,13 +462,13 @@ def _layout(packed, pop: "_Population | None", n_obs: int, n_outputs: int, weigh
     return pack
 
 
-def _gather(src_rows: np.ndarray, dst_local: np.ndarray, n_nodes: int, W: int, device,
+def _gather(src_rows: np.ndarray, dst_local: np.ndarray, n_nodes: int, W: int, device, rank: np.ndarray,
             scale: torch.Tensor | None = None) -> Gather | None:
-    """Bags (node k, weight j) at k * W + j over table rows src * W + j, each row times
-    scale[j] when `scale` is given; None if no edges."""
+    """Bags (node k, weight j) at k * W + j over table rows src * W + j, in `rank` order within
+    a bag, each row times scale[j] when `scale` is given; None if no edges."""
     if len(src_rows) == 0:
         return None
-    order = np.lexsort((src_rows, dst_local))
+    order = np.lexsort((rank, dst_local))
     src_rows, dst_local = src_rows[order], dst_local[order]
     counts = np.bincount(dst_local, minlength=n_nodes)
     first = np.cumsum(counts) - counts

@@ -131,8 +131,9 @@ class ClassificationTask:
         mask[torch.from_numpy(self.minibatch_positions(seed))] = True
         return mask
 
-    def scorer(self, n_individuals: int, weights: torch.Tensor, batch_mask: torch.Tensor) -> "ClassificationScorer":
-        return ClassificationScorer(self, n_individuals, weights, batch_mask)
+    def scorer(self, n_individuals: int, weights: torch.Tensor, batch_mask: torch.Tensor,
+               metrics=None) -> "ClassificationScorer":
+        return ClassificationScorer(self, n_individuals, weights, batch_mask, metrics)
 
 
 def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,17 +146,28 @@ def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tu
     return np.sort(train), np.sort(test)
 
 
+# What each metric beyond the reward costs the scorer: the log-probability of the label on the
+# test split, which samples each weight classifies correctly, or the ensemble's votes.
+_NEEDS = {"test_reward": "test_logp", "train_accuracy": "correct", "test_accuracy": "correct",
+          "best_weight": "correct", "best_train_accuracy": "correct", "best_test_accuracy": "correct",
+          "ensemble_train_accuracy": "ensemble", "ensemble_test_accuracy": "ensemble"}
+
+
 class ClassificationScorer:
     """Accumulates rewards and accuracies over blocks of samples.
 
     The batched evaluator feeds it sample blocks so that outputs never exist for the
     whole data set at once; the reference feeds everything at once. Both go through
-    this one definition of the reward and the metrics.
+    this one definition of the reward and the metrics. `metrics` (default: all) names
+    the metrics to compute; the reward always is, with the same bits whatever else is.
     """
 
-    def __init__(self, task: ClassificationTask, n_individuals: int, weights: torch.Tensor, batch_mask: torch.Tensor):
+    def __init__(self, task: ClassificationTask, n_individuals: int, weights: torch.Tensor, batch_mask: torch.Tensor,
+                 metrics=None):
         self.task = task
         self.weights = weights
+        self.wanted = frozenset(task.metric_dims if metrics is None else {"reward", *metrics})
+        self.needs = {_NEEDS[m] for m in self.wanted if m in _NEEDS}
         device = weights.device
         P, W = n_individuals, len(weights)
         acc = torch.float64  # sums over thousands of samples: accumulate in float64
@@ -168,7 +180,8 @@ class ClassificationScorer:
         self.ensemble_train_correct = torch.zeros(P, dtype=acc, device=device)
         self.ensemble_test_correct = torch.zeros(P, dtype=acc, device=device)
         self.nonfinite = torch.zeros(P, W, dtype=torch.bool, device=device)
-        self._logp_sums = torch.zeros(2, P * W, dtype=acc, device=device)  # minibatch, test
+        # minibatch, and test when the test reward is wanted
+        self._logp_sums = torch.zeros(1 + ("test_logp" in self.needs), P * W, dtype=acc, device=device)
         self._pending = None  # values of a segment that the last block ended inside
         self.n_batch = int(batch_mask.sum())
         self._workspace = None
@@ -194,30 +207,31 @@ class ClassificationScorer:
             probs.clamp_min_(-80.0)
         probs.exp_()
         total = ordered_sum(probs, 1)  # not .sum(1): see ordered_sum
-        at_label, earlier = _label_slices(x, runs)
+        at_label, earlier = _label_slices(x, runs, earlier="correct" in self.needs)
         label_logp = at_label - high - total.log()
-        correct = _predicts(at_label, earlier, high)
-        # the ensemble: W times the mean softmax over weights (a sum is cheaper than a mean
-        # over this dimension; the tolerance of `_predicts` is scaled to match)
-        W = x.shape[2]
-        ensemble_sum = ordered_sum(probs.div_(total.unsqueeze(1)), 2)  # [P, O, b]
-        at_label_m, earlier_m = _label_slices(ensemble_sum.unsqueeze(2), runs)
-        ensemble = _predicts(at_label_m, earlier_m, ensemble_sum.amax(1, keepdim=True), scale=W).squeeze(1)
+        P, W, b = x.shape[0], x.shape[2], x.shape[3]
         # every per-sample quantity against (minibatch, train, test) membership, one product each
-        P, b = x.shape[0], x.shape[3]
         membership = self.membership[:, samples].t()  # [b, 3]
         # counts are whole numbers, exact in float64 in any order: one product each. The log-
         # probability sums are not, so they go through `_add_segment_sums`, whose order of
-        # additions is fixed per individual (not by the block size or the batch).
-        correct_sums = correct.view(-1, b).to(torch.float64) @ membership  # [P * W, 3]
-        ensemble_sums = ensemble.view(-1, b).to(torch.float64) @ membership  # [P, 3]
+        # additions is fixed per individual (not by the block size, the batch or the metrics).
         logp = label_logp.view(1, -1, b).to(torch.float64)
-        masked = logp * membership[:, 0::2].t().unsqueeze(1)  # [2, P * W, b]: minibatch, test
-        self._add_logp(masked, samples.stop)
-        self.train_correct += correct_sums[:, 1].view(P, W)
-        self.test_correct += correct_sums[:, 2].view(P, W)
-        self.ensemble_train_correct += ensemble_sums[:, 1]
-        self.ensemble_test_correct += ensemble_sums[:, 2]
+        rows = membership[:, 0::2] if "test_logp" in self.needs else membership[:, :1]
+        self._add_logp(logp * rows.t().unsqueeze(1), samples.stop)  # [1 or 2, P * W, b]: minibatch, test
+        if "correct" in self.needs:
+            correct = _predicts(at_label, earlier, high)
+            correct_sums = correct.view(-1, b).to(torch.float64) @ membership  # [P * W, 3]
+            self.train_correct += correct_sums[:, 1].view(P, W)
+            self.test_correct += correct_sums[:, 2].view(P, W)
+        if "ensemble" in self.needs:
+            # W times the mean softmax over weights (a sum is cheaper than a mean over this
+            # dimension; the tolerance of `_predicts` is scaled to match)
+            ensemble_sum = ordered_sum(probs.div_(total.unsqueeze(1)), 2)  # [P, O, b]
+            at_label_m, earlier_m = _label_slices(ensemble_sum.unsqueeze(2), runs)
+            ensemble = _predicts(at_label_m, earlier_m, ensemble_sum.amax(1, keepdim=True), scale=W).squeeze(1)
+            ensemble_sums = ensemble.view(-1, b).to(torch.float64) @ membership  # [P, 3]
+            self.ensemble_train_correct += ensemble_sums[:, 1]
+            self.ensemble_test_correct += ensemble_sums[:, 2]
 
     def _add_logp(self, masked: torch.Tensor, stop: int) -> None:
         """Sums of whole segments; a block that ends inside a segment leaves the rest of it
@@ -247,7 +261,7 @@ class ClassificationScorer:
         n_train, n_test = self.task.n_train, self.task.n_test
         nan = float("nan")
         self.reward_sum = self._logp_sums[0].view_as(self.reward_sum)
-        self.test_logp_sum = self._logp_sums[1].view_as(self.test_logp_sum)
+        self.test_logp_sum = self._logp_sums[-1].view_as(self.test_logp_sum)  # only read when computed
         train_acc = self.train_correct / n_train
         test_acc = self.test_correct / n_test if n_test else torch.full_like(train_acc, nan)
         best = train_acc.argmax(1, keepdim=True)  # chosen on training data only, never on test
@@ -263,7 +277,7 @@ class ClassificationScorer:
             "ensemble_test_accuracy": (self.ensemble_test_correct / n_test if n_test
                                        else torch.full_like(self.ensemble_train_correct, nan)),
         }
-        return metrics["reward"], metrics
+        return metrics["reward"], {name: value for name, value in metrics.items() if name in self.wanted}
 
 
 # Samples per summation segment. An individual's sum over samples is the same whatever
@@ -308,16 +322,18 @@ def _runs_in(label_runs, samples: slice) -> list[tuple[int, int, int]]:
     return runs
 
 
-def _label_slices(x: torch.Tensor, runs) -> tuple[torch.Tensor, torch.Tensor]:
-    """x at each sample's label, and the max of x over the classes before it.
+def _label_slices(x: torch.Tensor, runs, earlier: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """x at each sample's label, and (when `earlier`) the max of x over the classes before it.
 
     x: [P, C, W, b]; both results [P, W, b]. One slice per run of equal labels.
     """
     shape = (x.shape[0],) + tuple(x.shape[2:])
     at_label = x.new_empty(shape)
-    earlier = x.new_empty(shape)  # the runs cover every sample of the block
+    wanted, earlier = earlier, x.new_empty(shape) if earlier else None  # the runs cover every sample
     for label, first, stop in runs:
         at_label[..., first:stop] = x[:, label, ..., first:stop]
+        if not wanted:
+            continue
         if label > 0:
             torch.amax(x[:, :label, ..., first:stop], 1, out=earlier[..., first:stop])
         else:
