@@ -237,6 +237,17 @@ class CausalSelfAttention(nn.Module):
         return self.c_proj(y)
 
 
+class SelfAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention on one [B, T, E] tensor as query, key and value (batch first, no mask); its
+    state-dict keys are torch's own (in_proj_weight, out_proj.weight, ...)."""
+
+    def __init__(self, dim, heads, bias=True, dropout=0.0):
+        super().__init__(dim, heads, dropout=dropout, bias=bias, batch_first=True)
+
+    def forward(self, x):
+        return super().forward(x, x, x, need_weights=False)[0]
+
+
 class GPT2MLP(nn.Module):
     """GPT-2 feed-forward: c_fc, activation (an explicit module), c_proj."""
 

@@ -9,9 +9,9 @@ import importlib
 import attrs
 
 from ..errors import NetevoError
-from ..ops.registry import Unimportable, all_ops
+from ..ops.registry import Unimportable, all_ops, get_op
 from .errors import fresh, identifier, import_error
-from .multi_output import narrow_pieces
+from .multi_output import first_of_tuple, narrow_pieces
 from .naming import SpecWriter
 
 RUNTIME = object()  # an argument computed in forward (`x.size(0)`): only rules that ignore it can import the call
@@ -26,6 +26,7 @@ class Call:
     kwargs: dict
     in_shapes: tuple
     out_shape: tuple
+    same_tensor: bool = False  # several tensor arguments, all one tensor (attention's query, key and value)
 
     def arg(self, index: int, name: str, default):
         value = self.args[index] if index < len(self.args) else self.kwargs.get(name, default)
@@ -127,6 +128,7 @@ def import_text(module, example_inputs, name: str | None = None) -> str:
     inputs = _order_inputs(example_inputs, placeholders)
     _shapes(gm, inputs)
     narrow_pieces(gm, _tensor_shape)  # `a, b = x.chunk(2, dim=1)`: one narrow per piece
+    first_of_tuple(gm, _tensor_shape)  # `y, _ = self.attn(x, x, x)`
     batch = inputs[0].shape[0] if inputs and inputs[0].dim() else None
     matched, inputs_of, calls = {}, {}, {}
     for node in gm.graph.nodes:
@@ -142,8 +144,11 @@ def import_text(module, example_inputs, name: str | None = None) -> str:
                                    f"{_where(node)}", node, "the importer covers the ops listed in docs/import.md")
             continue
         matched[node] = _match(node, gm, tables, out_shape)
-        inputs_of[node] = [a for a in _flat(node.args) + _flat(list(node.kwargs.values()))
-                           if isinstance(a, fx.Node) and _tensor_shape(a) is not None]
+        ins = [a for a in _flat(node.args) + _flat(list(node.kwargs.values()))
+               if isinstance(a, fx.Node) and _tensor_shape(a) is not None]
+        if len(ins) > 1 and len(set(ins)) == 1 and get_op(matched[node][0]).max_inputs == 1:
+            ins = ins[:1]  # one tensor in several argument slots: self-attention's query, key and value
+        inputs_of[node] = ins
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
             layer = gm.get_submodule(node.target)
@@ -262,13 +267,18 @@ def _match(node, gm, tables, out_shape):
                            "the importer covers the ops listed in docs/import.md; others need an op in ops/")
     import torch.fx as fx
 
+    tensors = [a for a in _flat(node.args) + _flat(list(node.kwargs.values()))
+               if isinstance(a, fx.Node) and _tensor_shape(a) is not None]
     call = Call(module=module, args=tuple(_constant(a) for a in node.args),
                 kwargs={k: _constant(v) for k, v in node.kwargs.items()},
-                in_shapes=tuple(_tensor_shape(a) for a in _flat(node.args) + _flat(list(node.kwargs.values()))
-                                if isinstance(a, fx.Node) and _tensor_shape(a) is not None),
-                out_shape=out_shape)
+                in_shapes=tuple(_tensor_shape(a) for a in tensors), out_shape=out_shape,
+                same_tensor=len(tensors) > 1 and len(set(tensors)) == 1)
     reasons = []
     for op_name, rule in candidates:
+        if rule.tuple_first != bool(node.meta.get("netevo_tuple_first")):
+            reasons.append("it gives a tuple of tensors" if not rule.tuple_first else "forward uses more than "
+                           "element 0 of its result")
+            continue
         try:
             return op_name, rule.params(call)
         except Unimportable as e:
@@ -280,7 +290,8 @@ def _match(node, gm, tables, out_shape):
 def _check_weights_reached(module, called):
     for key in module.state_dict():
         owner = key.rpartition(".")[0]
-        if owner not in called:
+        parts = owner.split(".")
+        if not any(".".join(parts[:i]) in called for i in range(1, len(parts) + 1)):  # a called layer, or inside one
             raise import_error("E164", f"`{key}` belongs to `{owner or 'the top-level module'}`, which forward "
                                "does not call as a layer", hint="only the weights of called layers are imported; "
                                "remove unused layers or tensors read directly in forward")

@@ -66,3 +66,27 @@ def narrow_pieces(gm, size_of) -> None:
             user.replace_all_uses_with(piece)
             graph.erase_node(user)
         graph.erase_node(node)
+
+
+def first_of_tuple(gm, size_of) -> None:
+    """`y, _ = self.attn(x, x, x)`: a call giving a tuple of which forward uses element 0 alone stands for that
+    element (marked, so that only an op declaring `TorchImport.tuple_first` imports it)."""
+    graph = gm.graph
+    for node in list(graph.nodes):
+        if node.op not in ("call_module", "call_function", "call_method") or size_of(node) is not None:
+            continue
+        users = list(node.users)
+        if not users or not all(u.op == "call_function" and u.target is operator.getitem
+                                and isinstance(u.args[1], int) for u in users):
+            continue
+        used = [u for u in users if u.users]
+        if len(used) != 1 or used[0].args[1] != 0 or size_of(used[0]) is None:
+            continue
+        first = used[0]
+        for user in users:
+            if user is not first:
+                graph.erase_node(user)
+        first.replace_all_uses_with(node)
+        node.meta["tensor_meta"] = first.meta["tensor_meta"]
+        node.meta["netevo_tuple_first"] = True
+        graph.erase_node(first)

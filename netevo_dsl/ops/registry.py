@@ -110,12 +110,14 @@ class TorchImport:
     ("torch.nn.functional.relu", "_operator.add"), `methods` tensor method names ("relu").
     `params(call)` returns the op's params from an `importer.Call` (its `module`, constant `args`
     and `kwargs`, `in_shapes`, `out_shape`), or raises `Unimportable` saying what cannot be kept.
+    `tuple_first`: the call gives a tuple and the op stands for its element 0 (`y, _ = self.attn(x, x, x)`).
     """
 
     modules: tuple = ()
     functions: tuple = ()
     methods: tuple = ()
     params: Callable = lambda call: {}
+    tuple_first: bool = False
 
 
 @attrs.frozen
@@ -202,6 +204,7 @@ def _load_all():
             pool,
             reduce,
             reshape,
+            self_attention,
         )
 
 

@@ -209,6 +209,8 @@ BAD = [
      net("output y = narrow(x, dim=1, start=2, length=2)")),
     ("narrow_negative_start", "E034", 3, "`start` must be at least 0",
      net("output y = narrow(x, dim=1, start=-1, length=1)")),
+    ("self_attention_heads_not_dividing", "E040", 3, "10 is not divisible by 4",
+     "network n {\n  input x: [B, T, 10]\n  output y = self_attention(x, heads=4)\n}\n"),
     ("channel_scale_not_per_channel", "E040", 4, "channel_scale needs one operand of shape [B, C, 1, ...]",
      "network n {\n  input x: [B, 3, 4, 4]\n  input s: [B, 3, 4, 1]\n  output y = channel_scale(x, s)\n}\n"),
     # --- issue 17's bounded activations, pooling ceil_mode, mean, stochastic depth (bad params)

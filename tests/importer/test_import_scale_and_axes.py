@@ -131,6 +131,59 @@ def test_import_reproduces_the_model(make, shape):
     assert ("channel_scale(" in text) == (make is SqueezeExcite) and ("narrow(" in text) == (make is ShuffleBlock)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_self_attention_is_torchs_multihead_attention(bias):
+    spec = ne.parse(f"""version 1
+
+network n {{
+  input x: [B, T, 12]
+  output attn = self_attention(x, heads=3, bias={'true' if bias else 'false'})
+}}
+""")
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(12, 3, bias=bias, batch_first=True).double().eval()
+    x = torch.randn(2, 5, 12, dtype=torch.float64)
+    want = mha(x, x, x, need_weights=False)[0]  # PyTorch's own attention is the oracle
+    for model in (ne.compile_module(spec, dtype=torch.float64), _emitted_source_model(spec).double()):
+        model.load_state_dict({f"attn.{k}": v for k, v in mha.state_dict().items()}, strict=True)
+        assert torch.allclose(model.eval()(x), want, rtol=0, atol=1e-12)
+
+
+class Encoder(nn.Module):
+    """A pre-norm transformer encoder layer with torch's nn.MultiheadAttention, as users write one."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(6, 16)
+        self.ln1, self.ln2 = nn.LayerNorm(16), nn.LayerNorm(16)
+        self.attn = nn.MultiheadAttention(16, 4, dropout=0.1, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 16))
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = self.embed(x)
+        h = self.ln1(x)
+        a, _ = self.attn(h, h, h, need_weights=False)
+        x = x + a
+        x = x + self.mlp(self.ln2(x))
+        return self.head(x).flatten(1)
+
+
+def test_an_encoder_with_multihead_attention_imports_exactly():
+    torch.manual_seed(0)
+    spec = _assert_reproduces(Encoder(), torch.randn(2, 5, 6, dtype=torch.float64))
+    assert "self_attention(ln1, heads=4, dropout=0.1)" in ne.format(spec)
+
+
+class CrossAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(x, torch.tanh(x), x)[0]  # CROSS_LINE
+
+
 class WholeChunk(nn.Module):
     def forward(self, x):
         return torch.cat(x.chunk(2, dim=1), dim=1)  # CHUNK_LINE
@@ -150,11 +203,12 @@ def _line(marker):
         return next(i for i, line in enumerate(f, start=1) if marker in line and "_line(" not in line)
 
 
-@pytest.mark.parametrize("model, code, words, marker", [
-    (WholeChunk(), "E160", "`Tensor.chunk` gives a value that is not one tensor", "# CHUNK_LINE"),
-    (SpatialGate(), "E162", "one factor per sample and channel", "# GATE_LINE")])
-def test_what_the_ops_cannot_keep_is_refused_at_the_users_line(model, code, words, marker):
+@pytest.mark.parametrize("model, code, words, marker, shape", [
+    (WholeChunk(), "E160", "`Tensor.chunk` gives a value that is not one tensor", "# CHUNK_LINE", (2, 4, 3, 3)),
+    (SpatialGate(), "E162", "one factor per sample and channel", "# GATE_LINE", (2, 4, 3, 3)),
+    (CrossAttention(), "E162", "query, key and value are different tensors", "# CROSS_LINE", (2, 3, 8))])
+def test_what_the_ops_cannot_keep_is_refused_at_the_users_line(model, code, words, marker, shape):
     with pytest.raises(NetevoError) as info:
-        ne.from_module(model, torch.randn(2, 4, 3, 3))
+        ne.from_module(model, torch.randn(*shape))
     assert info.value.code == code and words in info.value.message
     assert info.value.span.file == __file__ and info.value.span.line == _line(marker)
