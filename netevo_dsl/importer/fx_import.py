@@ -5,6 +5,7 @@ Naming and structure are `naming.py`'s; this module finds which op each call is.
 from __future__ import annotations
 
 import importlib
+import keyword
 
 import attrs
 
@@ -12,6 +13,7 @@ from ..errors import NetevoError
 from ..ops.registry import Unimportable, all_ops, get_op
 from .errors import fresh, identifier, import_error
 from .multi_output import first_of_tuple, narrow_pieces
+from ..ir.printer import value_name
 from .naming import SpecWriter
 
 RUNTIME = object()  # an argument computed in forward (`x.size(0)`): only rules that ignore it can import the call
@@ -91,14 +93,18 @@ def _trace(module, leaves=()):
         def is_leaf_module(self, m, qualname):
             return type(m) in leaves or super().is_leaf_module(m, qualname)
 
+    keyword_named = next((p for p, _ in module.named_modules() if any(map(keyword.iskeyword, p.split(".")))), None)
+    if keyword_named is not None:  # neither fx nor a spec can write `self.class(x)`
+        raise import_error("E161", f"module path `{keyword_named}` cannot be named in a spec: a part of it is a "
+                           "Python keyword", hint="keys are never renamed after the import; rename the module")
     tracer = Tracer()
     tracer.record_stack_traces = True
     try:
         graph = tracer.trace(module)
+        return fx.GraphModule(tracer.root, graph)  # fails for a module named like a Python keyword (`class`)
     except Exception as e:  # fx raises anything from the user's forward: data-dependent control flow, ...
         raise import_error("E163", f"torch.fx cannot trace {type(module).__name__}: {type(e).__name__}: {e}",
                            hint="the importer needs a forward without data-dependent control flow") from None
-    return fx.GraphModule(tracer.root, graph)
 
 
 def _shapes(gm, inputs):
@@ -173,16 +179,18 @@ def import_text(module, example_inputs, name: str | None = None) -> str:
                                hint="every input is a tensor [batch, ...] of the same batch size")
         local[node] = fresh(str(node.target), used)
         lines.append(f"  input {local[node]}: {shape_of(node)}")
-    lines += writer.body("", writer.units("", list(matched)), local, used)
+    lines = writer.finish(lines + writer.body("", writer.units("", list(matched)), local, used))
     outs = _flat([n for n in gm.graph.nodes if n.op == "output"][0].args)
     if not outs or any(not isinstance(a, fx.Node) or a not in local for a in outs):
         raise import_error("E163", "forward must return a tensor or a tuple of tensors")
     for i, node in enumerate(outs):
-        lines.append(f"  output {fresh('out' if len(outs) == 1 else f'out{i}', used)} = {local[node]}")
+        lines.append(f"  output {fresh('out' if len(outs) == 1 else f'out{i}', used)} = {value_name(local[node])}")
     _check_weights_reached(module, set(calls))
     net = name or type(module).__name__.lower()
     if not identifier(net):
         net = "imported"
+    if net in writer.blocks.values():  # a block of the same class (a bare nn.Sequential holding a Sequential)
+        net = fresh(f"{net}_net", set(writer.blocks.values()))
     blocks = "".join("\n" + text for text in writer.block_text)
     return "version 1\n" + blocks + "\nnetwork " + net + " {\n" + "\n".join(lines) + "\n}\n"
 
