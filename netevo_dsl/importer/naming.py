@@ -8,6 +8,8 @@ these rules cannot express is refused (E161); keys are never renamed afterwards.
 """
 from __future__ import annotations
 
+import re
+
 import attrs
 
 from ..ops.registry import REQUIRED, get_op
@@ -15,6 +17,7 @@ from ..errors import NetevoError
 from ..ir.printer import value_name
 from ..passes.elaborate import check_value_name
 from ..passes.guards import check_module_name
+from .blocks import DEFAULT, MARK, Instance, hole, input_dims, resolve
 from .errors import import_error, identifier, fresh
 
 
@@ -41,7 +44,8 @@ class SpecWriter:
         self.matched = matched  # node -> (op name, params)
         self.inputs_of = inputs_of  # node -> its tensor input nodes, in call order
         self.shape_of = shape_of  # node -> "[B, 3, 32, 32]"
-        self.blocks: dict[str, str] = {}  # block body text -> block name
+        self.instances: dict[int, Instance] = {}  # block instances, written by `finish` (blocks.py)
+        self.blocks: dict[str, str] = {}  # block name -> itself, once `finish` has run
         self.block_text: list[str] = []
 
     # --- structure --------------------------------------------------------------------------------
@@ -110,8 +114,7 @@ class SpecWriter:
                     raise import_error("E161", f"`{full}` takes {len(args)} tensors", unit.nodes[0])
                 lines.append(f"  {unit.child} = {args[0]} |> " + " |> ".join(self.stages(full, unit.nodes)))
             else:
-                block = self.block(full, module, unit.nodes, ins, outs[0])
-                lines.append(f"  {value_name(unit.child)} = {block}({', '.join(args)})")
+                lines.append(f"  {value_name(unit.child)} = {self.block(full, module, unit.nodes, ins, outs[0], args)}")
             local[outs[0]] = unit.child
         return lines
 
@@ -135,23 +138,30 @@ class SpecWriter:
             if len(ins) != 1 or len(outs) != 1:  # a nested nn.Sequential is a block of `0` = ..., `1` = ...
                 raise import_error("E161", f"module path `{full}` cannot be named in a spec yet: a child of an "
                                    "nn.Sequential taking or giving several tensors", first)
-            stages.append(f"{self.block(full, module, unit.nodes, ins, outs[0])}()")
+            stages.append(self.block(full, module, unit.nodes, ins, outs[0], []))
         return stages
 
-    def block(self, path, module, nodes, ins, out) -> str:
+    def block(self, path, module, nodes, ins, out, args) -> str:
+        """The call of a block for this child (a hole until `finish` knows every instance of its class)."""
         used = {n for n, _ in module.named_children()} | {n for n, _ in module.named_parameters(recurse=False)} \
             | {n for n, _ in module.named_buffers(recurse=False)}
-        local, params = {}, []
+        local, inputs = {}, []
         for a in ins:
             local[a] = fresh("x", used)
-            params.append(f"{local[a]}: {self.shape_of(a)}")
+            sizes = [int(d) for d in self.shape_of(a)[1:-1].split(", ")[1:]]
+            inputs.append((local[a], input_dims(len(sizes), used), sizes))
         lines = self.body(path, self.units(path, nodes), local, used)
-        body = f"({', '.join(params)}) {{\n" + "\n".join(lines) + f"\n  return {value_name(local[out])}\n}}\n"
-        if body not in self.blocks:
-            taken = set(self.blocks.values())
-            self.blocks[body] = fresh(type(module).__name__.lower(), taken)
-            self.block_text.append(f"block {self.blocks[body]}{body}")
-        return self.blocks[body]
+        instance = Instance(len(self.instances), type(module).__name__.lower(), inputs, lines,
+                            value_name(local[out]), list(args),
+                            {int(i) for line in lines for i in re.findall(r"\x01(\d+)\x01", line)})
+        self.instances[instance.id] = instance
+        return hole(instance.id)
+
+    def finish(self, lines: list[str]) -> list[str]:
+        """Write the blocks (one per class and shape of body, with parameters); the network's lines filled in."""
+        self.block_text, names, lines = resolve(self.instances, lines)
+        self.blocks = {name: name for name in names}
+        return lines
 
     @staticmethod
     def _name(local, node, at):
@@ -181,13 +191,18 @@ _INFIX = {"add": "+", "mul": "*"}
 
 
 def call(op_name, inputs, params) -> str:
+    """An op call; a keyword with a default is marked (blocks.py) and written only where it is not the default."""
     if op_name in _INFIX and len(inputs) >= 2:
         return f" {_INFIX[op_name]} ".join(inputs)  # the residual `x + y`, as people write it
     op = get_op(op_name)
     parts = list(inputs)
     for p in op.params:
-        if p.name in params and (p.default is REQUIRED or params[p.name] != p.default):
+        if p.name not in params:
+            continue
+        if p.default is REQUIRED:
             parts.append(f"{p.name}={value(params[p.name])}")
+        else:
+            parts.append(f"{MARK}{p.name}={value(params[p.name])}{DEFAULT}{value(p.default)}{MARK}")
     return f"{op_name}({', '.join(parts)})"
 
 

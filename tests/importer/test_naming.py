@@ -73,3 +73,22 @@ def test_regnet_x_imports_exactly():
     original = torchvision.models.get_model("regnet_x_400mf", weights=None, num_classes=10)
     spec = _assert_reproduces(original, torch.randn(2, 3, 32, 32, dtype=torch.float64))
     assert list(ne.compile_module(spec).state_dict()) == list(original.state_dict())
+
+
+def test_instances_of_one_class_share_a_block_whose_parameters_are_what_differs():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    original = torchvision.models.resnet18(num_classes=10)
+    spec = _assert_reproduces(original, torch.randn(2, 3, 32, 32, dtype=torch.float64))
+    text = ne.format(spec)
+    assert ne.format(ne.parse(text)) == text  # what `netevo fmt --check` asks
+    # torchvision's BasicBlock: the first block of stages 2-4 has stride 2 and a downsample, and the stages differ
+    # only in width; so two bodies, the width a parameter, the input's size its symbolic `c`
+    blocks = {b.name: b for b in spec.items if type(b).__name__ == "Block"}
+    assert sorted(blocks) == ["basicblock", "basicblock_1"]
+    assert [p.name for p in blocks["basicblock"].params] == ["x"]
+    assert [p.name for p in blocks["basicblock_1"].params] == ["x", "out"]
+    assert "block basicblock(x: [B, c, H, W])" in text and "conv2d(x, out=c, k=3, pad=1, bias=false)" in text
+    assert "repeat 2 as layer1 {\n    layer1 = basicblock(layer1)\n  }" in text  # a run of identical calls
+    for stage, width in ((2, 128), (3, 256), (4, 512)):
+        assert f"layer{stage} = layer{stage - 1} |> basicblock_1(out={width}) |> basicblock()" in text
