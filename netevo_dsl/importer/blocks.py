@@ -16,6 +16,7 @@ import re
 
 import attrs
 
+from ..ops.registry import op_names
 from .errors import fresh
 
 HOLE = "\x01"  # \x01<id>\x01: the call of a nested block instance
@@ -75,7 +76,7 @@ def resolve(instances: dict, top_lines: list[str]):
         for (cls, _), members in groups.items():
             text, kwargs = _unify(members)
             if text not in by_text:
-                by_text[text] = fresh(cls, set(by_text.values()))
+                by_text[text] = fresh(cls, set(by_text.values()) | set(op_names()))  # a block would hide an op
                 texts.append(f"block {by_text[text]}{text}")
             for (inst, _), kw in zip(members, kwargs):  # marked: a caller's text keeps every argument
                 calls[inst.id] = f"{by_text[text]}({', '.join(inst.args + kw)})"
