@@ -169,15 +169,14 @@ class Evolution:
             rules = next((m for m in self.spec.of_kind(ir.MutateBlock) if m.target == self.settings.target), None)
             return mutate_genome(genome, rng, rules)
         if self._rules is None:  # the task's activation pool where the rules name none; the same for every parent
+            from ..ops.activations import WANN_BY_NAME
             from ..ops.tasks import get_task_spec
             from .mutations.engine import rules_for
             from .mutations.wann import with_activation_pool
 
             block = next((m for m in self.spec.of_kind(ir.MutateBlock) if m.target == self.settings.target), None)
-            from ..ops.activations import WANN_BY_NAME
-
-            self._rules = with_activation_pool(rules_for(ir.Spec((genome,)), genome, None if block is None else block.rules),
-                                               get_task_spec(self.settings.task).activations)
+            rules = rules_for(ir.Spec((genome,)), genome, None if block is None else block.rules)
+            self._rules = with_activation_pool(rules, get_task_spec(self.settings.task).activations)
             self._trust_children = all(str(c) in WANN_BY_NAME for r in self._rules for c in (r.choices or ()))
         # WANN operators keep a valid genome valid (tests/evolve/test_wann_mutations.py), and every parent is
         # valid (the checked seed genome, its initial population, children, or a resumed checkpoint's genomes,
