@@ -39,20 +39,21 @@ def add_parser(subparsers):
 def cmd_tune(args) -> int:
     from .tune import TuneBudget, tune
 
-    genome, task, params, weights, default_out = load_champion(args.source, args.task)
+    genome, task, params, weights, default_out, origin = load_champion(args.source, args.task)
     budget = TuneBudget(iterations=args.iterations, cpu_seconds=args.cpu_seconds, lr=args.lr,
                         batch_size=args.batch_size, population=args.population, sigma=args.sigma,
                         episodes=args.episodes)
     result = tune(genome, task, params, weights=weights, budget=budget, seed=args.seed)
     out = Path(args.out) if args.out else default_out
-    paths = write_outputs(result, out, args.source, getattr(args, "argv", None))
-    print(report_markdown(result, args.source, None).split("\n## ")[1].split("\n", 1)[1].strip())
+    paths = write_outputs(result, out, origin, getattr(args, "argv", None))
+    print(report_markdown(result, origin, None).split("\n## ")[1].split("\n", 1)[1].strip())
     print(f"wrote {paths[0]}, {paths[1]}, {paths[2]}")
     return 0
 
 
 def load_champion(source, task: str | None = None):
-    """(genome, task name, task params, shared weights or None, default output folder) of a run folder or spec."""
+    """(genome, task name, task params, shared weights or None, default output folder, the genome's file)
+    of a run folder or a spec."""
     from ..grammar.loader import load
     from .population import genome_from_text
 
@@ -67,7 +68,8 @@ def load_champion(source, task: str | None = None):
         settings = load_settings(config)
         champion = path / "champion.net"
         if not champion.exists():  # a run still going: its newest generation's champion
-            found = sorted((path / "champions").glob("gen_*.net")) if (path / "champions").is_dir() else []
+            found = sorted((p for p in (path / "champions").glob("gen_*.net") if p.stem[4:].isdigit()),
+                           key=lambda p: int(p.stem[4:])) if (path / "champions").is_dir() else []
             if not found:
                 raise UsageError(f"{path} has no champion yet (no champion.net, no champions/gen_*.net)",
                                  hint="wait for the run's first generation", code="E194")
@@ -79,7 +81,7 @@ def load_champion(source, task: str | None = None):
         if not isinstance(genome, ir.WannGenome):
             raise UsageError(f"{champion} holds no WANN genome", hint="tune works on WANN genomes", code="E194")
         params = dict(settings.task_params) if task in (None, settings.task) else {}
-        return genome, task or settings.task, params, settings.weights, path / "tune"
+        return genome, task or settings.task, params, settings.weights, path / "tune", champion
     spec = load(path)
     genomes = spec.of_kind(ir.WannGenome)
     if len(genomes) != 1:
@@ -96,7 +98,7 @@ def load_champion(source, task: str | None = None):
             raise UsageError(f"{path} names no task for `{genome.name}`", hint="pass --task NAME (e.g. --task "
                              "swingup), or add an evolve block with `task ...`", code="E195") from None
         task, params = settings.task, dict(settings.task_params)
-    return genome, task, params, None, path.with_name(path.stem + "_tune")
+    return genome, task, params, None, path.with_name(path.stem + "_tune"), path
 
 
 def write_outputs(result, out: Path, source, argv) -> tuple[Path, Path, Path]:
