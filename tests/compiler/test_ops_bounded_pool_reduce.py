@@ -191,3 +191,30 @@ def test_stochastic_depth_in_training_matches_torchvision(mode):
         got = model.train()(x)
         torch.manual_seed(seed)
         assert torch.equal(got, ops.stochastic_depth(x, 0.4, mode, training=True))
+
+
+# --- channel dropout ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(300, 4, 5), (300, 4, 3, 2), (300, 4, 2, 2, 2)])
+def test_channel_dropout_zeroes_whole_channels_in_training(shape):
+    """Tompson et al. 2015 (spatial dropout): each (sample, channel) is zeroed whole with probability p, the rest
+    scaled by 1 / (1 - p); the identity in eval mode."""
+    x = torch.rand(*shape, dtype=torch.float64) + 1.0  # no zeros of its own
+    spec = _net("channel_dropout(x, p=0.3)", shape)
+    for model in (ne.compile_module(spec, dtype=torch.float64),
+                  exec_source(ne.emit_source(spec))[class_name("n")]().double()):
+        with torch.no_grad():
+            assert torch.equal(model.eval()(x), x)
+            y = model.train()(x).flatten(2)
+        kept = (y != 0).all(dim=2)
+        assert torch.equal(kept, (y != 0).any(dim=2))
+        assert torch.allclose(y[kept], x.flatten(2)[kept] / 0.7, rtol=1e-15, atol=0)
+        n = kept.numel()
+        assert abs(kept.double().mean().item() - 0.7) < 4 * math.sqrt(0.7 * 0.3 / n)
+
+
+def test_channel_dropout_needs_a_channel_layout():
+    with pytest.raises(NetevoError) as info:
+        ne.check(_net("channel_dropout(x, p=0.3)", (2, 3)))
+    assert info.value.code == "E040" and "channel dropout takes [B, C, L]" in str(info.value)

@@ -222,6 +222,8 @@ BAD = [
     ("mean_dim_out_of_range", "E040", 3, "dim 2 is out of range for rank 2", net("output y = mean(x, dims=[2])")),
     ("stochastic_depth_p_above_one", "E040", 3, "probability in [0, 1], got 1.5",
      net("output y = stochastic_depth(x, p=1.5)")),
+    ("channel_dropout_without_channels", "E040", 3, "channel dropout takes [B, C, L], [B, C, H, W] or",
+     net("output y = channel_dropout(x, p=0.3)")),
     ("pool_ceil_mode_not_bool", "E033", 3, "`ceil_mode` must be true or false",
      "network n {\n  input x: [B, 3, 8, 8]\n  output y = maxpool2d(x, k=2, ceil_mode=1)\n}\n"),
     ("pool_ceil_mode_symbolic_size", "E040", 3, "ceil_mode with stride 4 above k - pad = 3 needs a concrete size",

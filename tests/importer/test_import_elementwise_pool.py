@@ -46,9 +46,10 @@ class PoolsAndMeans(nn.Module):
         self.avg = nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
         self.fc = nn.Linear(8, 5)
         self.fc2 = nn.Linear(8, 5)
+        self.drop = nn.Dropout2d(0.2)
 
     def forward(self, x):
-        h = self.pool(F.relu(self.conv(x)))  # 11 -> 5 with ceil_mode (4 without)
+        h = self.pool(F.relu(self.drop(self.conv(x))))  # 11 -> 5 with ceil_mode (4 without)
         h = F.max_pool2d(h, 2, stride=1, padding=1, ceil_mode=True)  # 5 -> 6
         h = h + F.avg_pool2d(h, kernel_size=3, stride=1, padding=1)
         h = self.avg(h)  # 6 -> 4, divisors without the padding
@@ -95,6 +96,7 @@ def test_each_spelling_becomes_its_op():
                  "avg = avgpool2d(add, k=3, stride=2, pad=1, ceil_mode=true, count_include_pad=false)",
                  "mean(avg, dims=[2, 3])", "mean(avg, dims=[-1, 2], keepdim=true)"):
         assert line in text, line
+    assert "drop = channel_dropout(conv, p=0.2)" in text
     text = ne.format(ne.from_module(Identities(), torch.randn(2, 6)))
     assert "identity(fc)" in text and "skip = identity(" in text and "drop = dropout(skip, p=0.3)" in text
 
@@ -153,3 +155,16 @@ def test_torchvision_models_import_exactly(name):
     original = torchvision.models.get_model(name, weights=None, num_classes=10, **kwargs)
     spec = _assert_reproduces(original, torch.randn(1, 3, side, side, dtype=torch.float64))
     assert list(ne.compile_module(spec).state_dict()) == list(original.state_dict())  # same keys, same order
+
+
+def test_channel_dropout_drops_the_originals_channels_in_training():
+    torch.manual_seed(0)
+    original = PoolsAndMeans().double()
+    compiled = ne.compile_module(ne.from_module(original.eval(), torch.randn(2, 3, 11, 11)), dtype=torch.float64)
+    compiled.load_state_dict(original.state_dict(), strict=True)
+    x = torch.randn(6, 3, 11, 11, dtype=torch.float64)
+    for seed in range(3):  # nn.Dropout2d in both draws the same channel mask from the same generator
+        torch.manual_seed(seed)
+        want = original.train()(x)
+        torch.manual_seed(seed)
+        assert torch.equal(compiled.train()(x), want)
