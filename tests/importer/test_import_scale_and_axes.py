@@ -4,6 +4,7 @@ Oracles: PyTorch's own broadcasting `*`, `Tensor.permute` and `Tensor.narrow` in
 original nn.Modules for the imports (compiled spec and emitted source load the original's state_dict with
 strict=True and give its outputs, as in test_import.py).
 """
+import os
 
 import pytest
 import torch
@@ -212,3 +213,32 @@ def test_what_the_ops_cannot_keep_is_refused_at_the_users_line(model, code, word
         ne.from_module(model, torch.randn(*shape))
     assert info.value.code == code and words in info.value.message
     assert info.value.span.file == __file__ and info.value.span.line == _line(marker)
+
+
+# torchvision models these ops complete (with the activations, stochastic depth, mean and contiguous of the
+# other batches of issue 17); 64x64 inputs keep them fast.
+TORCHVISION = ["shufflenet_v2_x1_0", "regnet_y_400mf", "efficientnet_b0", "mobilenet_v3_small"]
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_models_import_exactly(name):
+    if os.environ.get("NETEVO_REQUIRE_TORCHVISION"):  # CI's torchvision step (.ci/run): a missing import fails
+        import torchvision
+    else:
+        torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    original = torchvision.models.get_model(name, weights=None, num_classes=10)
+    spec = _assert_reproduces(original, torch.randn(2, 3, 64, 64, dtype=torch.float64))
+    assert list(ne.compile_module(spec).state_dict()) == list(original.state_dict())  # same keys, same order
+
+
+def test_gpt2_from_transformers_is_refused_with_a_clear_error_not_a_traceback():
+    """GPT2LMHeadModel (issue 17) does not import yet: torch.fx cannot trace transformers' forward (docs/import.md
+    says what is missing). The refusal is a NetevoError naming the model, and nothing else escapes."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=20, n_positions=16,
+                                     bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    with pytest.raises(NetevoError) as info:
+        ne.from_module(transformers.GPT2LMHeadModel(config).eval(), torch.randint(0, 20, (2, 5)))
+    assert info.value.code == "E163" and "torch.fx cannot trace GPT2LMHeadModel" in info.value.message
