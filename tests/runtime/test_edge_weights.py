@@ -12,7 +12,7 @@ import sys
 import attrs
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import netevo_dsl as ne
@@ -188,7 +188,7 @@ def _weighted(genome, data):
     return attrs.evolve(genome, edges=tuple(attrs.evolve(e, weight=v) for e, v in zip(genome.edges, own)))
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])  # a loaded CI machine
 @given(data=st.data())
 def test_batched_evaluate_with_weighted_genomes_equals_the_reference(data):
     # mixed populations: weighted genomes go their own path, the rest the packed one, rows kept
@@ -204,7 +204,7 @@ def test_batched_evaluate_with_weighted_genomes_equals_the_reference(data):
             torch.testing.assert_close(value, reference.metrics[name], rtol=1e-9, atol=1e-9, equal_nan=True)
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_batched_control_with_weighted_genomes_equals_the_reference(data):
     population = [_weighted(g, data) for g in data.draw(st.lists(wann_genomes(n_inputs=4, n_outputs=1, max_edges=10),
