@@ -160,7 +160,7 @@ def test_torchvision_models_import_exactly(name):
 def test_channel_dropout_drops_the_originals_channels_in_training():
     torch.manual_seed(0)
     original = PoolsAndMeans().double()
-    compiled = ne.compile_module(ne.from_module(original.eval(), torch.randn(2, 3, 11, 11)), dtype=torch.float64)
+    compiled = ne.compile_module(ne.from_module(original.eval(), torch.randn(2, 3, 11, 11, dtype=torch.float64)), dtype=torch.float64)
     compiled.load_state_dict(original.state_dict(), strict=True)
     x = torch.randn(6, 3, 11, 11, dtype=torch.float64)
     for seed in range(3):  # nn.Dropout2d in both draws the same channel mask from the same generator
