@@ -36,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from netevo_dsl.runtime.tracker import NeuronTracker  # noqa: E402
 
 BATCH = 512
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}  # cpu: this thread's CPU time (1 torch thread)
+clock = CLOCKS["wall"]
 
 
 def mlp() -> tuple[nn.Module, torch.Tensor]:
@@ -84,9 +86,9 @@ def train_step(model, inputs, targets, optimizer):
 def time_once(step, model, inputs, targets, optimizer, tracker) -> float:
     if tracker is not None:
         tracker.start()
-    start = time.perf_counter()
+    start = clock()
     step(model, inputs, targets, optimizer)
-    elapsed = time.perf_counter() - start
+    elapsed = clock() - start
     if tracker is not None:
         tracker.stop()
     return elapsed
@@ -143,27 +145,36 @@ def cpu_name() -> str:
     return names[0] if names else "unknown"
 
 
+def clock_name(chosen) -> str:
+    return next(name for name, function in CLOCKS.items() if function is chosen)
+
+
 def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def report(reps: int, warmup: int, memory_batches: int) -> str:
+STEPS = {"forward": ("forward (no_grad)", forward_step), "train": ("train step (SGD)", train_step)}
+
+
+def report(reps: int, warmup: int, memory_batches: int, modes: dict, steps: list[str], workloads: dict) -> str:
     lines = [
         f"CPU: {cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, Python {platform.python_version()}",
         f"load average (1, 5, 15 min) at start: {load_average()}",
-        f"batch {BATCH}, {reps} interleaved repetitions after {warmup} warm-up; "
+        f"batch {BATCH}, {reps} interleaved repetitions after {warmup} warm-up, {clock_name(clock)} time; "
         "ratio = median over repetitions of (time with tracker) / (time without, same repetition)",
         "",
-        "| workload | step | no tracker (ms) | " + " | ".join(f"{m} (ms, ratio)" for m in MODES) + " |",
-        "|---|---|---|" + "---|" * len(MODES),
+        "| workload | step | no tracker (ms) | " + " | ".join(f"{m} (ms, ratio)" for m in modes) + " |",
+        "|---|---|---|" + "---|" * len(modes),
     ]
-    for workload, make in WORKLOADS.items():
-        for step_name, step in (("forward (no_grad)", forward_step), ("train step (SGD)", train_step)):
-            result = measure(make, step, reps, warmup)
-            cells = [f"{result[m]['ms']:.2f}, **{result[m]['ratio']:.3f}x**" for m in MODES]
+    for workload, make in workloads.items():
+        for step_name, step in (STEPS[key] for key in steps):
+            result = measure(make, step, reps, warmup, modes)
+            cells = [f"{result[m]['ms']:.2f}, **{result[m]['ratio']:.3f}x**" for m in modes]
             lines.append(f"| {workload} | {step_name} | {result['off']['ms']:.2f} | " + " | ".join(cells) + " |")
     lines.append(f"\nload average at the end of the timings: {load_average()}")
+    if not memory_batches:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         f"Memory after {memory_batches} batches of {BATCH} (bytes of accumulated state):",
@@ -201,20 +212,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--memory-batches", type=int, default=100)
+    parser.add_argument("--memory-batches", type=int, default=100, help="0: skip the memory table")
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), help="tracker modes to time")
+    parser.add_argument("--steps", nargs="+", choices=list(STEPS), default=list(STEPS), help="steps to time")
+    parser.add_argument("--workloads", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"])
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument(
+        "--clock", choices=list(CLOCKS), default="wall",
+        help="cpu: the thread's CPU time, less disturbed by other jobs on a loaded machine (use with --threads 1)",
+    )  # fmt: skip
     parser.add_argument("--write", type=Path, help="also write the table to this markdown file")
     parser.add_argument("--torchvision", action="store_true", help="time torchvision's resnet18 instead")
     parser.add_argument("--tv-batch", type=int, default=8, help="resnet18 batch size")
     parser.add_argument("--tv-size", type=int, default=224, help="resnet18 image height and width")
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
     TORCHVISION_INPUT[0], TORCHVISION_INPUT[2:] = args.tv_batch, [args.tv_size, args.tv_size]
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.torchvision:
         text = torchvision_report(args.reps, args.warmup)
     else:
-        text = report(args.reps, args.warmup, args.memory_batches)
+        modes = {name: MODES[name] for name in args.modes}
+        workloads = {name: make for name, make in WORKLOADS.items() if make.__name__ in args.workloads}
+        text = report(args.reps, args.warmup, args.memory_batches, modes, args.steps, workloads)
     print(text)
     if args.write:
         command = "python " + " ".join(sys.argv)

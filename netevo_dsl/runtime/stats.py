@@ -13,13 +13,16 @@ into the running (count, mean, M2). E[x^2] - E[x]^2 is never formed; it cancels
 catastrophically when the mean is large next to the spread (activations near
 1e6 varying by 1e-4, say).
 
-A batch is reduced about a per-neuron *shift* K: with d = x - K,
-M2 = sum(d^2) - sum(d)^2 / n, whose rounding error is about
-eps * (1 + (mean - K)^2 / var). K starts as the first sample and moves to the
-running mean after the first batch, so the factor stays near 1: as accurate as
-a two-pass computation, without a separate pass for the mean. Means are kept
-relative to K too, so batch means and the deltas between them keep full
-precision instead of the 1e-10 absolute resolution of numbers near 1e6.
+Values are taken about a per-neuron *shift* K: with d = x - K, the stream
+keeps sum(d) and sum(d^2) in float64, and M2 = sum(d^2) - sum(d)^2 / n, whose
+rounding error is about eps * (1 + (mean - K)^2 / var). K starts as the first
+sample and moves to the running mean after the first batch (and after every
+merge), so the factor stays near 1: as accurate as a two-pass computation,
+without a separate pass for the mean. Means are kept relative to K too, so
+they keep full precision instead of the 1e-10 absolute resolution of numbers
+near 1e6. With K fixed after the first batch, adding a batch is adding its
+sums: mean and M2 are formed when read, not per batch (the per-batch Chan
+update gives the same M2: each batch's M2 was also taken about K).
 
 Every reduction is a whole-tensor torch op: no Python loop over neurons and no
 `.item()`, so the work stays on the activations' device without syncs.
@@ -40,7 +43,7 @@ CONSTANT_RELATIVE_SPREAD = 1e-12
 
 
 class Scratch:
-    """Reusable work buffers that only ever grow.
+    """Reusable work buffers that only ever grow, and vectors of ones for column sums.
 
     Not statistics state: their size follows the largest chunk seen, not the
     stream. Reuse matters on CPU, where a fresh multi-megabyte tensor per batch
@@ -64,6 +67,13 @@ class Scratch:
         view = self._views[key] = buffer[:size].view(shape)
         return view
 
+    def ones(self, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        key = ("ones", (n,), dtype, device)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = torch.ones(n, dtype=dtype, device=device)
+        return view
+
 
 def as_3d(x: torch.Tensor) -> torch.Tensor:
     """(samples, neurons) -> (samples, neurons, 1); (batch, neurons, inner) as is."""
@@ -80,89 +90,130 @@ def sample_count(x3: torch.Tensor) -> int:
     return x3.shape[0] * x3.shape[2]
 
 
-# Reductions over every sample axis of a (batch, neurons, inner) tensor, giving
-# one value per neuron. With inner > 1 the contiguous inner axis goes first: it
-# vectorises, and leaves only a small (batch, neurons) tensor for the rest.
+def shifted_batch(x3: torch.Tensor, shift: torch.Tensor, scratch: Scratch) -> torch.Tensor:
+    """x - shift in float64 (in a scratch buffer) for a (batch, width, inner) chunk.
 
-
-def sum_over_samples(t: torch.Tensor) -> torch.Tensor:
-    return t.sum(dim=(0, 2)) if t.shape[2] == 1 else t.sum(dim=2).sum(dim=0)
-
-
-def sum_of_squares_over_samples(t: torch.Tensor) -> torch.Tensor:
-    """Sum of t^2 per neuron; may overwrite t."""
-    if t.shape[2] == 1:
-        return t.square_().sum(dim=(0, 2))
-    return torch.linalg.vector_norm(t, dim=2).square_().sum(dim=0)  # one read, no write
-
-
-def min_over_samples(t: torch.Tensor) -> torch.Tensor:
-    return t.amin(dim=(0, 2)) if t.shape[2] == 1 else t.amin(dim=2).amin(dim=0)
-
-
-def max_over_samples(t: torch.Tensor) -> torch.Tensor:
-    return t.amax(dim=(0, 2)) if t.shape[2] == 1 else t.amax(dim=2).amax(dim=0)
-
-
-def shifted_batch(x3: torch.Tensor, shift: torch.Tensor, scratch: Scratch) -> tuple[torch.Tensor, torch.Tensor]:
-    """x - shift in float64 (in a scratch buffer) for a 3-d batch, and its per-neuron sums.
+    Reductions over its samples take the contiguous inner axis first (it
+    vectorises), leaving a small (batch, width) tensor for the rest.
 
     Copy, then subtract in place: `torch.sub(x, shift, out=f64_buffer)` takes a
     slow mixed-dtype path on CPU (tens of times slower here).
     """
     shifted = scratch.get("shifted", x3.shape, F64, x3.device)
-    shifted.copy_(x3).sub_(shift[:, None])
-    return shifted, sum_over_samples(shifted)
+    return shifted.copy_(x3).sub_(shift[:, None])
 
 
-# Batches are reduced in chunks of about this many values, so the float64 work
-# copy is at most 8 MiB: a (512, 64, 56, 56) convolution map would otherwise
-# need an 800 MB copy. Larger chunks mean fewer small ops per batch; smaller
-# ones gave no measurable cache benefit on a 2-core AMD EPYC.
-CHUNK_VALUES = 1 << 20
+# Batches are reduced in chunks of about this many values (a 512 KiB float64
+# work copy), so that the several passes over a chunk (copy, shift, sums,
+# extremes, event counts) read it from cache: on a 2-core Xeon (2 MiB L2 per
+# core) the statistics of a (512, 16, 28, 28) map took 2x as long with 8 MiB
+# chunks. A (512, 64, 56, 56) map never needs an 800 MB copy either.
+CHUNK_VALUES = 1 << 16
+
+
+class RowPartials:
+    """Per-(batch row, neuron) reductions of a (batch, width, inner) batch.
+
+    Each chunk reduces its inner axis straight into its rows of a (batch, width)
+    buffer (one op per statistic, no per-chunk merge); the batch axis is reduced
+    once per batch.
+    """
+
+    def __init__(self, scratch: Scratch, batch: int, width: int, device):
+        self.scratch, self.shape, self.device = scratch, (batch, width), device
+        self.start = self.stop = 0
+        self.dtypes: dict[str, torch.dtype] = {}
+
+    def chunk(self, rows: int) -> None:
+        """The next chunk covers the next `rows` batch rows."""
+        self.start, self.stop = self.stop, self.stop + rows
+
+    def out(self, name: str, dtype: torch.dtype) -> torch.Tensor:
+        """The current chunk's rows of the `name` buffer, to be written with out=."""
+        self.dtypes[name] = dtype
+        return self.buffer(name)[self.start : self.stop]
+
+    def buffer(self, name: str) -> torch.Tensor:
+        return self.scratch.get("rows:" + name, self.shape, self.dtypes[name], self.device)
+
+    def total(self, name: str, reduce=torch.sum) -> torch.Tensor:
+        """The `name` buffer reduced over the batch rows."""
+        return reduce(self.buffer(name), dim=0)
+
+
+# Event counts (0/1 values) are summed over a row's inner axis in the batch's
+# dtype: exact in float32 while the axis is shorter than 2**24.
+EXACT_FLOAT32_COUNT = 1 << 24
 
 
 def add_batch(x: torch.Tensor, scratch: Scratch, moments=None, comoments=None) -> None:
     """Feed one batch, (samples, width) or (batch, width, inner), to moments and/or co-moments.
 
-    The batch is taken a chunk at a time; chunk sums relative to the shared
-    shift add up to the batch's, and one Chan update per batch folds them in.
+    The batch is taken a chunk at a time; each chunk's sums about the shared
+    shift are added to the running sums (directly for (samples, width)
+    batches, through RowPartials otherwise), and the batch's count is added last.
     """
     x3 = as_3d(x)
     n = sample_count(x3)
     if n == 0:
         return
+    batch, width, inner = x3.shape
+    if x3.dtype != F64 and (x3.dtype != torch.float32 or inner >= EXACT_FLOAT32_COUNT):
+        x3 = x3.to(F64)  # event counts are summed in the batch's dtype: keep them exact
     accumulators = [acc for acc in (moments, comoments) if acc is not None]
     for accumulator in accumulators:
         accumulator.begin(x3)  # same first sample, same shift: they can share `shifted`
-    rows_per_chunk = max(1, CHUNK_VALUES // max(1, x3.shape[1] * x3.shape[2]))
-    chunks = x3.split(rows_per_chunk) if x3.shape[0] > rows_per_chunk else (x3,)
-    total_sum = total_squares = None
-    for chunk in chunks:
-        shifted, chunk_sum = shifted_batch(chunk, accumulators[0].shift, scratch)
-        total_sum = chunk_sum if total_sum is None else total_sum.add_(chunk_sum)
+    if inner == 1:
+        _add_rows(x3[:, :, 0], scratch, accumulators, moments, comoments)
+    else:
+        _add_maps(x3, scratch, accumulators, moments, comoments)
+    for accumulator in accumulators:
+        accumulator.end_batch(n)
+
+
+def _add_rows(x2: torch.Tensor, scratch: Scratch, accumulators: list, moments, comoments) -> None:
+    """A (samples, width) batch: column sums are matrix-vector products added in place.
+
+    Its chunks may be twice as large: these reductions make fewer passes.
+    """
+    rows_per_chunk = max(1, 2 * CHUNK_VALUES // max(1, x2.shape[1]))
+    shift = accumulators[0].shift
+    for chunk in x2.split(rows_per_chunk) if x2.shape[0] > rows_per_chunk else (x2,):
+        shifted = scratch.get("shifted", chunk.shape, F64, chunk.device).copy_(chunk).sub_(shift)
+        ones = scratch.ones(chunk.shape[0], F64, chunk.device)
+        if len(accumulators) == 1:
+            accumulators[0].sum_rel.addmv_(shifted.T, ones)
+        else:
+            chunk_sum = torch.mv(shifted.T, ones)
+            for accumulator in accumulators:
+                accumulator.sum_rel.add_(chunk_sum)
+        if comoments is not None:
+            comoments.add_products(shifted[:, :, None])
+        if moments is not None:  # after the products: squares `shifted` in place
+            moments.squares_rel.addmv_(shifted.square_().T, ones)
+            moments.observe_rows(chunk)
+
+
+def _add_maps(x3: torch.Tensor, scratch: Scratch, accumulators: list, moments, comoments) -> None:
+    """A (batch, width, inner) batch: each chunk reduces its inner axis into RowPartials."""
+    batch, width, inner = x3.shape
+    rows_per_chunk = max(1, CHUNK_VALUES // (width * inner))
+    rows = RowPartials(scratch, batch, width, x3.device)
+    for chunk in x3.split(rows_per_chunk) if batch > rows_per_chunk else (x3,):
+        shifted = shifted_batch(chunk, accumulators[0].shift, scratch)
+        rows.chunk(chunk.shape[0])
+        torch.sum(shifted, dim=2, out=rows.out("sum", F64))
         if comoments is not None:
             comoments.add_products(shifted)
         if moments is not None:
-            squares = sum_of_squares_over_samples(shifted)  # may overwrite `shifted`: after the products
-            total_squares = squares if total_squares is None else total_squares.add_(squares)
-            moments.observe(chunk)
-    if comoments is not None:
-        comoments.fold(n, total_sum)
+            torch.linalg.vector_norm(shifted, dim=2, out=rows.out("norm", F64))  # one read, no write
+            moments.observe_maps(chunk, rows)
+    total = rows.total("sum")
+    for accumulator in accumulators:
+        accumulator.sum_rel.add_(total)
     if moments is not None:
-        moments.fold(n, total_sum, total_squares)
-
-
-def _chan_merge(count_a: int, mean_a: torch.Tensor, count_b: int, mean_b: torch.Tensor):
-    """Move running mean (a) to the merged mean in place; return delta and the M2 cross weight.
-
-    mean = mean_a + delta * n_b / n
-    M2   = M2_a + M2_b + delta^2 * n_a * n_b / n
-    """
-    total = count_a + count_b
-    delta = mean_b - mean_a
-    mean_a.add_(delta, alpha=count_b / total)
-    return delta, count_a * count_b / total
+        moments.squares_rel.add_(rows.buffer("norm").square_().sum(dim=0))
+        moments.add_row_partials(rows)
 
 
 def _check_same(kind: str, mine, theirs) -> None:
@@ -177,54 +228,67 @@ def _nbytes(tensors) -> int:
     return sum(t.nelement() * t.element_size() for t in tensors if t is not None)
 
 
-class _ShiftedMean:
-    """Count and mean of a stream, the mean held relative to a per-neuron shift."""
+def _sum_into_rows(t: torch.Tensor, name: str, rows: RowPartials) -> None:
+    dtype = torch.int64 if t.dtype == torch.bool else t.dtype
+    torch.sum(t, dim=2, dtype=dtype, out=rows.out(name, dtype))
+
+
+class _ShiftedSums:
+    """Count of a stream and per-neuron sum(x - shift); subclasses add the second-order sums.
+
+    The shift is the first sample until the first batch ends, then the running
+    mean (and the merged mean after a merge), where later sums are best conditioned.
+    """
 
     def __init__(self, width: int, device):
         self.width = int(width)
         self.count = 0
         self.shift = torch.zeros(self.width, dtype=F64, device=device)
-        self.mean_rel = torch.zeros(self.width, dtype=F64, device=device)
+        self.sum_rel = torch.zeros(self.width, dtype=F64, device=device)
 
     def begin(self, x3: torch.Tensor) -> None:
         """Take the first sample of a stream's first (3-d) batch as the shift."""
         if self.count == 0 and sample_count(x3):
             self.shift.copy_(x3[0, :, 0])
 
-    def recenter(self) -> None:
-        """Move the shift to the running mean, keeping the mean itself unchanged."""
-        new_shift = self.shift + self.mean_rel
-        self.mean_rel.add_(self.shift - new_shift)  # the rounding residual of new_shift
-        self.shift.copy_(new_shift)
+    def end_batch(self, n: int) -> None:
+        """Count a batch of n samples whose sums were added; after the first, move the shift to the mean."""
+        first = self.count == 0
+        self.count += n
+        if first:
+            self._recenter(self.mean_rel, self._centered())
 
-    def _add_batch_mean(self, n: int, shifted_sum: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """Fold a batch's sums (relative to the shift) into the running count and mean.
-
-        Returns n * delta, delta being batch mean minus the old running mean, and
-        the weight w for which Chan's cross term delta^2 * n_a * n / (n_a + n)
-        equals w * (n * delta)^2. After the first batch the shift moves from the
-        first sample to the mean, where later shifted sums are best conditioned.
-        """
-        before, total = self.count, self.count + n
-        scaled_delta = torch.add(shifted_sum, self.mean_rel, alpha=-n)
-        self.mean_rel.add_(scaled_delta, alpha=1.0 / total)
-        self.count = total
-        if before == 0:
-            self.recenter()
-        return scaled_delta, before / (n * total)
+    @property
+    def mean_rel(self) -> torch.Tensor:
+        return self.sum_rel / max(self.count, 1)
 
     @property
     def mean(self) -> torch.Tensor:
         return self.shift + self.mean_rel
 
-    def _other_mean_rel(self, other: "_ShiftedMean") -> torch.Tensor:
-        """The other stream's mean, re-expressed relative to this stream's shift."""
+    def _recenter(self, mean_rel: torch.Tensor, centered: torch.Tensor) -> None:
+        """Set the state from the mean (relative to the current shift) and the centred
+        second-order sums (M2, or the co-moment matrix), moving the shift to the mean."""
+        new_shift = self.shift + mean_rel
+        residual = mean_rel + (self.shift - new_shift)  # the mean relative to new_shift: its rounding
+        self.shift.copy_(new_shift)
+        self.sum_rel.copy_(residual).mul_(self.count)
+        self._set_centered(centered, residual)
+
+    def _merge_means(self, other: "_ShiftedSums") -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Chan et al.'s merge of the means: the merged mean relative to this shift,
+        delta = mean_b - mean_a, and the weight n_a * n_b / n of M2's cross term delta^2."""
         if self.count == 0:
             self.shift.copy_(other.shift)
-        return other.mean_rel.to(self.shift.device) + (other.shift.to(self.shift.device) - self.shift)
+        device = self.shift.device
+        mean_a = self.mean_rel
+        mean_b = other.mean_rel.to(device) + (other.shift.to(device) - self.shift)
+        total = self.count + other.count
+        delta = mean_b - mean_a
+        return mean_a + delta * (other.count / total), delta, self.count * other.count / total
 
 
-class NeuronMoments(_ShiftedMean):
+class NeuronMoments(_ShiftedSums):
     """Per-neuron count, mean, M2, min, max, and firing / exact-zero / saturation counts.
 
     A value *fires* when it is strictly greater than `threshold`. `bounds` =
@@ -250,7 +314,7 @@ class NeuronMoments(_ShiftedMean):
         self.bounds = (float(bounds[0]), float(bounds[1])) if bounds is not None else None
         self.saturation_margin = float(saturation_margin)
         f64 = dict(dtype=F64, device=device)
-        self.m2 = torch.zeros(self.width, **f64)
+        self.squares_rel = torch.zeros(self.width, **f64)  # sum((x - shift)^2)
         self.min = torch.full((self.width,), math.inf, **f64)
         self.max = torch.full((self.width,), -math.inf, **f64)
         # Counts live in float64: exact up to 2**53 samples, and adding a float
@@ -266,39 +330,56 @@ class NeuronMoments(_ShiftedMean):
         """Add a batch shaped (samples, width) or (batch, width, inner)."""
         add_batch(x, self.scratch, moments=self)
 
-    def fold(self, n: int, shifted_sum: torch.Tensor, shifted_squares: torch.Tensor) -> None:
-        """Chan-merge a batch of n samples given its sums of (x - shift) and (x - shift)^2."""
-        scaled_delta, cross = self._add_batch_mean(n, shifted_sum)
-        # M2 += (batch M2 = sum(d^2) - sum(d)^2 / n) + Chan's cross term
-        self.m2.add_(shifted_squares).addcmul_(shifted_sum, shifted_sum, value=-1.0 / n)
-        if cross:
-            self.m2.addcmul_(scaled_delta, scaled_delta, value=cross)
+    @property
+    def m2(self) -> torch.Tensor:
+        """sum((x - mean)^2) = sum(d^2) - sum(d)^2 / n, with d = x - shift."""
+        return torch.addcmul(self.squares_rel, self.sum_rel, self.sum_rel, value=-1.0 / max(self.count, 1))
 
-    def observe(self, x3: torch.Tensor) -> None:
-        """Extremes and event counts of a 3-d chunk (these need no shift)."""
-        torch.minimum(self.min, min_over_samples(x3), out=self.min)
-        torch.maximum(self.max, max_over_samples(x3), out=self.max)
-        self._count_events(x3, sample_count(x3))
+    _centered = m2.fget
 
-    def _count_events(self, x3: torch.Tensor, n: int) -> None:
-        # sign() plus float sums is several times faster on CPU than summing
-        # bool masks. With s = sign(x - t): sum(s) = above - below and
-        # sum(|s|) = above + below, hence above = (sum(s) + sum(|s|)) / 2.
+    def _set_centered(self, m2: torch.Tensor, mean_rel: torch.Tensor) -> None:
+        self.squares_rel.copy_(m2).addcmul_(mean_rel, mean_rel, value=self.count)
+
+    def observe_rows(self, x2: torch.Tensor) -> None:
+        """Add the extremes and event counts (these need no shift) of a (samples, width) chunk."""
+        torch.minimum(self.min, x2.amin(dim=0), out=self.min)
+        torch.maximum(self.max, x2.amax(dim=0), out=self.max)
+        self._add_events(self._event_sums(x2, self._sum_rows))
+
+    def observe_maps(self, x3: torch.Tensor, rows: RowPartials) -> None:
+        """Reduce the extremes and event counts of a (batch, width, inner) chunk over the
+        inner axis into its rows; add_row_partials adds the batch's."""
+        torch.amin(x3, dim=2, out=rows.out("min", x3.dtype))
+        torch.amax(x3, dim=2, out=rows.out("max", x3.dtype))
+        self._event_names = tuple(self._event_sums(x3, lambda t, name: _sum_into_rows(t, name, rows)))
+
+    def add_row_partials(self, rows: RowPartials) -> None:
+        torch.minimum(self.min, rows.total("min", torch.amin), out=self.min)
+        torch.maximum(self.max, rows.total("max", torch.amax), out=self.max)
+        self._add_events({name: rows.total(name) for name in self._event_names})
+
+    def _sum_rows(self, t: torch.Tensor, name: str) -> torch.Tensor:
+        if t.dtype == torch.bool:
+            return t.sum(dim=0)
+        return torch.mv(t.T, self.scratch.ones(t.shape[0], t.dtype, t.device))
+
+    def _event_sums(self, x3: torch.Tensor, reduce) -> dict:
+        """Per-neuron event sums of a chunk, each through reduce(values, name).
+
+        sign() plus float sums is several times faster on CPU than summing bool
+        masks. With s = sign(x - t): sum(s) = above - below and sum(|s|) =
+        above + below, hence above = (sum(s) + sum(|s|)) / 2.
+        """
         sign = self.scratch.get("sign", x3.shape, x3.dtype, x3.device)
         if self.threshold:
             torch.sub(x3, self.threshold, out=sign).sign_()
         else:
             torch.sign(x3, out=sign)
-        signed_sum = sum_over_samples(sign)
-        if self.nonnegative and not self.threshold:
-            self.firing.add_(signed_sum)  # x >= 0: sign is 1 where x fires, 0 where it is zero
-            self.nonzero.add_(signed_sum)
-        else:
-            nonequal = sum_over_samples(sign.abs_())
-            self.firing.add_(signed_sum.add_(nonequal), alpha=0.5)
-            if self.threshold:
-                nonequal = sum_over_samples(torch.sign(x3, out=sign).abs_())
-            self.nonzero.add_(nonequal)  # with threshold 0, "above or below" is "not zero"
+        sums = {"sign": reduce(sign, "sign")}
+        if self.threshold or not self.nonnegative:  # else x >= 0: sign is 1 where x fires, 0 where it is zero
+            sums["nonequal"] = reduce(sign.abs_(), "nonequal")
+            if self.threshold:  # with threshold 0, "above or below" is "not zero"
+                sums["nonzero"] = reduce(torch.sign(x3, out=sign).abs_(), "nonzero")
         if self.saturated is not None:
             low, high = self.bounds
             margin = self.saturation_margin * (high - low)
@@ -306,7 +387,18 @@ class NeuronMoments(_ShiftedMean):
             near_high = self.scratch.get("near_high", x3.shape, torch.bool, x3.device)
             torch.le(x3, low + margin, out=near_low)
             torch.ge(x3, high - margin, out=near_high)
-            self.saturated.add_(sum_over_samples(near_low.logical_or_(near_high)))
+            sums["saturated"] = reduce(near_low.logical_or_(near_high), "saturated")
+        return sums
+
+    def _add_events(self, sums: dict) -> None:
+        if "nonequal" in sums:
+            self.firing.add_(torch.add(sums["sign"], sums["nonequal"]), alpha=0.5)
+            self.nonzero.add_(sums.get("nonzero", sums["nonequal"]))
+        else:
+            self.firing.add_(sums["sign"])
+            self.nonzero.add_(sums["sign"])
+        if self.saturated is not None:
+            self.saturated.add_(sums["saturated"])
 
     def merge(self, other: "NeuronMoments") -> None:
         """Fold another accumulator (e.g. from another worker) into this one."""
@@ -315,10 +407,11 @@ class NeuronMoments(_ShiftedMean):
         _check_same("bounds", self.bounds, other.bounds)
         if other.count == 0:
             return
-        device = self.m2.device
-        delta, cross = _chan_merge(self.count, self.mean_rel, other.count, self._other_mean_rel(other))
-        self.m2.add_(other.m2.to(device)).add_(delta * delta, alpha=cross)
+        device = self.shift.device
+        mean_rel, delta, cross = self._merge_means(other)
+        m2 = self.m2.add_(other.m2.to(device)).add_(delta * delta, alpha=cross)
         self.count += other.count
+        self._recenter(mean_rel, m2)
         torch.minimum(self.min, other.min.to(device), out=self.min)
         torch.maximum(self.max, other.max.to(device), out=self.max)
         self.firing.add_(other.firing.to(device))
@@ -338,18 +431,18 @@ class NeuronMoments(_ShiftedMean):
             "max": self.max.clone(),
             "firing_rate": self.firing / count,
             "zero_fraction": (self.count - self.nonzero) / count,
-            "count": torch.full((self.width,), self.count, dtype=torch.int64, device=self.m2.device),
+            "count": torch.full((self.width,), self.count, dtype=torch.int64, device=self.shift.device),
         }
         if self.saturated is not None:
             result["saturation"] = self.saturated / count
         return result
 
     def state_nbytes(self) -> int:
-        tensors = [self.shift, self.mean_rel, self.m2, self.min, self.max, self.firing, self.nonzero, self.saturated]
-        return _nbytes(tensors)
+        tensors = [self.shift, self.sum_rel, self.squares_rel, self.min, self.max, self.firing, self.nonzero]
+        return _nbytes(tensors + [self.saturated])
 
 
-class CoMoments(_ShiftedMean):
+class CoMoments(_ShiftedSums):
     """Streaming co-moment matrix sum((x_i - mean_i)(x_j - mean_j)), float64.
 
     Memory is O(width^2), independent of the number of samples. With
@@ -373,7 +466,8 @@ class CoMoments(_ShiftedMean):
         self.block = self.width if not block_size or block_size >= self.width else int(block_size)
         self.blocks = math.ceil(self.width / self.block) if self.width else 0
         self.product_dtype = product_dtype
-        self.comoment = torch.zeros(self.blocks, self.block, self.block, dtype=F64, device=device)
+        # sum((x - shift)(x - shift)^T) per diagonal block
+        self.products_rel = torch.zeros(self.blocks, self.block, self.block, dtype=F64, device=device)
         self.scratch = Scratch()
 
     @property
@@ -394,33 +488,30 @@ class CoMoments(_ShiftedMean):
         return rows
 
     def add_products(self, shifted: torch.Tensor) -> None:
-        """Add sum((x - shift)(x - shift)^T) of a 3-d chunk; fold() later re-centres on the batch mean."""
+        """Add sum((x - shift)(x - shift)^T) of a 3-d chunk; centring happens when read."""
         rows = self._rows(shifted)
         if self.blocks == 1:
             if rows.dtype == F64:
-                self.comoment[0].addmm_(rows.T, rows)
+                self.products_rel[0].addmm_(rows.T, rows)
             else:
-                product = self.scratch.get("product", self.comoment[0].shape, rows.dtype, rows.device)
-                self.comoment[0].add_(torch.mm(rows.T, rows, out=product))
+                product = self.scratch.get("product", self.products_rel[0].shape, rows.dtype, rows.device)
+                self.products_rel[0].add_(torch.mm(rows.T, rows, out=product))
         else:
             blocked = self._as_blocks(rows, "blocked", self.product_dtype)  # (blocks, n, block)
-            product = self.scratch.get("product", self.comoment.shape, self.product_dtype, rows.device)
-            self.comoment.add_(torch.bmm(blocked.transpose(1, 2), blocked, out=product))
+            product = self.scratch.get("product", self.products_rel.shape, self.product_dtype, rows.device)
+            self.products_rel.add_(torch.bmm(blocked.transpose(1, 2), blocked, out=product))
 
-    def fold(self, n: int, shifted_sum: torch.Tensor) -> None:
-        """Finish a batch of n samples whose products were added: centre them on the
-        batch mean (subtract sum sum^T / n) and add Chan's cross term."""
-        scaled_delta, cross = self._add_batch_mean(n, shifted_sum)
-        if self.blocks == 1:
-            self.comoment[0].addr_(shifted_sum, shifted_sum, alpha=-1.0 / n)
-            if cross:
-                self.comoment[0].addr_(scaled_delta, scaled_delta, alpha=cross)
-        else:
-            sums = self._as_blocks(shifted_sum[None, :])
-            self.comoment.baddbmm_(sums.transpose(1, 2), sums, alpha=-1.0 / n)
-            if cross:
-                d = self._as_blocks(scaled_delta[None, :])
-                self.comoment.baddbmm_(d.transpose(1, 2), d, alpha=cross)
+    @property
+    def comoment(self) -> torch.Tensor:
+        """sum((x - mean)(x - mean)^T) per block = products - sum(d) sum(d)^T / n, with d = x - shift."""
+        sums = self._as_blocks(self.sum_rel[None, :])
+        return torch.baddbmm(self.products_rel, sums.transpose(1, 2), sums, alpha=-1.0 / max(self.count, 1))
+
+    _centered = comoment.fget
+
+    def _set_centered(self, comoment: torch.Tensor, mean_rel: torch.Tensor) -> None:
+        means = self._as_blocks(mean_rel[None, :])
+        self.products_rel.copy_(comoment).baddbmm_(means.transpose(1, 2), means, alpha=self.count)
 
     def _as_blocks(self, rows: torch.Tensor, scratch_name: str | None = None, dtype=F64) -> torch.Tensor:
         """(n, width) -> (blocks, n, block), zero-padding the last block."""
@@ -443,26 +534,28 @@ class CoMoments(_ShiftedMean):
         _check_same("block size", self.block, other.block)
         if other.count == 0:
             return
-        delta, cross = _chan_merge(self.count, self.mean_rel, other.count, self._other_mean_rel(other))
-        self.comoment.add_(other.comoment.to(self.comoment.device))
+        mean_rel, delta, cross = self._merge_means(other)
+        comoment = self.comoment.add_(other.comoment.to(self.shift.device))
         d = self._as_blocks(delta[None, :])
-        self.comoment.baddbmm_(d.transpose(1, 2), d, alpha=cross)
+        comoment.baddbmm_(d.transpose(1, 2), d, alpha=cross)
         self.count += other.count
+        self._recenter(mean_rel, comoment)
 
     # --- results --------------------------------------------------------------------
 
-    def _block_variances(self) -> torch.Tensor:
+    def _block_variances(self, comoment: torch.Tensor) -> torch.Tensor:
         """Diagonal co-moments per block, with constant neurons set to 0."""
-        diag = torch.diagonal(self.comoment, dim1=1, dim2=2).reshape(-1)
+        diag = torch.diagonal(comoment, dim1=1, dim2=2).reshape(-1)
         magnitude = torch.nn.functional.pad(self.mean.abs(), (0, self.padded_width - self.width))
         floor = max(self.count, 1) * (CONSTANT_RELATIVE_SPREAD * magnitude) ** 2
         return torch.where(diag > floor, diag, torch.zeros_like(diag)).reshape(self.blocks, self.block)
 
     def correlation_blocks(self) -> torch.Tensor:
         """Pearson correlations per block, (blocks, block, block); NaN where a neuron is constant."""
-        std = self._block_variances().sqrt()
+        comoment = self.comoment
+        std = self._block_variances(comoment).sqrt()
         denom = std[:, :, None] * std[:, None, :]
-        corr = torch.where(denom > 0, self.comoment / denom, torch.full_like(denom, math.nan))
+        corr = torch.where(denom > 0, comoment / denom, torch.full_like(denom, math.nan))
         return corr.clamp_(-1.0, 1.0)  # trims rounding beyond +-1; NaN stays NaN
 
     def correlation(self) -> torch.Tensor:
@@ -491,14 +584,15 @@ class CoMoments(_ShiftedMean):
         slope * w_j and its bias gains intercept * w_j.
         """
         block, row, col = i // self.block, i % self.block, j % self.block
-        var_i = self._block_variances()[block, row]
-        cov = self.comoment[block, row, col]
+        comoment = self.comoment
+        var_i = self._block_variances(comoment)[block, row]
+        cov = comoment[block, row, col]
         slope = torch.where(var_i > 0, cov / var_i, torch.zeros_like(cov))
         mean = self.mean
         return slope, mean[j] - slope * mean[i]
 
     def state_nbytes(self) -> int:
-        return _nbytes([self.shift, self.mean_rel, self.comoment])
+        return _nbytes([self.shift, self.sum_rel, self.products_rel])
 
 
 class StreamingStats:

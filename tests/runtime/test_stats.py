@@ -231,3 +231,95 @@ def test_chunked_batches_equal_whole_batches(monkeypatch):
         atol=1e-12,
         equal_nan=True,
     )
+
+
+def numpy_definitions(values: np.ndarray, threshold: float, bounds, margin: float) -> dict[str, np.ndarray]:
+    """Per-neuron statistics straight from their definitions, float64, on (samples, neurons) values."""
+    values = values.astype(np.float64)
+    result = {
+        "mean": values.mean(axis=0),
+        "var": values.var(axis=0),
+        "min": values.min(axis=0),
+        "max": values.max(axis=0),
+        "firing_rate": (values > threshold).mean(axis=0),
+        "zero_fraction": (values == 0).mean(axis=0),
+    }
+    if bounds is not None:
+        span = margin * (bounds[1] - bounds[0])
+        result["saturation"] = ((values <= bounds[0] + span) | (values >= bounds[1] - span)).mean(axis=0)
+    return result
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(
+    st.sampled_from(["relu", "tanh", "offset"]),
+    st.sampled_from([0.0, 0.25, -0.5]),
+    st.booleans(),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=3),
+    st.sampled_from([1, 4 * 6, 4 * 6 * 2, 1 << 16]),
+    st.integers(min_value=0, max_value=2**31 - 1),
+)
+def test_channel_first_statistics_equal_their_definitions(kind, threshold, bounded, dtype, batches, chunk, seed):
+    """(batch, channels, inner) maps through the per-row reductions (any chunking, ragged last chunk,
+    every event-count branch: threshold 0 or not, nonnegative or not, bounds or not) against numpy."""
+    from netevo_dsl.runtime import stats as stats_module
+
+    generator = torch.Generator().manual_seed(seed)
+    maps = [torch.randn(size, 4, 6, generator=generator, dtype=torch.float64) for size in batches]
+    if kind == "relu":
+        maps = [torch.relu(m) for m in maps]
+    elif kind == "tanh":
+        maps = [torch.tanh(2 * m) for m in maps]
+    else:
+        maps = [1e3 + 1e-2 * m for m in maps]
+    maps = [m.to(dtype) for m in maps]
+    bounds = (-1.0, 1.0) if bounded else None
+    saved = stats_module.CHUNK_VALUES
+    stats_module.CHUNK_VALUES = chunk
+    try:
+        moments = feed(NeuronMoments(4, threshold, bounds, 0.1, nonnegative=kind == "relu"), maps)
+    finally:
+        stats_module.CHUNK_VALUES = saved
+    values = torch.cat([m.transpose(1, 2).reshape(-1, 4) for m in maps]).double().numpy()
+    result = moments.summary()
+    expected = numpy_definitions(values, threshold, bounds, 0.1)
+    assert sorted(result) == sorted(list(expected) + ["count"])
+    np.testing.assert_allclose(result["mean"].numpy(), expected["mean"], rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(result["var"].numpy(), expected["var"], rtol=1e-9, atol=1e-15)
+    for key in ("min", "max", "firing_rate", "zero_fraction") + (("saturation",) if bounded else ()):
+        np.testing.assert_array_equal(result[key].numpy(), expected[key], err_msg=key)
+    assert (result["count"] == len(values)).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_batches_count_exactly(dtype):
+    """Event counts of half-precision maps: summed in float16 they would stop being exact at 2048."""
+    generator = torch.Generator().manual_seed(7)
+    maps = torch.relu(torch.randn(8, 3, 40 * 40, generator=generator)).to(dtype)  # 12,800 samples per channel
+    result = feed(NeuronMoments(3, nonnegative=True), [maps]).summary()
+    values = maps.transpose(1, 2).reshape(-1, 3).double().numpy()
+    expected = numpy_definitions(values, 0.0, None, 0.0)
+    np.testing.assert_array_equal(result["firing_rate"].numpy(), expected["firing_rate"])
+    np.testing.assert_allclose(result["var"].numpy(), expected["var"], rtol=1e-12)
+
+
+def test_merging_streams_with_distant_means_keeps_two_pass_precision():
+    """Merging moves the shift to the merged mean, so later sums stay well conditioned."""
+    left_data = offset_data(1e6, 1e-4, rows=300, seed=1)
+    right_data = offset_data(1e6 + 0.5, 1e-4, rows=500, seed=2)  # 5000 standard deviations away
+    more = offset_data(1e6 + 0.25, 1e-4, rows=200, seed=3)
+    left = feed(StreamingStats(5, correlation=True), left_data.split(64))
+    right = feed(StreamingStats(5, correlation=True), right_data.split(64))
+    empty = StreamingStats(5, correlation=True)
+    empty.merge(left)  # into an empty accumulator: takes the other's state
+    empty.merge(right)
+    feed(empty, more.split(64))  # and keeps streaming after the merge
+    data = torch.cat([left_data, right_data, more])
+    columns = two_pass_columns(data)
+    mean = columns.mean(axis=1, keepdims=True)
+    result = empty.moments.summary()
+    np.testing.assert_allclose(result["mean"].numpy(), mean[:, 0], rtol=1e-14)
+    np.testing.assert_allclose(result["var"].numpy(), ((columns - mean) ** 2).mean(axis=1), rtol=1e-10)
+    np.testing.assert_allclose(empty.comoments.correlation().numpy(), np.corrcoef(columns), atol=1e-9)
+    assert empty.count == 1000
