@@ -84,9 +84,10 @@ def digits_benchmark(args, thread_counts: list[int]) -> dict:
     }
 
 
-def phases(population, task, repeats: int) -> dict[str, float]:
+def phases(population, task, repeats: int, metrics=None) -> dict[str, float]:
     """Seconds of each phase of `evaluate` on this workload (fastest of `repeats`): packing the
-    genomes, the forward pass over every sample block, and scoring the blocks' outputs."""
+    genomes, the forward pass over every sample block, and scoring the blocks' outputs (the
+    `metrics` named, default all)."""
     weights = torch.tensor([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0])
     features = task.features.float()
     best = {"pack": float("inf"), "forward": float("inf"), "scoring": float("inf")}
@@ -96,7 +97,7 @@ def phases(population, task, repeats: int) -> dict[str, float]:
         took = {"pack": time.perf_counter() - start, "forward": 0.0, "scoring": 0.0}
         block = block_samples(pack, task.n_samples, task.n_outputs, weights, BLOCK_BYTES, CHUNK_BYTES)
         storage = pack.buffer(block).view(-1)
-        scorer = task.scorer(len(pack.members), weights, task.next_batch_mask())
+        scorer = task.scorer(len(pack.members), weights, task.next_batch_mask(), metrics)
         for first in range(0, task.n_samples, block):
             stop = min(first + block, task.n_samples)
             values = storage[: pack.n_rows * len(weights) * (stop - first)].view(pack.n_rows, len(weights), -1)
