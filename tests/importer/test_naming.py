@@ -90,5 +90,6 @@ def test_instances_of_one_class_share_a_block_whose_parameters_are_what_differs(
     assert [p.name for p in blocks["basicblock_1"].params] == ["x", "out"]
     assert "block basicblock(x: [B, c, H, W])" in text and "conv2d(x, out=c, k=3, pad=1, bias=false)" in text
     assert "repeat 2 as layer1 {\n    layer1 = basicblock(layer1)\n  }" in text  # a run of identical calls
-    for stage, width in ((2, 128), (3, 256), (4, 512)):
-        assert f"layer{stage} = layer{stage - 1} |> basicblock_1(out={width}) |> basicblock()" in text
+    assert "block basicblock_1(x: [B, c, H, W], out: int = 128)" in text  # a tie: the first value is the default
+    for stage, call in ((2, "basicblock_1()"), (3, "basicblock_1(out=256)"), (4, "basicblock_1(out=512)")):
+        assert f"layer{stage} = layer{stage - 1} |> {call} |> basicblock()" in text
