@@ -136,15 +136,40 @@ def test_import_reproduces_the_model(make, shape):
     _assert_reproduces(make(), torch.randn(*shape, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg11_bn"])
-def test_torchvision_models_import_exactly(name):
+def _torchvision():
     if os.environ.get("NETEVO_REQUIRE_TORCHVISION"):  # CI's torchvision step (.ci/run): a missing import fails
         import torchvision
-    else:
-        torchvision = pytest.importorskip("torchvision")
+
+        return torchvision
+    return pytest.importorskip("torchvision")
+
+
+# name -> (get_model keywords, input batch and side): issue 17's ten models and the others whose ops the
+# tests/importer files add, each at the smallest input it takes, for test time
+TORCHVISION_MODELS = {
+    "resnet18": ({}, 2, 64),
+    "resnet50": ({}, 2, 64),
+    "vgg11_bn": ({}, 2, 64),
+    "mobilenet_v2": ({}, 1, 32),
+    "mobilenet_v3_small": ({}, 2, 64),
+    "squeezenet1_1": ({}, 1, 32),
+    "densenet121": ({}, 1, 32),
+    "shufflenet_v2_x1_0": ({}, 2, 64),
+    "efficientnet_b0": ({}, 2, 64),
+    "regnet_y_400mf": ({}, 2, 64),
+    "googlenet": ({"aux_logits": False, "init_weights": False}, 1, 32),  # aux heads run only in training
+    "mnasnet1_0": ({}, 1, 32),
+    "efficientnet_v2_s": ({}, 1, 32),
+}
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION_MODELS))
+def test_torchvision_models_import_exactly(name):
+    torchvision = _torchvision()
+    kwargs, batch, side = TORCHVISION_MODELS[name]
     torch.manual_seed(0)
-    original = torchvision.models.get_model(name, weights=None, num_classes=10)
-    spec = _assert_reproduces(original, torch.randn(2, 3, 64, 64, dtype=torch.float64))
+    original = torchvision.models.get_model(name, weights=None, num_classes=10, **kwargs)
+    spec = _assert_reproduces(original, torch.randn(batch, 3, side, side, dtype=torch.float64))
     assert list(ne.compile_module(spec).state_dict()) == list(original.state_dict())  # same keys, same order
 
 

@@ -4,7 +4,6 @@ Oracles: PyTorch's own broadcasting `*`, `Tensor.permute` and `Tensor.narrow` in
 original nn.Modules for the imports (compiled spec and emitted source load the original's state_dict with
 strict=True and give its outputs, as in test_import.py).
 """
-import os
 
 import pytest
 import torch
@@ -217,19 +216,7 @@ def test_what_the_ops_cannot_keep_is_refused_at_the_users_line(model, code, word
 
 # torchvision models these ops complete (with the activations, stochastic depth, mean and contiguous of the
 # other batches of issue 17); 64x64 inputs keep them fast.
-TORCHVISION = ["shufflenet_v2_x1_0", "regnet_y_400mf", "efficientnet_b0", "mobilenet_v3_small"]
-
-
-@pytest.mark.parametrize("name", TORCHVISION)
-def test_torchvision_models_import_exactly(name):
-    if os.environ.get("NETEVO_REQUIRE_TORCHVISION"):  # CI's torchvision step (.ci/run): a missing import fails
-        import torchvision
-    else:
-        torchvision = pytest.importorskip("torchvision")
-    torch.manual_seed(0)
-    original = torchvision.models.get_model(name, weights=None, num_classes=10)
-    spec = _assert_reproduces(original, torch.randn(2, 3, 64, 64, dtype=torch.float64))
-    assert list(ne.compile_module(spec).state_dict()) == list(original.state_dict())  # same keys, same order
+# the torchvision models these ops import are checked in test_import.py's TORCHVISION_MODELS
 
 
 def test_gpt2_from_transformers_is_refused_with_a_clear_error_not_a_traceback():
