@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import keyword
+import re
 
 import attrs
 
@@ -192,7 +193,57 @@ def import_text(module, example_inputs, name: str | None = None) -> str:
     if net in writer.blocks.values():  # a block of the same class (a bare nn.Sequential holding a Sequential)
         net = fresh(f"{net}_net", set(writer.blocks.values()))
     blocks = "".join("\n" + text for text in writer.block_text)
-    return "version 1\n" + blocks + "\nnetwork " + net + " {\n" + "\n".join(lines) + "\n}\n"
+    text = "version 1\n" + blocks + "\nnetwork " + net + " {\n" + "\n".join(lines) + "\n}\n"
+    return symbolic_sizes(text, module, inputs[0]) if len(inputs) == 1 else text
+
+
+# The sizes after batch and channels of an input of each rank, as `netevo import` writes them when the
+# model allows any size there (a sequence's length, an image's height and width).
+_SYMBOLIC = {3: ("L",), 4: ("H", "W"), 5: ("D", "H", "W")}
+_INPUT_LINE = re.compile(r"^  input (\S+): \[B, (\d+)((?:, \d+)+)\]$", re.M)
+
+
+def symbolic_sizes(text: str, module, example) -> str:
+    """`text` with its network input's spatial sizes named (`[B, 3, H, W]`) when the model takes any size
+    there: the named spec checks and compiles, and the model itself and the compiled spec both run on an
+    input 16 larger in each of those sizes (a Linear after a flatten, or a reshape to fixed sizes, stops
+    the model there). Else `text` unchanged. The model's train/eval modes are restored after the probe."""
+    import torch
+
+    from .. import check, compile_module, parse
+
+    lines = _INPUT_LINE.findall(text)
+    if len(lines) != 1 or len(lines[0][2].split(", ")) - 1 + 2 not in _SYMBOLIC:
+        return text  # several inputs could differ in size: naming them alike would say they do not
+    network = text[text.rindex("\nnetwork "):]  # blocks name their own sizes in their own scope
+    if set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", network)) & {n for dims in _SYMBOLIC.values() for n in dims}:
+        return text  # a name of the spec already: keep the sizes rather than shadow it
+
+    def named(match):
+        rank = len(match.group(3).split(", ")) - 1 + 2
+        return f"  input {match.group(1)}: [B, {match.group(2)}, {', '.join(_SYMBOLIC[rank])}]"
+
+    candidate = _INPUT_LINE.sub(named, text)
+    try:
+        spec = parse(candidate)
+        check(spec)
+        compiled = compile_module(spec, dtype=example.dtype).to(example.device).eval()
+    except NetevoError:
+        return text
+    larger = torch.randn(*example.shape[:2], *[s + 16 for s in example.shape[2:]], dtype=example.dtype,
+                         device=example.device)
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(larger)
+            compiled(larger)
+    except Exception:  # the user's model (or its spec) does not run at another size: keep the example's
+        return text
+    finally:
+        for m, training in modes:
+            m.training = training
+    return candidate
 
 
 def from_module(module, example_inputs, name: str | None = None):

@@ -186,15 +186,56 @@ def _assert_reproduces(original, x):
     emitted = _emitted_source_model(spec).double()
     emitted.load_state_dict(original.state_dict(), strict=True)
     emitted.eval()
-    # a second batch size: the batch axis is `B`, not the example's size
+    # a second batch size: the batch axis is `B`, not the example's size; where the importer named the
+    # spatial sizes (`[B, 3, H, W]`), a larger input too, still against the original model
     x2 = torch.randn(x.shape[0] + 3, *x.shape[1:], dtype=torch.float64)
+    examples = [x, x2]
+    if _symbolic_input(spec):
+        examples.append(torch.randn(x.shape[0], x.shape[1], *[s + 16 for s in x.shape[2:]], dtype=torch.float64))
     with torch.no_grad():
-        for inputs in (x, x2):
+        for inputs in examples:
             want = original(inputs)
             scale = want.abs().max().item()
             for model in (compiled, emitted):
                 assert torch.allclose(model(inputs), want, rtol=0, atol=1e-9 * scale)
     return spec
+
+
+def _symbolic_input(spec) -> bool:
+    text = ne.format(spec)
+    return any(line.strip().startswith("input") and ("H, W]" in line or ", L]" in line) for line in text.splitlines())
+
+
+class _FlattenThenLinear(nn.Module):
+    """A Linear after a flatten fixes the input's size: the import keeps the example's numbers."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4 * 6 * 6, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.conv(x)), 1))
+
+
+class _PooledSequence(nn.Module):
+    """A mean over the length leaves any length possible: the import names it `L`."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 4, 3)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean(2))
+
+
+def test_spatial_sizes_are_named_only_where_the_model_takes_any_size():
+    torch.manual_seed(0)
+    fixed = ne.format(ne.from_module(_FlattenThenLinear().double(), torch.randn(2, 1, 8, 8, dtype=torch.float64)))
+    assert "input x: [B, 1, 8, 8]" in fixed
+    spec = _assert_reproduces(_PooledSequence(), torch.randn(2, 2, 10, dtype=torch.float64))  # also at length 26
+    assert "input x: [B, 2, L]" in ne.format(spec)
 
 
 def _emitted_source_model(spec):
