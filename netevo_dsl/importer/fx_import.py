@@ -231,7 +231,7 @@ def symbolic_sizes(text: str, module, example) -> str:
     except NetevoError:
         return text
     larger = torch.randn(*example.shape[:2], *[s + 16 for s in example.shape[2:]], dtype=example.dtype,
-                         device=example.device)
+                         generator=torch.Generator().manual_seed(0)).to(example.device)  # the user's RNG untouched
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
