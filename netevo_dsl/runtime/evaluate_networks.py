@@ -28,6 +28,7 @@ from ..ops.registry import get_op
 from .evaluate import (BLOCK_BYTES, CHUNK_BYTES, Scores, ScoreTable, block_budget, finalize, resolve_device,
                        resolve_weights)
 from .network_groups import GroupPlan, network_groups
+from .live_group import LiveGroupPolicy
 from .network_program import GroupProgram
 from .tasks import make_task
 
@@ -217,9 +218,8 @@ def _control_group(program, plan, task, weights, budget, result) -> None:
     members, _ = chunk_sizes(size, plan.peak, len(weights), repeats, weights.element_size(), budget)
     for first in range(0, size, members):
         rows = slice(first, min(first + members, size))
-        stacks = program.select(rows)
-        outcome = task.rollout(lambda obs: program(stacks, obs, weights, repeats, shared_input=False),
-                               (rows.stop - rows.start, len(weights)), weights.dtype, weights.device)
+        policy = LiveGroupPolicy(program, rows, weights, repeats)
+        outcome = task.rollout(policy, (rows.stop - rows.start, len(weights)), weights.dtype, weights.device)
         result.write(list(plan.members[rows]), outcome["reward"], task.metrics_of(outcome), outcome["nonfinite"])
 
 

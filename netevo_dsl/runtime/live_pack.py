@@ -39,10 +39,10 @@ class LivePackPolicy:
 
     def keep(self, alive: torch.Tensor):
         """alive [genomes, weights, repeats] of the current batch -> per-axis indices kept, or None."""
-        axes = [torch.nonzero(alive.any(dim=others)).flatten() for others in ((1, 2), (0, 2), (0, 1))]
-        full = alive.shape
-        if len(axes[0]) * len(axes[1]) * len(axes[2]) > REPACK_SHARE * alive.numel():
+        axes = kept_axes(alive)
+        if axes is None:
             return None
+        full = alive.shape
         genomes, weights, repeats = axes
         if len(genomes) < full[0] or len(weights) < full[1]:
             chosen = genomes.tolist()
@@ -55,3 +55,12 @@ class LivePackPolicy:
             self.repacks += 1
         self.values = self.pack.buffer(len(repeats))
         return tuple(a if len(a) < n else None for a, n in zip(axes, full))
+
+
+def kept_axes(alive: torch.Tensor) -> tuple | None:
+    """alive [batch, weights, repeats] -> the indices along each axis with a live episode, or None
+    when their cross product is over REPACK_SHARE of the batch (not worth a cut yet)."""
+    axes = tuple(torch.nonzero(alive.any(dim=others)).flatten() for others in ((1, 2), (0, 2), (0, 1)))
+    if len(axes[0]) * len(axes[1]) * len(axes[2]) > REPACK_SHARE * alive.numel():
+        return None
+    return axes
