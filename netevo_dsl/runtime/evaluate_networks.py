@@ -27,8 +27,8 @@ from ..ir.dims import Dim, shape_str
 from ..ops.registry import get_op
 from .evaluate import (BLOCK_BYTES, CHUNK_BYTES, Scores, ScoreTable, block_budget, finalize, resolve_device,
                        resolve_weights)
-from .network_groups import GroupPlan, network_groups
 from .live_group import LiveGroupPolicy
+from .network_groups import GroupPlan, network_groups
 from .network_program import GroupProgram
 from .tasks import make_task
 
