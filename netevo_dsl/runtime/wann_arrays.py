@@ -1,18 +1,25 @@
-"""One WANN genome as local integer arrays, and a population of them under global ids (numpy only).
+"""A WANN genome as integer arrays, carried with the genome, and a population of them (numpy only).
 
-`_genome_arrays` reads a genome's IR into local ids (inputs, hidden, outputs) and
-`_Population.build` concatenates such arrays; `pack_population`
-(`runtime/wann_pack.py`) lays the population out as tensors. Structural checks
-(edge into an input, out of an output, duplicate edge, cycle) run vectorised over
-the whole population; a genome that fails one is handed to `validate_genome` for
-its messages.
+`arrays_of(genome)` reads a genome's IR once into local ids (inputs, then hidden
+nodes, then outputs) and keeps the result with the genome for as long as the
+genome lives (a side cache keyed by identity, holding a weak reference: the IR
+stays frozen plain data). A WANN mutation makes its child's arrays by editing
+its parent's (`split_edge`, `append_edge`, `enable_edge`, `set_activation`,
+called by `evolve/mutations/wann.py`), so a child's IR is never read back; arrays
+are read-only and a child shares those its mutation does not change.
+
+`_Population.build` concatenates a population's arrays under global ids;
+`pack_population` (`runtime/wann_pack.py`) lays them out as tensors. Structural
+checks (edge into an input, out of an output, duplicate edge, cycle) run
+vectorised over the whole population; a genome that fails one is handed to
+`validate_genome` for its messages.
 """
 from __future__ import annotations
 
-import itertools
 import keyword
 import operator
 import re
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,59 +36,166 @@ _NAME, _ACTIVATION = operator.attrgetter("name"), operator.attrgetter("activatio
 _SRC, _DST, _ENABLED = operator.attrgetter("src"), operator.attrgetter("dst"), operator.attrgetter("enabled")
 
 
-# --- packing -------------------------------------------------------------------------
-
-
 class _Rejected(Exception):
     """A genome failed a fast check; `validate_genome` will explain why."""
 
 
-@dataclass
-class _GenomeArrays:
+@dataclass(frozen=True, eq=False)
+class GenomeArrays:
+    """One genome under local ids: inputs 0..n_inputs-1, then hidden nodes, then outputs (the IR's
+    declaration order); edges in the IR's order. The arrays are read-only (children share them)."""
+
     n_inputs: int  # declared inputs, bias included
-    input_slots: list[int]  # per declared input: observation index, or n_obs for the bias
-    activations: list[int]  # per hidden node, then per output
+    bias: int  # position of the `bias` input among the inputs, -1 without one
+    activations: np.ndarray  # int64 activation id per hidden node, then per output
     n_outputs: int
-    src: list[int]  # edges in local ids: inputs, hidden, outputs
-    dst: list[int]
-    enabled: list[bool]
+    src: np.ndarray  # int64, per edge
+    dst: np.ndarray  # int64, per edge
+    enabled: np.ndarray  # bool, per edge
 
     @property
     def n_nodes(self) -> int:
         return self.n_inputs + len(self.activations)
 
+    @property
+    def n_hidden(self) -> int:
+        return len(self.activations) - self.n_outputs
 
-def _genome_arrays(genome, n_obs: int, n_outputs: int) -> _GenomeArrays:
-    """Read one genome into local integer ids (the only per-genome Python work).
+    @property
+    def n_observed(self) -> int:
+        return self.n_inputs - (self.bias >= 0)
 
-    Raises _Rejected for a structural problem (checked again, vectorised, later)
-    and NetevoError when the genome does not fit the task.
-    """
+    def same_as(self, other: "GenomeArrays") -> bool:
+        """Equal field by field (types and values)."""
+        return (self.n_inputs, self.bias, self.n_outputs) == (other.n_inputs, other.bias, other.n_outputs) and all(
+            a.dtype == b.dtype and np.array_equal(a, b) for a, b in (
+                (self.activations, other.activations), (self.src, other.src), (self.dst, other.dst),
+                (self.enabled, other.enabled)))
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+def _arrays(n_inputs, bias, activations, n_outputs, src, dst, enabled) -> GenomeArrays:
+    return GenomeArrays(n_inputs, bias, _frozen(activations), n_outputs, _frozen(src), _frozen(dst),
+                        _frozen(enabled))
+
+
+def read_arrays(genome) -> GenomeArrays | None:
+    """A genome's arrays read from its IR, or None when it fails a fast structural check (names,
+    activations, edge ends, weights setting; the population-wide checks come later). Not cached."""
     if not isinstance(genome, ir.WannGenome):
-        raise _Rejected
-    # map/attrgetter rather than comprehensions: this loop runs for every genome of every generation
+        return None
+    # map/attrgetter rather than comprehensions: this ran for every genome of every generation
     inputs, nodes, outputs, edges = genome.inputs, genome.nodes, genome.outputs, genome.edges
     names = [*inputs, *map(_NAME, nodes), *map(_NAME, outputs)]
     index = dict(zip(names, range(len(names))))
     if len(index) != len(names) or not outputs or not _NAME_LIST.match(" ".join(names)) or \
             not _KEYWORDS.isdisjoint(names):
-        raise _Rejected
+        return None
+    n = len(edges)
     try:
-        activations = [*map(ACTIVATION_IDS.__getitem__, map(_ACTIVATION, nodes)),
-                       *map(ACTIVATION_IDS.__getitem__, map(_ACTIVATION, outputs))]
-        src = [*map(index.__getitem__, map(_SRC, edges))]
-        dst = [*map(index.__getitem__, map(_DST, edges))]
+        activations = np.fromiter(map(ACTIVATION_IDS.__getitem__, map(_ACTIVATION, (*nodes, *outputs))),
+                                  dtype=np.int64, count=len(nodes) + len(outputs))
+        src = np.fromiter(map(index.__getitem__, map(_SRC, edges)), dtype=np.int64, count=n)
+        dst = np.fromiter(map(index.__getitem__, map(_DST, edges)), dtype=np.int64, count=n)
         shared_weights(genome)
     except (KeyError, GenomeError):
-        raise _Rejected from None
-    mismatch = io_mismatch(genome, n_obs, n_outputs)
-    if mismatch is not None:
-        raise mismatch
-    slots = list(range(len(inputs)))  # observation k feeds the k-th non-bias input; names are unique
-    if BIAS in index and index[BIAS] < len(inputs):
-        b = index[BIAS]
-        slots = [*range(b), n_obs, *range(b, len(inputs) - 1)]
-    return _GenomeArrays(len(inputs), slots, activations, len(outputs), src, dst, [*map(_ENABLED, edges)])
+        return None
+    bias = index[BIAS] if BIAS in index and index[BIAS] < len(inputs) else -1
+    return _arrays(len(inputs), bias, activations, len(outputs), src, dst,
+                   np.fromiter(map(_ENABLED, edges), dtype=bool, count=n))
+
+
+# id(genome) -> (weak reference to the genome, its arrays or None); an entry leaves with its genome
+_CARRIED: dict[int, tuple[weakref.ref, GenomeArrays | None]] = {}
+
+
+def _forget(key: int):
+    def drop(_ref):
+        entry = _CARRIED.get(key)
+        if entry is not None and entry[0] is _ref:
+            del _CARRIED[key]
+    return drop
+
+
+def carried(genome) -> tuple[bool, GenomeArrays | None]:
+    """(known, arrays): whether the genome's arrays are carried, and them (None: it failed a fast check)."""
+    entry = _CARRIED.get(id(genome))
+    if entry is not None and entry[0]() is genome:
+        return True, entry[1]
+    return False, None
+
+
+def carry(genome, arrays: GenomeArrays | None) -> None:
+    """Keep `arrays` with `genome` for as long as it lives."""
+    key = id(genome)
+    _CARRIED[key] = (weakref.ref(genome, _forget(key)), arrays)
+
+
+def arrays_of(genome) -> GenomeArrays | None:
+    """The genome's arrays, read from its IR on first use only; None when it fails a fast check."""
+    known, arrays = carried(genome)
+    if not known:
+        arrays = read_arrays(genome)
+        try:
+            carry(genome, arrays)
+        except TypeError:  # not weak-referenceable (not an IR genome): not kept
+            pass
+    return arrays
+
+
+# --- edits: a mutated genome's arrays from its parent's ----------------------------------
+
+
+def split_edge(a: GenomeArrays, i: int, activation: int) -> GenomeArrays:
+    """`add_node`: edge i disabled, a new hidden node (after the others, before the outputs) and the
+    edges src -> new, new -> dst inserted right after edge i."""
+    new = a.n_inputs + a.n_hidden
+    src, dst = a.src + (a.src >= new), a.dst + (a.dst >= new)  # the outputs move up one id
+    enabled = a.enabled.copy()
+    enabled[i] = False
+    return _arrays(a.n_inputs, a.bias, np.insert(a.activations, a.n_hidden, activation), a.n_outputs,
+                   np.insert(src, i + 1, [src[i], new]), np.insert(dst, i + 1, [new, dst[i]]),
+                   np.insert(enabled, i + 1, [True, True]))
+
+
+def append_edge(a: GenomeArrays, src: int, dst: int) -> GenomeArrays:
+    """`add_edge`: an enabled edge src -> dst (local ids) after the others."""
+    return _arrays(a.n_inputs, a.bias, a.activations, a.n_outputs, np.append(a.src, src), np.append(a.dst, dst),
+                   np.append(a.enabled, True))
+
+
+def enable_edge(a: GenomeArrays, i: int) -> GenomeArrays:
+    enabled = a.enabled.copy()
+    enabled[i] = True
+    return _arrays(a.n_inputs, a.bias, a.activations, a.n_outputs, a.src, a.dst, enabled)
+
+
+def set_activation(a: GenomeArrays, k: int, activation: int) -> GenomeArrays:
+    """Node k of activations (hidden nodes first, then outputs) gets `activation`."""
+    activations = a.activations.copy()
+    activations[k] = activation
+    return _arrays(a.n_inputs, a.bias, activations, a.n_outputs, a.src, a.dst, a.enabled)
+
+
+# --- packing -------------------------------------------------------------------------
+
+
+def _genome_arrays(genome, n_obs: int, n_outputs: int) -> GenomeArrays:
+    """The genome's carried arrays, checked against the task.
+
+    Raises _Rejected for a structural problem (checked again, vectorised, later)
+    and NetevoError when the genome does not fit the task.
+    """
+    arrays = arrays_of(genome)
+    if arrays is None:
+        raise _Rejected
+    if arrays.n_observed != n_obs or arrays.n_outputs != n_outputs:
+        raise io_mismatch(genome, n_obs, n_outputs)
+    return arrays
 
 
 def io_mismatch(genome: ir.WannGenome, n_obs: int, n_outputs: int) -> NetevoError | None:
@@ -123,25 +237,30 @@ class _Population:
     size_of_node: np.ndarray  # node count of the node's genome
 
     @classmethod
-    def build(cls, arrays: list[_GenomeArrays]) -> "_Population":
-        sizes = np.array([a.n_nodes for a in arrays], dtype=np.int64)
-        n_edges = np.array([len(a.src) for a in arrays], dtype=np.int64)
+    def build(cls, arrays: list[GenomeArrays], n_obs: int) -> "_Population":
+        """The genomes' carried arrays concatenated, their local ids offset to global ones."""
+        P = len(arrays)
+        sizes = np.fromiter((a.n_nodes for a in arrays), dtype=np.int64, count=P)
+        n_edges = np.fromiter((len(a.src) for a in arrays), dtype=np.int64, count=P)
+        n_inputs = np.fromiter((a.n_inputs for a in arrays), dtype=np.int64, count=P)
+        n_outs = np.fromiter((a.n_outputs for a in arrays), dtype=np.int64, count=P)
+        bias = np.fromiter((a.bias for a in arrays), dtype=np.int64, count=P)
         base = np.cumsum(sizes) - sizes
-        genome_of_node = np.repeat(np.arange(len(arrays)), sizes)
+        genome_of_node = np.repeat(np.arange(P), sizes)
         local = np.arange(int(sizes.sum())) - base[genome_of_node]
-        n_inputs = np.array([a.n_inputs for a in arrays], dtype=np.int64)
-        n_outs = np.array([a.n_outputs for a in arrays], dtype=np.int64)
         is_input = local < n_inputs[genome_of_node]
         activation = np.full(len(local), -1, dtype=np.int64)
-        activation[~is_input] = _flat(a.activations for a in arrays)
-        input_slot = np.full(len(local), -1, dtype=np.int64)
-        input_slot[is_input] = _flat(a.input_slots for a in arrays)
-        genome_of_edge = np.repeat(np.arange(len(arrays)), n_edges)
+        activation[~is_input] = np.concatenate([a.activations for a in arrays])
+        # observation k feeds the k-th non-bias input; the bias reads slot n_obs (the constant 1)
+        b = bias[genome_of_node]
+        slot = np.where(local == b, n_obs, local - ((b >= 0) & (local > b)))
+        input_slot = np.where(is_input, slot, -1)
+        genome_of_edge = np.repeat(np.arange(P), n_edges)
         edge_base = base[genome_of_edge]
         return cls(
             genome_of_node, is_input, local >= (sizes - n_outs)[genome_of_node], activation, input_slot,
-            _flat(a.src for a in arrays) + edge_base, _flat(a.dst for a in arrays) + edge_base,
-            _flat(a.enabled for a in arrays).astype(bool), genome_of_edge, sizes[genome_of_node],
+            np.concatenate([a.src for a in arrays]) + edge_base, np.concatenate([a.dst for a in arrays]) + edge_base,
+            np.concatenate([a.enabled for a in arrays]), genome_of_edge, sizes[genome_of_node],
         )
 
     def invalid_genomes(self) -> set[int]:
@@ -157,28 +276,33 @@ class _Population:
         return invalid | set(self.genome_of_node[exceeded].tolist())
 
 
-def _flat(lists) -> np.ndarray:
-    return np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64)
-
-
 def _relax_longest_paths(depth: np.ndarray, src: np.ndarray, dst: np.ndarray, limit: np.ndarray) -> np.ndarray:
-    """depth[dst] >= depth[src] + 1 until stable; returns the nodes whose depth passed `limit`
-    (their genome has a cycle: a DAG's longest path is shorter than its node count)."""
-    exceeded = np.zeros(len(depth), dtype=bool)
+    """depth[dst] = max(depth[dst], depth[src] + 1) over every edge, in topological order (Kahn's
+    algorithm, one frontier at a time: each edge is visited once). Returns the nodes left without an
+    order, those on or behind a cycle, and those whose depth reached `limit` (a DAG's longest path is
+    shorter than its node count, so in a genome without a cycle none does)."""
+    n = len(depth)
     if len(src) == 0:
-        return exceeded
-    order = np.argsort(dst, kind="stable")
-    src, dst = src[order], dst[order]
-    targets, starts = np.unique(dst, return_index=True)
-    for _ in range(int(limit.max(initial=0)) + 2):
-        old = depth[targets]
-        new = np.maximum(old, np.maximum.reduceat(depth[src] + 1, starts))
-        changed = (new != old) & ~exceeded[targets]
-        if not changed.any():
+        return np.zeros(n, dtype=bool)
+    indegree = np.bincount(dst, minlength=n)
+    out_count = np.bincount(src, minlength=n)
+    out_start = np.cumsum(out_count) - out_count
+    targets_by_src = dst[np.argsort(src, kind="stable")]
+    frontier = np.flatnonzero(indegree == 0)
+    while len(frontier):
+        counts = out_count[frontier]
+        frontier, counts = frontier[counts > 0], counts[counts > 0]
+        if not len(frontier):
             break
-        depth[targets] = new
-        exceeded[targets] |= new >= limit[targets]
-    return exceeded
+        # the out-edges of every frontier node, one run per node
+        first = np.cumsum(counts) - counts
+        edge = np.repeat(out_start[frontier] - first, counts) + np.arange(int(counts.sum()))
+        targets = targets_by_src[edge]
+        np.maximum.at(depth, targets, np.repeat(depth[frontier] + 1, counts))
+        indegree -= np.bincount(targets, minlength=n)
+        reached = np.unique(targets)
+        frontier = reached[indegree[reached] == 0]
+    return (indegree > 0) | (depth >= limit)
 
 
 def _live_nodes(is_output: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -195,3 +319,25 @@ def _live_nodes(is_output: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.n
         if not grown.any():
             return live
         live[sources[grown]] = True
+
+
+def population_of(genomes: list, n_obs: int, n_outputs: int, indices: list[int]):
+    """The packable genomes of `genomes` (population positions `indices`) as
+    ([(position, genome, arrays)], _Population or None, {position: reason it cannot be packed})."""
+    failures: dict[int, str] = {}
+    packed: list[tuple[int, object, GenomeArrays]] = []
+    for position, genome in zip(indices, genomes):
+        try:
+            packed.append((position, genome, _genome_arrays(genome, n_obs, n_outputs)))
+        except _Rejected:
+            failures[position] = rejection_reason(genome)
+        except NetevoError as error:
+            failures[position] = error.message
+    population = _Population.build([a for _, _, a in packed], n_obs) if packed else None
+    invalid = population.invalid_genomes() if packed else set()
+    for k in sorted(invalid, reverse=True):
+        position, genome, _ = packed.pop(k)
+        failures[position] = rejection_reason(genome)
+    if invalid and packed:
+        population = _Population.build([a for _, _, a in packed], n_obs)
+    return packed, population, failures

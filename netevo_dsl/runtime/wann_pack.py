@@ -46,11 +46,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import NetevoError
 from ..ops.activations import WANN_ACTIVATIONS
 from .wann_arrays import (  # noqa: F401  (io_mismatch, rejection_reason: re-exported)
-    ACTIVATION_IDS, _GenomeArrays, _genome_arrays, _live_nodes, _Population, _Rejected, _relax_longest_paths,
-    io_mismatch, rejection_reason,
+    ACTIVATION_IDS, _live_nodes, _Population, _relax_longest_paths, io_mismatch, population_of, rejection_reason,
 )
 
 
@@ -200,22 +198,7 @@ def pack_population(
 ) -> tuple[PackedPopulation, dict[int, str]]:
     """Pack `genomes` (population positions `indices`); returns the pack and {position: reason}."""
     indices = list(range(len(genomes))) if indices is None else list(indices)
-    failures: dict[int, str] = {}
-    packed: list[tuple[int, object, _GenomeArrays]] = []
-    for position, genome in zip(indices, genomes):
-        try:
-            packed.append((position, genome, _genome_arrays(genome, n_obs, n_outputs)))
-        except _Rejected:
-            failures[position] = rejection_reason(genome)
-        except NetevoError as error:
-            failures[position] = error.message
-    population = _Population.build([a for _, _, a in packed]) if packed else None
-    invalid = population.invalid_genomes() if packed else set()
-    for k in sorted(invalid, reverse=True):
-        position, genome, _ = packed.pop(k)
-        failures[position] = rejection_reason(genome)
-    if invalid and packed:
-        population = _Population.build([a for _, _, a in packed])
+    packed, population, failures = population_of(genomes, n_obs, n_outputs, indices)
     return _layout(packed, population, n_obs, n_outputs, weights, shared_inputs), failures
 
 

@@ -8,16 +8,23 @@ the spec's rules otherwise). The roulette itself lives in the engine.
 Genomes stay acyclic over enabled *and* disabled edges (re-enabling must not
 make a cycle), edges never enter an input or leave an output, and new node
 names are fresh identifiers.
+
+Each operator also makes its child's integer arrays from its parent's
+(`runtime/wann_arrays.py`: split an edge, append one, enable one, change an
+activation id) and carries them with the child, so the evaluator never reads a
+child's IR back into arrays.
 """
 from __future__ import annotations
 
 import keyword
+import operator as operator_module
 
 import attrs
 
 from ...ir import nodes as ir
 from ...ir.wann import output_names
 from ...ops.activations import WANN_ACTIVATIONS
+from ...runtime import wann_arrays as arrays
 from .base import Context, operator, shuffled
 
 PUBLISHED_ROULETTE = (("add_node", 0.25), ("add_edge", 0.20), ("enable_edge", 0.05), ("change_activation", 0.50))
@@ -79,6 +86,18 @@ def descendants(genome: ir.WannGenome) -> dict[str, set[str]]:
     return below
 
 
+_NAME = operator_module.attrgetter("name")
+
+
+def _carry(parent: ir.WannGenome, child: ir.WannGenome, edit, where: int, activation: str) -> None:
+    """Carry `edit(parent's arrays, where, activation id)` with `child`; an unknown activation makes
+    a genome the evaluator rejects, as reading the child's IR would (no arrays)."""
+    a = arrays.arrays_of(parent)
+    if a is not None:
+        act = arrays.ACTIVATION_IDS.get(activation)
+        arrays.carry(child, None if act is None else edit(a, where, act))
+
+
 @operator("wann", "add_node")
 def add_node(ctx: Context):
     g = ctx.item
@@ -94,6 +113,7 @@ def add_node(ctx: Context):
     # the split edge's own weight (`w=`), if any, moves to the edge into the new node
     edges[i + 1:i + 1] = [ir.WannEdge(old.src, name, weight=getattr(old, "weight", None)), ir.WannEdge(name, old.dst)]
     new = attrs.evolve(g, nodes=tuple(g.nodes) + (ir.WannNode(name, activation),), edges=tuple(edges))
+    _carry(g, new, arrays.split_edge, i, activation)
     yield ctx.replace_item(new), f"add_node {name}: {activation} splitting {old.src} -> {old.dst}"
 
 
@@ -153,6 +173,10 @@ def add_edge(ctx: Context):
         return
     src, dst = ctx.rng.choice(candidates)
     new = attrs.evolve(g, edges=tuple(g.edges) + (ir.WannEdge(src, dst),))
+    parent = arrays.arrays_of(g)
+    if parent is not None:
+        names = [*g.inputs, *map(_NAME, g.nodes), *map(_NAME, g.outputs)]  # the arrays' local ids
+        arrays.carry(new, arrays.append_edge(parent, names.index(src), names.index(dst)))
     yield ctx.replace_item(new), f"add_edge {src} -> {dst}"
 
 
@@ -165,7 +189,11 @@ def enable_edge(ctx: Context):
     i = ctx.rng.choice(disabled)
     edges = list(g.edges)
     edges[i] = attrs.evolve(edges[i], enabled=True)
-    yield ctx.replace_item(attrs.evolve(g, edges=tuple(edges))), f"enable_edge {edges[i].src} -> {edges[i].dst}"
+    new = attrs.evolve(g, edges=tuple(edges))
+    parent = arrays.arrays_of(g)
+    if parent is not None:
+        arrays.carry(new, arrays.enable_edge(parent, i))
+    yield ctx.replace_item(new), f"enable_edge {edges[i].src} -> {edges[i].dst}"
 
 
 @operator("wann", "change_activation")
@@ -181,7 +209,9 @@ def change_activation(ctx: Context):
         act = ctx.rng.choice(options)
         nodes = list(g.nodes)
         nodes[i] = attrs.evolve(node, activation=act)
-        yield ctx.replace_item(attrs.evolve(g, nodes=tuple(nodes))), \
+        new = attrs.evolve(g, nodes=tuple(nodes))
+        _carry(g, new, arrays.set_activation, i, act)
+        yield ctx.replace_item(new), \
             f"change_activation {node.name}: {node.activation} -> {act}"
         return
 

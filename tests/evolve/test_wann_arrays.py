@@ -1,0 +1,129 @@
+"""Array-native WANN genomes (issue 18 item 4): a child's arrays are made from its parent's by the
+mutation, and must equal what reading the child's IR gives; packing concatenates them.
+
+The outside definitions: the IR itself (`read_arrays`, which maps names to declaration-order ids),
+`ir.wann.topological_levels` (longest-path depths, pure Python) and `ir.wann.validate_genome` (cycles).
+"""
+from __future__ import annotations
+
+import gc
+import random
+
+import attrs
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from netevo_dsl.errors import RuleError
+from netevo_dsl.evolve.mutations import mutate_genome
+from netevo_dsl.ir import nodes as ir
+from netevo_dsl.ir.wann import BIAS, topological_levels, validate_genome
+from netevo_dsl.runtime import wann_arrays as wa
+from netevo_dsl.testing.wann_strategies import wann_genomes
+
+RULES = [
+    None,  # the published roulette
+    "add_node(p=1)",
+    "add_edge(p=1)",
+    "enable_edge(p=1)",
+    "change_activation(p=1)",
+    "add_node(p=0.5) change_activation(p=0.5, choices={sin, gauss, relu})",
+]
+
+
+def _same(a, b) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and a.same_as(b))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wann_genomes(max_hidden=5, max_edges=15),
+       st.integers(0, 2 ** 32 - 1), st.sampled_from(RULES), st.booleans())
+def test_mutated_arrays_equal_the_arrays_of_the_mutated_ir(genome, seed, rules, check):
+    rng = random.Random(seed)
+    for _ in range(8):
+        try:
+            child = mutate_genome(genome, rng, rules, check_child=check)
+        except RuleError:
+            return
+        known, carried = wa.carried(child)
+        assert known, "the mutation carried the child's arrays"
+        assert _same(carried, wa.read_arrays(child))
+        genome = child
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wann_genomes(max_hidden=5, max_edges=15, edge_weights=True), st.integers(0, 2 ** 32 - 1))
+def test_edge_weights_do_not_change_the_arrays(genome, seed):
+    rng = random.Random(seed)
+    for _ in range(5):
+        try:
+            child = mutate_genome(genome, rng)
+        except RuleError:
+            return
+        assert _same(wa.carried(child)[1], wa.read_arrays(child))
+        genome = child
+
+
+def test_an_unknown_activation_is_carried_as_a_rejected_genome():
+    genome = ir.WannGenome("g", ("a", BIAS), (ir.WannOutput("y", "tanh"),), (ir.WannNode("h", "relu"),),
+                           (ir.WannEdge("a", "h"), ir.WannEdge("h", "y")))
+    child = mutate_genome(genome, random.Random(0), "change_activation(p=1, choices={nosuch})", check_child=False)
+    assert child.nodes[0].activation == "nosuch"
+    assert wa.carried(child) == (True, None) and wa.read_arrays(child) is None
+
+
+def test_arrays_leave_with_their_genome():
+    genome = ir.WannGenome("g", ("a",), (ir.WannOutput("y", "tanh"),), (), (ir.WannEdge("a", "y"),))
+    before = len(wa._CARRIED)
+    wa.arrays_of(genome)
+    assert wa.carried(genome)[0] and len(wa._CARRIED) == before + 1
+    del genome
+    gc.collect()
+    assert len(wa._CARRIED) == before
+
+
+def test_carried_arrays_are_read_only():
+    genome = ir.WannGenome("g", ("a",), (ir.WannOutput("y", "tanh"),), (), (ir.WannEdge("a", "y"),))
+    a = wa.arrays_of(genome)
+    for array in (a.src, a.dst, a.enabled, a.activations):
+        assert not array.flags.writeable
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(wann_genomes(max_hidden=6, max_edges=20), min_size=1, max_size=6))
+def test_population_ids_slots_and_depths_match_the_ir(genomes):
+    pop = wa._Population.build([wa.arrays_of(g) for g in genomes], n_obs=3)
+    assert not pop.invalid_genomes()
+    enabled = pop.enabled
+    depth = (~pop.is_input).astype(np.int64)
+    assert not wa._relax_longest_paths(depth, pop.src[enabled], pop.dst[enabled], np.full(len(depth), len(depth) + 2)).any()
+    offset, outputs = 0, []
+    for g in genomes:
+        names = [*g.inputs, *(n.name for n in g.nodes), *(o.name for o in g.outputs)]
+        ids = range(offset, offset + len(names))
+        # observation k feeds the k-th non-bias input (ir/wann.py); the bias reads slot n_obs
+        observed = [n for n in g.inputs if n != BIAS]
+        expected_slots = [3 if n == BIAS else observed.index(n) for n in g.inputs]
+        assert pop.input_slot[ids.start:ids.start + len(g.inputs)].tolist() == expected_slots
+        # longest-path depths over enabled edges, as topological_levels defines them
+        for level, members in enumerate(topological_levels(g), start=1):
+            for name in members:
+                assert depth[offset + names.index(name)] == level, name
+        outputs += [offset + names.index(o.name) for o in g.outputs]
+        offset += len(names)
+    assert np.flatnonzero(pop.is_output).tolist() == outputs
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(wann_genomes(max_hidden=6, max_edges=20), st.integers(0, 2 ** 16),
+                          st.booleans()), min_size=1, max_size=6))
+def test_cycles_are_found_exactly_where_validate_genome_finds_them(drawn):
+    genomes = []
+    for g, k, close in drawn:
+        forward = [e for e in g.edges if e.src in {n.name for n in g.nodes} and e.dst in {n.name for n in g.nodes}]
+        if close and forward:  # a back edge between two hidden nodes, enabled or not: a cycle
+            e = forward[k % len(forward)]
+            g = attrs.evolve(g, edges=tuple(g.edges) + (ir.WannEdge(e.dst, e.src, enabled=bool(k % 2)),))
+        genomes.append(g)
+    pop = wa._Population.build([wa.arrays_of(g) for g in genomes], n_obs=3)
+    assert pop.invalid_genomes() == {i for i, g in enumerate(genomes) if validate_genome(g)}
