@@ -261,6 +261,22 @@ class GPT2MLP(nn.Module):
         return self.c_proj(self.act(self.c_fc(x)))
 
 
+class TransposedLinear(nn.Module):
+    """y = x W + b with W stored (in, out), the layout of transformers' Conv1D (GPT-2), whose weights load as they are."""
+
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        nn.init.normal_(self.weight, std=0.02)
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(out_features))
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        return F.linear(x, self.weight.t(), self.bias)
+
+
 def make_mask(kind, out, fan_in, **p):
     """Connectivity mask (out x fan_in, bool): the same bits as netevo's ops.masks.make_mask."""
     if kind == "random":

@@ -23,7 +23,8 @@ def add_parser(subparsers):
                         'e.g. \'{"classes": 10}\'')
     p.add_argument("--input", action="append", required=True, metavar="NAME=SHAPE",
                    help="an example input of forward, batch first: x=2,3,224,224 "
-                        "(once per forward argument, by its name)")
+                        "(once per forward argument, by its name); input_ids=2,16:int100 gives integer token ids "
+                        "below 100")
     p.add_argument("-o", "--output", required=True, help="the .net file to write")
     p.add_argument("--name", help="the network's name (default: the class name, lower case)")
     p.add_argument("--weights", metavar="FILE", help="also write the model's state_dict (torch.save) to FILE")
@@ -59,10 +60,12 @@ def _example_inputs(specs):
 
     inputs = {}
     for text in specs:
-        m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*=\s*\[?\s*(\d+(?:\s*,\s*\d+)*)\s*\]?\s*", text)
+        m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*=\s*\[?\s*(\d+(?:\s*,\s*\d+)*)\s*\]?\s*(?::int(\d+))?\s*", text)
         if not m:
-            raise _usage(f"--input `{text}` is not NAME=SHAPE", "e.g. --input x=2,3,32,32 (batch first)")
-        inputs[m.group(1)] = torch.randn(*[int(d) for d in m.group(2).split(",")])
+            raise _usage(f"--input `{text}` is not NAME=SHAPE", "e.g. --input x=2,3,32,32 (batch first), or "
+                         "ids=2,16:int100 for token ids below 100")
+        shape = [int(d) for d in m.group(2).split(",")]
+        inputs[m.group(1)] = torch.randint(0, int(m.group(3)), shape) if m.group(3) else torch.randn(*shape)
     return inputs
 
 

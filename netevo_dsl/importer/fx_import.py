@@ -130,7 +130,14 @@ def import_text(module, example_inputs, name: str | None = None) -> str:
     import torch.fx as fx
 
     tables = _tables()
-    gm = _trace(module, leaves=set(tables[0]))
+    try:
+        gm = _trace(module, leaves=set(tables[0]))
+    except NetevoError as e:
+        if e.code != "E163":
+            raise
+        from .export_import import import_text as exported  # torch.export where fx cannot trace (GPT-2)
+
+        return exported(module, example_inputs, name, fx_error=e)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     inputs = _order_inputs(example_inputs, placeholders)
     _shapes(gm, inputs)

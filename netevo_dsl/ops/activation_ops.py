@@ -51,7 +51,9 @@ def _torch_import(name):
         return ()
     modules, functions, methods = _TORCH[name]
     rule = {"gelu": _gelu_approximate("none"), "gelu_tanh": _gelu_approximate("tanh")}.get(name, lambda call: {})
-    return (TorchImport(modules=modules, functions=functions, methods=methods, params=rule),)
+    extra = ((TorchImport(modules=("transformers.activations.NewGELUActivation",
+                                   "transformers.activations.GELUTanh")),) if name == "gelu_tanh" else ())
+    return (TorchImport(modules=modules, functions=functions, methods=methods, params=rule),) + extra
 
 
 def _build(name):

@@ -1,5 +1,11 @@
-"""GPT-2 sublayers: attention(heads) (causal multi-head self-attention) and gpt2_mlp(hidden, activation)."""
-from .registry import Channels, ChannelSite, InternalSpace, OpDef, ParamDef, divisible, rank, register, src
+"""GPT-2 sublayers: attention(heads) (causal multi-head self-attention) and gpt2_mlp(hidden, activation); and the
+two that `netevo import` maps transformers' GPT-2 onto: linear_t(out) (its Conv1D, weight stored (in, out)) and
+sdpa(q, k, v, causal, scale) (scaled dot-product attention on per-head tensors)."""
+import math
+
+from ..ir.dims import Dim
+from .registry import (Channels, ChannelSite, InternalSpace, OpDef, ParamDef, ShapeFailure, TorchImport, Unimportable,
+                       divisible, positive, rank, register, src)
 
 
 def _attn_infer(shapes, p):
@@ -94,3 +100,105 @@ register(OpDef(
         internal=(InternalSpace("hidden", _hidden, width_param="hidden"),)),
     macs=_mlp_macs, n_params=_mlp_params,
     doc="GPT-2 feed-forward: c_fc, activation, c_proj."))
+
+
+# --- linear_t: transformers' Conv1D (GPT-2's c_attn, c_proj, c_fc), y = x W + b with W stored (in, out) ---------
+
+
+def _lt_infer(shapes, p):
+    (x,) = shapes
+    if len(x) < 1:
+        raise ShapeFailure("linear_t needs an input with at least one axis")
+    positive("out", p["out"])
+    return (*x[:-1], p["out"])
+
+
+def _lt_build(shapes, p):
+    from ..compiler.modules import TransposedLinear
+
+    return TransposedLinear(int(shapes[0][-1]), int(p["out"]), bias=p["bias"])
+
+
+def _lt_emit(shapes, p, mask_expr=None):
+    return f"TransposedLinear({src(shapes[0][-1])}, {src(p['out'])}" + ("" if p["bias"] else ", bias=False") + ")"
+
+
+def _lt_import(call):
+    m = call.module
+    return {"out": int(m.weight.shape[1]), "bias": getattr(m, "bias", None) is not None}
+
+
+register(OpDef(
+    name="linear_t",
+    params=(ParamDef("out", "int", minimum=1, doc="output features"), ParamDef("bias", "bool", True)),
+    infer=_lt_infer, build=_lt_build, emit=_lt_emit, helper_classes=("TransposedLinear",),
+    coupling="produce", neuron_axis=-1,
+    channels=Channels(sites=(ChannelSite("weight", 1, "out", "produce"), ChannelSite("weight", 0, "in", "consume"),
+                             ChannelSite("bias", 0, "out", "produce")), width_param="out"),
+    macs=lambda shapes, out, p: math.prod(out) * shapes[0][-1],
+    n_params=lambda shapes, p: shapes[0][-1] * p["out"] + (p["out"] if p["bias"] else 0),
+    torch_import=(TorchImport(modules=("transformers.pytorch_utils.Conv1D",), params=_lt_import),),
+    doc="Fully connected layer over the last axis with its weight stored (in, out), as GPT-2's Conv1D: y = x W + b."))
+
+
+# --- sdpa: softmax(q k^T * scale [+ causal mask]) v on [..., T, D] tensors (heads already split) ----------------
+
+
+def _sdpa_infer(shapes, p):
+    q, k, v = shapes
+    for shape, what in ((q, "query"), (k, "key"), (v, "value")):
+        rank(shape, 3, 4, what=what)
+    if not len(q) == len(k) == len(v):
+        raise ShapeFailure(f"query, key and value have ranks {len(q)}, {len(k)}, {len(v)}", "give them one rank")
+    for i in range(len(q) - 2):
+        if Dim.of(q[i]) != Dim.of(k[i]) or Dim.of(q[i]) != Dim.of(v[i]):
+            raise ShapeFailure(f"axis {i} differs between query, key and value ({q[i]}, {k[i]}, {v[i]})",
+                               "the leading axes (batch, heads) must agree")
+    if Dim.of(q[-1]) != Dim.of(k[-1]):
+        raise ShapeFailure(f"query and key head sizes differ ({q[-1]} vs {k[-1]})", "q k^T needs one head size")
+    if Dim.of(k[-2]) != Dim.of(v[-2]):
+        raise ShapeFailure(f"key and value lengths differ ({k[-2]} vs {v[-2]})", "each key needs one value")
+    if p["scale"] is not None and not float(p["scale"]) > 0.0:
+        raise ShapeFailure(f"`scale` must be positive, got {p['scale']}")
+    return (*q[:-1], v[-1])
+
+
+def _sdpa(tensors, p):
+    import torch.nn.functional as F
+
+    q, k, v = tensors
+    return F.scaled_dot_product_attention(q, k, v, is_causal=bool(p["causal"]), scale=p["scale"])
+
+
+def _sdpa_emit(xs, p):
+    extra = (", is_causal=True" if p["causal"] else "") + (f", scale={src(float(p['scale']))}"
+                                                           if p["scale"] is not None else "")
+    return f"F.scaled_dot_product_attention({xs[0]}, {xs[1]}, {xs[2]}{extra})"
+
+
+def _sdpa_import(call):
+    if len(call.in_shapes) != 3:
+        raise Unimportable("an attention mask that is not the causal one (the op keeps `causal=true` only)")
+    if call.arg(4, "dropout_p", 0.0):
+        raise Unimportable(f"dropout_p={call.arg(4, 'dropout_p', 0.0)}: the op has no attention dropout")
+    if call.arg(7, "enable_gqa", False):
+        raise Unimportable("enable_gqa=True: query, key and value need the same heads")
+    scale = call.arg(6, "scale", None)
+    if scale is not None and float(scale) == call.in_shapes[0][-1] ** -0.5:
+        scale = None  # the default 1/sqrt(head size)
+    return {"causal": bool(call.arg(5, "is_causal", False)), "scale": None if scale is None else float(scale)}
+
+
+register(OpDef(
+    name="sdpa",
+    params=(ParamDef("causal", "bool", False, doc="position i attends to positions <= i"),
+            ParamDef("scale", "float", None, doc="default 1/sqrt(head size)")),
+    infer=_sdpa_infer, min_inputs=3, max_inputs=3, module=False, functional=_sdpa, emit_functional=_sdpa_emit,
+    coupling="none", neuron_axis=None,
+    macs=lambda shapes, out, p: math.prod(shapes[0][:-2]) * shapes[0][-2] * shapes[1][-2] * (shapes[0][-1]
+                                                                                          + shapes[2][-1]),
+    torch_import=(TorchImport(functions=("torch.nn.functional.scaled_dot_product_attention",
+                                         "torch.ops.aten.scaled_dot_product_attention.default"),
+                              params=_sdpa_import),),
+    doc="Scaled dot-product attention softmax(q k^T * scale) v on [B, heads, T, D] (or [B, T, D]) query, key and "
+        "value, as torch's F.scaled_dot_product_attention; `causal` masks the positions after each query."))

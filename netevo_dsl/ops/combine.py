@@ -29,7 +29,8 @@ register(OpDef(name="add", params=(), infer=_same_shape, min_inputs=2, max_input
                functional=lambda t, p: sum(t[1:], t[0]),
                emit_functional=lambda xs, p, s=src: " + ".join(xs),
                coupling="tie",
-               torch_import=(TorchImport(functions=("_operator.add", "_operator.iadd", "torch.add"), methods=("add",),
+               torch_import=(TorchImport(functions=("_operator.add", "_operator.iadd", "torch.add",
+                                                    "torch.ops.aten.add.Tensor"), methods=("add",),
                                          params=_tensors_only),),
                doc="Elementwise sum (the residual `+`): every operand shares one dependency group."))
 

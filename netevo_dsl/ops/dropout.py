@@ -21,7 +21,8 @@ def _import(call):
 register(OpDef(name="dropout", params=(ParamDef("p", "float", 0.5),), infer=infer, build=build,
                emit=lambda shapes, p, mask_expr=None: f"nn.Dropout({src(float(p['p']))})",
                coupling="elementwise", neuron_axis=None,
-               torch_import=(TorchImport(modules=("torch.nn.Dropout",), functions=("torch.nn.functional.dropout",),
+               torch_import=(TorchImport(modules=("torch.nn.Dropout",),
+                                         functions=("torch.nn.functional.dropout", "torch.ops.aten.dropout.default"),
                                          params=_import),),
                doc="Dropout; identity in eval mode."))
 

@@ -79,7 +79,9 @@ register(OpDef(
     functional=lambda t, p: t[0].reshape(tuple(_runtime_sizes(p["shape"]))),
     emit_functional=lambda xs, p, s=src: f"{xs[0]}.reshape({_tuple_src(_runtime_sizes(p['shape']))})",
     coupling="reshape",
-    torch_import=(TorchImport(functions=("torch.reshape",), methods=("view", "reshape"), params=_reshape_import),),
+    torch_import=(TorchImport(functions=("torch.reshape", "torch.ops.aten.view.default",
+                                         "torch.ops.aten.reshape.default", "torch.ops.aten._unsafe_view.default"),
+                              methods=("view", "reshape"), params=_reshape_import),),
     doc="Reshape; one -1 is inferred. Symbolic dims may be named (e.g. [B, -1])."))
 
 
@@ -104,6 +106,6 @@ register(OpDef(
     functional=lambda t, p: t[0].transpose(p["dim0"], p["dim1"]),
     emit_functional=lambda xs, p, s=src: f"{xs[0]}.transpose({s(p['dim0'])}, {s(p['dim1'])})",
     coupling="reshape", channels=Channels(axis_map=_transpose_axes),
-    torch_import=(TorchImport(functions=("torch.transpose",), methods=("transpose",),
+    torch_import=(TorchImport(functions=("torch.transpose", "torch.ops.aten.transpose.int"), methods=("transpose",),
                               params=lambda c: {"dim0": c.arg(1, "dim0", None), "dim1": c.arg(2, "dim1", None)}),),
     doc="Swap two axes."))

@@ -20,7 +20,7 @@ import keyword
 import operator
 import re
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -52,6 +52,9 @@ class GenomeArrays:
     src: np.ndarray  # int64, per edge
     dst: np.ndarray  # int64, per edge
     enabled: np.ndarray  # bool, per edge
+    # passed the population-wide checks (no edge into an input or out of an output, no duplicate edge,
+    # no cycle); a WANN mutation keeps this (tests/evolve/test_wann_mutations.py), so children skip them
+    verified: bool = False
 
     @property
     def n_nodes(self) -> int:
@@ -66,7 +69,7 @@ class GenomeArrays:
         return self.n_inputs - (self.bias >= 0)
 
     def same_as(self, other: "GenomeArrays") -> bool:
-        """Equal field by field (types and values)."""
+        """Equal field by field (types and values), `verified` aside."""
         return (self.n_inputs, self.bias, self.n_outputs) == (other.n_inputs, other.bias, other.n_outputs) and all(
             a.dtype == b.dtype and np.array_equal(a, b) for a, b in (
                 (self.activations, other.activations), (self.src, other.src), (self.dst, other.dst),
@@ -78,9 +81,9 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _arrays(n_inputs, bias, activations, n_outputs, src, dst, enabled) -> GenomeArrays:
+def _arrays(n_inputs, bias, activations, n_outputs, src, dst, enabled, verified=False) -> GenomeArrays:
     return GenomeArrays(n_inputs, bias, _frozen(activations), n_outputs, _frozen(src), _frozen(dst),
-                        _frozen(enabled))
+                        _frozen(enabled), verified)
 
 
 def read_arrays(genome) -> GenomeArrays | None:
@@ -157,28 +160,81 @@ def split_edge(a: GenomeArrays, i: int, activation: int) -> GenomeArrays:
     src, dst = a.src + (a.src >= new), a.dst + (a.dst >= new)  # the outputs move up one id
     enabled = a.enabled.copy()
     enabled[i] = False
-    return _arrays(a.n_inputs, a.bias, np.insert(a.activations, a.n_hidden, activation), a.n_outputs,
-                   np.insert(src, i + 1, [src[i], new]), np.insert(dst, i + 1, [new, dst[i]]),
-                   np.insert(enabled, i + 1, [True, True]))
+    cut, h = i + 1, a.n_hidden
+    return _arrays(
+        a.n_inputs, a.bias, np.concatenate((a.activations[:h], (activation,), a.activations[h:])), a.n_outputs,
+        np.concatenate((src[:cut], (src[i], new), src[cut:])), np.concatenate((dst[:cut], (new, dst[i]), dst[cut:])),
+        np.concatenate((enabled[:cut], (True, True), enabled[cut:])), a.verified)
 
 
 def append_edge(a: GenomeArrays, src: int, dst: int) -> GenomeArrays:
     """`add_edge`: an enabled edge src -> dst (local ids) after the others."""
     return _arrays(a.n_inputs, a.bias, a.activations, a.n_outputs, np.append(a.src, src), np.append(a.dst, dst),
-                   np.append(a.enabled, True))
+                   np.append(a.enabled, True), a.verified)
 
 
 def enable_edge(a: GenomeArrays, i: int) -> GenomeArrays:
     enabled = a.enabled.copy()
     enabled[i] = True
-    return _arrays(a.n_inputs, a.bias, a.activations, a.n_outputs, a.src, a.dst, enabled)
+    return _arrays(a.n_inputs, a.bias, a.activations, a.n_outputs, a.src, a.dst, enabled, a.verified)
 
 
 def set_activation(a: GenomeArrays, k: int, activation: int) -> GenomeArrays:
     """Node k of activations (hidden nodes first, then outputs) gets `activation`."""
     activations = a.activations.copy()
     activations[k] = activation
-    return _arrays(a.n_inputs, a.bias, activations, a.n_outputs, a.src, a.dst, a.enabled)
+    return _arrays(a.n_inputs, a.bias, activations, a.n_outputs, a.src, a.dst, a.enabled, a.verified)
+
+
+def addable(a: GenomeArrays) -> tuple[np.ndarray, np.ndarray] | None:
+    """The edges `add_edge` may add, as (sources, targets) in local ids, in the order of
+    `evolve.mutations.wann.addable_edges` (every source: inputs, then hidden nodes; with every
+    target: hidden nodes, then outputs; no cycle, no duplicate); None when the genome has a cycle
+    (then only the IR's definition applies)."""
+    n, n_in = a.n_nodes, a.n_inputs
+    src, dst = a.src.tolist(), a.dst.tolist()
+    below = _reach_masks(n, src, dst)
+    if below is None:
+        return None
+    n_sources = n_in + a.n_hidden
+    # reaches[t, s]: target n_in + t reaches node s (then s -> target would close a cycle)
+    width = (n + 7) // 8
+    packed = np.frombuffer(b"".join(m.to_bytes(width, "little") for m in below[n_in:]), dtype=np.uint8)
+    reaches = np.unpackbits(packed.reshape(n - n_in, width), axis=1, count=n, bitorder="little").astype(bool)
+    allowed = ~reaches[:, :n_sources].T  # [source, target]
+    allowed[np.arange(n_in, n_sources), np.arange(n_sources - n_in)] = False  # no self-loop
+    s, d = a.src, a.dst
+    keep = (s < n_sources) & (d >= n_in)
+    allowed[s[keep], d[keep] - n_in] = False  # no duplicate
+    sources, targets = np.nonzero(allowed)  # row-major: sources outer, targets inner
+    return sources, targets + n_in
+
+
+def _reach_masks(n: int, src: list[int], dst: list[int]) -> list[int] | None:
+    """Per node, the nodes reachable from it over the edges, as bit masks; None if there is a cycle."""
+    succ: list[list[int]] = [[] for _ in range(n)]
+    indegree = [0] * n
+    for s, d in zip(src, dst):
+        succ[s].append(d)
+        indegree[d] += 1
+    ready = [i for i, k in enumerate(indegree) if k == 0]
+    order = []
+    while ready:  # Kahn's algorithm
+        node = ready.pop()
+        order.append(node)
+        for m in succ[node]:
+            indegree[m] -= 1
+            if indegree[m] == 0:
+                ready.append(m)
+    if len(order) < n:
+        return None
+    below = [0] * n
+    for node in reversed(order):
+        mask = 0
+        for m in succ[node]:
+            mask |= below[m] | (1 << m)
+        below[node] = mask
+    return below
 
 
 # --- packing -------------------------------------------------------------------------
@@ -333,8 +389,18 @@ def population_of(genomes: list, n_obs: int, n_outputs: int, indices: list[int])
             failures[position] = rejection_reason(genome)
         except NetevoError as error:
             failures[position] = error.message
+    # the population-wide checks, for the genomes not known to pass them (those read from IR)
+    unverified = [k for k, (_, _, a) in enumerate(packed) if not a.verified]
     population = _Population.build([a for _, _, a in packed], n_obs) if packed else None
-    invalid = population.invalid_genomes() if packed else set()
+    checked = population if len(unverified) == len(packed) else \
+        _Population.build([packed[k][2] for k in unverified], n_obs) if unverified else None
+    invalid = {unverified[j] for j in checked.invalid_genomes()} if checked is not None else set()
+    for k in unverified:
+        if k not in invalid:
+            position, genome, a = packed[k]
+            packed[k] = (position, genome, replace(a, verified=True))
+            if carried(genome)[1] is a:
+                carry(genome, packed[k][2])
     for k in sorted(invalid, reverse=True):
         position, genome, _ = packed.pop(k)
         failures[position] = rejection_reason(genome)

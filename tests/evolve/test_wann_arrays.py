@@ -127,3 +127,46 @@ def test_cycles_are_found_exactly_where_validate_genome_finds_them(drawn):
         genomes.append(g)
     pop = wa._Population.build([wa.arrays_of(g) for g in genomes], n_obs=3)
     assert pop.invalid_genomes() == {i for i, g in enumerate(genomes) if validate_genome(g)}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wann_genomes(max_hidden=6, max_edges=20), st.integers(0, 2 ** 16), st.booleans())
+def test_addable_from_the_arrays_is_addable_edges_in_its_order(genome, k, close):
+    from netevo_dsl.evolve.mutations.wann import addable_edges
+
+    hidden = [n.name for n in genome.nodes]
+    if close and len(hidden) > 1:  # a back edge between hidden nodes: a cycle, where only the IR's definition applies
+        genome = attrs.evolve(genome, edges=tuple(genome.edges) + (ir.WannEdge(hidden[-1], hidden[k % (len(hidden) - 1)]),))
+    pairs = wa.addable(wa.read_arrays(genome))
+    if validate_genome(genome):
+        assert pairs is None
+        return
+    names = [*genome.inputs, *hidden, *(o.name for o in genome.outputs)]
+    assert [(names[s], names[d]) for s, d in zip(*pairs)] == addable_edges(genome)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(wann_genomes(n_inputs=3, max_hidden=5, max_edges=15), st.booleans()), min_size=1,
+                max_size=5), st.integers(0, 2 ** 16))
+def test_packing_again_and_packing_children_reject_exactly_the_invalid_genomes(drawn, seed):
+    genomes = []
+    for g, close in drawn:
+        hidden = [n.name for n in g.nodes]
+        if close and len(hidden) > 1:
+            g = attrs.evolve(g, edges=tuple(g.edges) + (ir.WannEdge(hidden[-1], hidden[0]),))
+        genomes.append(g)
+    bad = {i for i, g in enumerate(genomes) if validate_genome(g)}
+    for _ in range(2):  # the second time, from the carried (and then verified) arrays
+        _, _, failures = wa.population_of(genomes, 3, 2, list(range(len(genomes))))
+        assert set(failures) == bad
+        assert all(wa.carried(g)[1].verified == (i not in bad) for i, g in enumerate(genomes))
+    rng = random.Random(seed)
+    children = []
+    for i, g in enumerate(genomes):
+        try:
+            children.append(mutate_genome(g, rng, check_child=False))
+        except RuleError:
+            children.append(g)
+    assert all(wa.carried(c)[1].verified for i, c in enumerate(children) if i not in bad), "kept by mutation"
+    _, _, failures = wa.population_of(children, 3, 2, list(range(len(children))))
+    assert set(failures) == {i for i, c in enumerate(children) if validate_genome(c)}

@@ -232,6 +232,17 @@ BAD = [
      net("forward = relu(x)", "output y = forward")),
     ("task_parameter_refused", "E071", 8, "a binary task has `outputs` 1 or 2",
      XOR + "evolve g {\n  task xor(outputs=0)\n}\n"),
+    # --- issue 17's GPT-2 import: sdpa (attention on per-head tensors), linear_t (Conv1D's (in, out) weight)
+    ("sdpa_key_value_lengths_differ", "E040", 4, "sdpa: key and value lengths differ (6 vs 5)",
+     "network n {\n  input q: [B, 2, 5, 8]\n  input k: [B, 2, 6, 8]\n  output y = sdpa(q, k, q, causal=true)\n}\n"),
+    ("sdpa_head_sizes_differ", "E040", 4, "sdpa: query and key head sizes differ (8 vs 4)",
+     "network n {\n  input q: [B, 2, 5, 8]\n  input k: [B, 2, 5, 4]\n  output y = sdpa(q, k, q)\n}\n"),
+    ("sdpa_two_inputs", "E030", 3, "sdpa takes 3 tensor input(s), got 2",
+     "network n {\n  input q: [B, 2, 5, 8]\n  output y = sdpa(q, q)\n}\n"),
+    ("sdpa_rank_two", "E040", 3, "sdpa: query has rank 2, expected rank 3 or 4", net("output y = sdpa(x, x, x)")),
+    ("sdpa_scale_negative", "E040", 3, "sdpa: `scale` must be positive, got -1.0",
+     "network n {\n  input q: [B, 2, 5, 8]\n  output y = sdpa(q, q, q, scale=-1.0)\n}\n"),
+    ("linear_t_out_zero", "E034", 3, "linear_t: `out` must be at least 1, got 0", net("output y = linear_t(x, out=0)")),
 ]
 
 

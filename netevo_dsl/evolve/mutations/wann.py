@@ -168,15 +168,27 @@ def addable_edges(g: ir.WannGenome) -> list[tuple[str, str]]:
 @operator("wann", "add_edge")
 def add_edge(ctx: Context):
     g = ctx.item
-    candidates = addable_edges(g)
-    if not candidates:
-        return
-    src, dst = ctx.rng.choice(candidates)
-    new = attrs.evolve(g, edges=tuple(g.edges) + (ir.WannEdge(src, dst),))
     parent = arrays.arrays_of(g)
-    if parent is not None:
+    pairs = None if parent is None else arrays.addable(parent)  # the same candidates, from the arrays
+    if pairs is None:
+        candidates = addable_edges(g)
+        if not candidates:
+            return
+        src, dst = ctx.rng.choice(candidates)
+        new = attrs.evolve(g, edges=tuple(g.edges) + (ir.WannEdge(src, dst),))
+        if parent is not None:
+            names = [*g.inputs, *map(_NAME, g.nodes), *map(_NAME, g.outputs)]  # the arrays' local ids
+            arrays.carry(new, arrays.append_edge(parent, names.index(src), names.index(dst)))
+    else:
+        sources, targets = pairs
+        if not len(sources):
+            return
+        k = ctx.rng.choice(range(len(sources)))  # the same draw as choosing from the candidate list
+        s, d = int(sources[k]), int(targets[k])
         names = [*g.inputs, *map(_NAME, g.nodes), *map(_NAME, g.outputs)]  # the arrays' local ids
-        arrays.carry(new, arrays.append_edge(parent, names.index(src), names.index(dst)))
+        src, dst = names[s], names[d]
+        new = attrs.evolve(g, edges=tuple(g.edges) + (ir.WannEdge(src, dst),))
+        arrays.carry(new, arrays.append_edge(parent, s, d))
     yield ctx.replace_item(new), f"add_edge {src} -> {dst}"
 
 
