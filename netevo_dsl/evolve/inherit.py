@@ -296,7 +296,8 @@ def _identity_init(graph, node, weights) -> bool:
     w = weights.get(f"{node.name}.weight")
     if w is None or w.dim() < 2 or w.shape[0] != w.shape[1]:
         return False
-    if node.op.startswith("conv") and (int(p.get("k")) % 2 == 0 or int(p.get("dilation", 1)) != 1):
+    k, dilation = ((v if isinstance(v, tuple) else (v,)) for v in (p.get("k"), p.get("dilation", 1)))  # `k=[1, 7]`
+    if node.op.startswith("conv") and (any(int(v) % 2 == 0 for v in k) or any(int(v) != 1 for v in dilation)):
         return False
     new = torch.zeros_like(w)
     idx = torch.arange(w.shape[0])

@@ -16,6 +16,7 @@ from .errors import fresh, identifier, import_error
 from .multi_output import first_of_tuple, narrow_pieces
 from ..ir.printer import value_name
 from .naming import SpecWriter
+from .training_branches import with_training_branches
 
 RUNTIME = object()  # an argument computed in forward (`x.size(0)`): only rules that ignore it can import the call
 
@@ -138,6 +139,7 @@ def import_text(module, example_inputs, name: str | None = None) -> str:
         from .export_import import import_text as exported  # torch.export where fx cannot trace (GPT-2)
 
         return exported(module, example_inputs, name, fx_error=e)
+    gm = with_training_branches(module, gm, lambda: _trace(module, leaves=set(tables[0])))  # auxiliary classifiers
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     inputs = _order_inputs(example_inputs, placeholders)
     _shapes(gm, inputs)

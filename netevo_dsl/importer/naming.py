@@ -99,6 +99,8 @@ class SpecWriter:
                 local[unit.node] = name
                 continue
             ins, outs = self.outside(unit.nodes)
+            if not outs:  # a branch whose value nothing uses: an auxiliary classifier (training_branches.py)
+                outs = [n for n in unit.nodes if not n.users][-1:]
             if len(outs) != 1:
                 raise import_error("E161", f"module `{full}` gives {len(outs)} tensors to the rest of the model",
                                    unit.nodes[0], "a block returns one tensor")

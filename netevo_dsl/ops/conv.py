@@ -1,23 +1,43 @@
-"""conv1d / conv2d(out, k, stride=1, pad=0|"same"|"valid", dilation=1, groups=1, bias=true, mask=none)."""
+"""conv1d / conv2d(out, k, stride=1, pad=0|"same"|"valid", dilation=1, groups=1, bias=true, mask=none).
+
+`k`, `stride`, `pad` and `dilation` are one integer for every spatial axis, or a list of one per axis
+(`k=[1, 7], pad=[0, 3]`: inception's 1x7 convolution)."""
 import math
 
 from ..ir.dims import Dim
 from .registry import (Channels, ChannelSite, OpDef, ParamDef, ShapeFailure, TorchImport, Unimportable, divisible, ival,
-                       mask_param, positive, rank, register, single, src)
+                       mask_param, per_axis, positive, rank, register, sizes, src)
+
+_SIZES = ("k", "stride", "pad", "dilation")
+
+
+def _axes(p, spatial: int) -> list[tuple]:
+    """(k, stride, pad, dilation) of each spatial axis, pad="same" / "valid" resolved to integers."""
+    k, s, d = (per_axis(p[n], spatial, n) for n in ("k", "stride", "dilation"))
+    pad = p["pad"]
+    if pad == "valid":
+        pad = (0,) * spatial
+    elif pad == "same":
+        if any(ival(v) != 1 for v in s):
+            raise ShapeFailure('pad="same" needs stride 1', "use an explicit integer padding with strides")
+        totals = [ival(di) * (ival(ki) - 1) for ki, di in zip(k, d)]
+        if any(t % 2 for t in totals):
+            raise ShapeFailure('pad="same" needs an odd effective kernel size', "use an odd k")
+        pad = tuple(t // 2 for t in totals)
+    else:
+        pad = per_axis(pad, spatial, "pad")
+    return list(zip(k, s, pad, d))
 
 
 def _padding(p, spatial: int):
-    pad = p["pad"]
-    if pad == "valid":
-        return 0
-    if pad == "same":
-        if ival(p["stride"]) != 1:
-            raise ShapeFailure('pad="same" needs stride 1', "use an explicit integer padding with strides")
-        total = ival(p["dilation"]) * (ival(p["k"]) - 1)
-        if total % 2:
-            raise ShapeFailure('pad="same" needs an odd effective kernel size', "use an odd k")
-        return total // 2
-    return pad
+    """The padding as nn.ConvNd takes it: one integer when every axis agrees, else a tuple."""
+    pads = tuple(a[2] for a in _axes(p, spatial))
+    return pads[0] if len(set(pads)) == 1 else pads
+
+
+def _torch_size(value):
+    """A size param as nn.ConvNd takes it (concrete ints): 3, or (1, 7)."""
+    return tuple(int(v) for v in value) if isinstance(value, tuple) else int(value)
 
 
 def make_infer(spatial: int):
@@ -27,9 +47,8 @@ def make_infer(spatial: int):
         positive("out", p["out"])
         divisible("conv input channels vs groups", x[1], p["groups"], "groups must divide the input channels")
         divisible("conv output channels vs groups", p["out"], p["groups"], "groups must divide `out`")
-        k, s, d, pad = p["k"], p["stride"], p["dilation"], _padding(p, spatial)
         out_spatial = []
-        for size in x[2:]:
+        for size, (k, s, pad, d) in zip(x[2:], _axes(p, spatial)):
             o = (Dim.of(size) + 2 * Dim.of(pad) - Dim.of(d) * (Dim.of(k) - 1) - 1) // Dim.of(s) + 1
             if o.is_concrete and o.value < 1:
                 raise ShapeFailure(f"conv output size would be {o} for input size {size}", "use a smaller kernel or stride")
@@ -45,8 +64,9 @@ def make_build(spatial: int):
 
         from ..compiler import modules
 
-        args = (int(shapes[0][1]), int(p["out"]), int(p["k"]))
-        kw = dict(stride=int(p["stride"]), padding=_padding(p, spatial), dilation=int(p["dilation"]),
+        args = (int(shapes[0][1]), int(p["out"]), _torch_size(p["k"]))
+        pad = _padding(p, spatial)
+        kw = dict(stride=_torch_size(p["stride"]), padding=_torch_size(pad), dilation=_torch_size(p["dilation"]),
                   groups=int(p["groups"]), bias=p["bias"])
         if p["mask"] is None:
             return (nn.Conv1d if spatial == 1 else nn.Conv2d)(*args, **kw)
@@ -72,30 +92,36 @@ def make_emit(spatial: int):
     return emit
 
 
+def _window(p, spatial: int) -> int:
+    return math.prod(per_axis(p["k"], spatial, "k"))
+
+
 def _macs(shapes, out, p):
-    return math.prod(out) * (shapes[0][0] // p["groups"]) * p["k"] ** (len(out) - 1)
+    return math.prod(out) * (shapes[0][0] // p["groups"]) * _window(p, len(out) - 1)
 
 
 def _n_params(shapes, p):
-    return p["out"] * (shapes[0][0] // p["groups"]) * p["k"] ** (len(shapes[0]) - 1) + (p["out"] if p["bias"] else 0)
+    return p["out"] * (shapes[0][0] // p["groups"]) * _window(p, len(shapes[0]) - 1) + (p["out"] if p["bias"] else 0)
 
 
 def _import(call):
     m = call.module
     if m.padding_mode != "zeros":
         raise Unimportable(f"padding_mode={m.padding_mode!r}: the conv ops pad with zeros only")
-    pad = m.padding if isinstance(m.padding, str) else single(m.padding, "padding")
-    return {"out": m.out_channels, "k": single(m.kernel_size, "kernel_size"), "stride": single(m.stride, "stride"),
-            "pad": pad, "dilation": single(m.dilation, "dilation"), "groups": m.groups, "bias": m.bias is not None}
+    pad = m.padding if isinstance(m.padding, str) else sizes(m.padding, "padding")
+    return {"out": m.out_channels, "k": sizes(m.kernel_size, "kernel_size"), "stride": sizes(m.stride, "stride"),
+            "pad": pad, "dilation": sizes(m.dilation, "dilation"), "groups": m.groups, "bias": m.bias is not None}
 
 
 def _params():
+    per_axis_doc = ", or a list of one per spatial axis"
     return (
         ParamDef("out", "int", minimum=1, doc="output channels"),
-        ParamDef("k", "int", minimum=1, doc="kernel size"),
-        ParamDef("stride", "int", 1, minimum=1),
-        ParamDef("pad", "int_or_str", 0, choices=("same", "valid"), minimum=0, doc='padding, or "same" / "valid"'),
-        ParamDef("dilation", "int", 1, minimum=1),
+        ParamDef("k", "size", minimum=1, doc="kernel size" + per_axis_doc),
+        ParamDef("stride", "size", 1, minimum=1, doc="stride" + per_axis_doc),
+        ParamDef("pad", "size", 0, choices=("same", "valid"), minimum=0,
+                 doc='padding' + per_axis_doc + ', or "same" / "valid"'),
+        ParamDef("dilation", "size", 1, minimum=1, doc="dilation" + per_axis_doc),
         ParamDef("groups", "int", 1, minimum=1),
         ParamDef("bias", "bool", True),
         mask_param(),

@@ -1,6 +1,9 @@
-"""Pooling: maxpool1d/2d, avgpool1d/2d (k, stride=k, pad=0, ceil_mode, count_include_pad), adaptive_avgpool(size)."""
+"""Pooling: maxpool1d/2d, avgpool1d/2d (k, stride=k, pad=0, ceil_mode, count_include_pad), adaptive_avgpool(size).
+
+`k`, `stride` and `pad` are one integer for every spatial axis, or a list of one per axis (`k=[3, 1]`)."""
 from ..ir.dims import Dim
-from .registry import OpDef, ParamDef, ShapeFailure, TorchImport, Unimportable, ival, rank, register, single, src
+from .registry import (OpDef, ParamDef, ShapeFailure, TorchImport, Unimportable, ival, per_axis, rank, register, single,
+                       sizes, src)
 
 
 def pooled_size(size, k: int, s: int, pad: int, ceil_mode: bool):
@@ -23,12 +26,11 @@ def _pool_infer(spatial):
     def infer(shapes, p):
         (x,) = shapes
         rank(x, spatial + 2)
-        k = ival(p["k"])
-        s = ival(p["stride"]) if p["stride"] is not None else k
-        pad = ival(p["pad"])
-        if pad * 2 > k:
-            raise ShapeFailure(f"pool padding {pad} is more than half the kernel {k}")
-        out = [pooled_size(size, k, s, pad, bool(p["ceil_mode"])) for size in x[2:]]
+        out = []
+        for size, (k, s, pad) in zip(x[2:], _axes(p, spatial)):
+            if pad * 2 > k:
+                raise ShapeFailure(f"pool padding {pad} is more than half the kernel {k}")
+            out.append(pooled_size(size, k, s, pad, bool(p["ceil_mode"])))
         for size, o in zip(x[2:], out):
             if o.is_concrete and o.value < 1:
                 raise ShapeFailure(f"pool output size would be {o} for input size {size}",
@@ -38,13 +40,25 @@ def _pool_infer(spatial):
     return infer
 
 
+def _axes(p, spatial: int):
+    """(k, stride, pad) of each spatial axis, concrete; the stride defaults to the kernel."""
+    k = [ival(v) for v in per_axis(p["k"], spatial, "k")]
+    s = k if p["stride"] is None else [ival(v) for v in per_axis(p["stride"], spatial, "stride")]
+    pad = [ival(v) for v in per_axis(p["pad"], spatial, "pad")]
+    return list(zip(k, s, pad))
+
+
+def _torch_size(value):
+    return tuple(int(v) for v in value) if isinstance(value, tuple) else int(value)
+
+
 def _options(kind, p) -> dict:
     """Keyword arguments of nn.MaxPool / nn.AvgPool beyond the kernel size that differ from PyTorch's defaults."""
     options = {}
     if p["stride"] is not None and p["stride"] != p["k"]:
-        options["stride"] = int(p["stride"])
+        options["stride"] = _torch_size(p["stride"])
     if p["pad"] != 0:
-        options["padding"] = int(p["pad"])
+        options["padding"] = _torch_size(p["pad"])
     if p["ceil_mode"]:
         options["ceil_mode"] = True
     if kind == "Avg" and not p["count_include_pad"]:
@@ -56,7 +70,7 @@ def _pool_build(kind, spatial):
     def build(shapes, p):
         import torch.nn as nn
 
-        return getattr(nn, f"{kind}Pool{spatial}d")(int(p["k"]), **_options(kind, p))
+        return getattr(nn, f"{kind}Pool{spatial}d")(_torch_size(p["k"]), **_options(kind, p))
 
     return build
 
@@ -89,9 +103,9 @@ def _pool_import(kind):
             raise Unimportable("max pooling with dilation or return_indices")
         if a.get("divisor_override") is not None:
             raise Unimportable("average pooling with a divisor_override")
-        k = single(a["kernel_size"], "kernel_size")
-        stride = single(a["stride"] if a["stride"] not in (None, [], ()) else k, "stride")
-        out = {"k": k, "stride": None if stride == k else stride, "pad": single(a["padding"], "padding"),
+        k = sizes(a["kernel_size"], "kernel_size")
+        stride = sizes(a["stride"] if a["stride"] not in (None, [], ()) else k, "stride")
+        out = {"k": k, "stride": None if stride == k else stride, "pad": sizes(a["padding"], "padding"),
                "ceil_mode": bool(a["ceil_mode"])}
         if kind == "Avg":
             out["count_include_pad"] = bool(a["count_include_pad"])
@@ -105,8 +119,9 @@ for _kind in ("Max", "Avg"):
         _fn = f"{_kind.lower()}_pool{_spatial}d"
         register(OpDef(
             name=f"{_kind.lower()}pool{_spatial}d",
-            params=(ParamDef("k", "int", minimum=1), ParamDef("stride", "int", None, minimum=1),
-                    ParamDef("pad", "int", 0, minimum=0),
+            params=(ParamDef("k", "size", minimum=1, doc="window, or a list of one per spatial axis"),
+                    ParamDef("stride", "size", None, minimum=1, doc="defaults to k"),
+                    ParamDef("pad", "size", 0, minimum=0),
                     ParamDef("ceil_mode", "bool", False, doc="round the output size up, as PyTorch's ceil_mode"))
             + ((ParamDef("count_include_pad", "bool", True, doc="padding zeros count in the average"),)
                if _kind == "Avg" else ()),

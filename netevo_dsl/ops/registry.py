@@ -22,16 +22,17 @@ REQUIRED = object()
 class ShapeFailure(Exception):
     """Raised by a shape rule; the checker turns it into a ShapeError with spans."""
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, code: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.code = code  # a finer code than the shape family's E040 (E204: a per-axis size list's length)
 
 
 @attrs.frozen
 class ParamDef:
     name: str
-    type: str  # int | float | bool | str | ints | mask | int_or_str
+    type: str  # int | float | bool | str | ints | mask | int_or_str | size (an int, or a list of one per spatial axis)
     default: Any = REQUIRED
     choices: tuple = ()  # allowed strings for str / int_or_str
     minimum: float | None = None
@@ -204,6 +205,7 @@ def _load_all():
             pool,
             reduce,
             reshape,
+            scale,
             self_attention,
         )
 
@@ -260,6 +262,22 @@ def single(value, what: str) -> int:
     if len(set(values)) != 1:
         raise Unimportable(f"{what}={tuple(values)} differs between axes; the op takes one size for all axes")
     return int(values[0])
+
+
+def per_axis(value, axes: int, name: str) -> tuple:
+    """One value per spatial axis from a `size` param: `3` is (3,) * axes, `[1, 7]` is (1, 7) when axes is 2."""
+    if not isinstance(value, (tuple, list)):
+        return (value,) * axes
+    if len(value) != axes:
+        raise ShapeFailure(f"`{name}` gives {len(value)} size(s) for {axes} spatial axes",
+                           f"give one integer for every axis, or a list of {axes}", code="E204")
+    return tuple(value)
+
+
+def sizes(value, what: str):
+    """A torch size argument as a `size` param: 3 or (3, 3) -> 3; (1, 7) -> (1, 7) (one per spatial axis)."""
+    values = tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value),)
+    return values[0] if len(set(values)) == 1 else values
 
 
 def mask_param() -> ParamDef:

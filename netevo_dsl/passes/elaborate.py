@@ -269,7 +269,7 @@ class Elaborator:
             notes = [(t.span, f"input {i} `{t.origin}` has shape {shape_str(t.shape)}") for i, t in enumerate(tensors)]
             message, hint = (f.message, f.hint) if isinstance(f, ShapeFailure) else (
                 str(f) or type(f).__name__, "this value must be a concrete integer here")
-            raise ShapeError(f"{op.name}: {message}", span, hint, notes=notes) from None
+            raise ShapeError(f"{op.name}: {message}", span, hint, notes=notes, code=getattr(f, "code", None)) from None
         for shape in (out if op.n_outputs is not None else (out,)):
             check_shape(shape, span, op.name)
         if op.weight_bearing and params.get("mask") is not None:
@@ -755,6 +755,18 @@ def _check_param(d, v, span, what):
         if not isinstance(v, tuple) or any(isinstance(i, bool) or not isinstance(i, (int, Dim)) for i in v):
             raise bad
         return tuple(int(i) if isinstance(i, Dim) and i.is_int() else i for i in v)
+    elif t == "size":  # one integer for every spatial axis, or a list of one per axis (its length: the shape rule's)
+        if isinstance(v, str):  # a conv's pad="same"
+            if v not in d.choices:
+                raise bad
+            return v
+        items = v if isinstance(v, tuple) else (v,)
+        if not items or any(isinstance(i, bool) or not isinstance(i, (int, Dim)) for i in items):
+            raise bad
+        items = tuple(int(i) if isinstance(i, Dim) and i.is_int() else i for i in items)
+        if d.minimum is not None and any(isinstance(i, int) and i < d.minimum for i in items):
+            raise TypeError_(f"{what}: `{d.name}` must be at least {d.minimum}, got {_show(v)}", span, code="E034")
+        return items if isinstance(v, tuple) else items[0]
     elif t == "strs":
         if not isinstance(v, tuple) or any(not isinstance(i, str) for i in v):
             raise bad
@@ -770,6 +782,8 @@ def _type_words(d) -> str:
     if d.type == "int_or_str":
         return "an integer or one of " + ", ".join(f'"{c}"' for c in d.choices)
     return {"int": "an integer", "float": "a number", "bool": "true or false", "ints": "a list of integers",
+            "size": "an integer or a list of integers, one per spatial axis" + (
+                " or one of " + ", ".join(f'"{c}"' for c in d.choices) if d.choices else ""),
             "strs": "a list of strings", "mask": "a mask"}.get(d.type, d.type)
 
 
@@ -780,6 +794,8 @@ def _show(v) -> str:
         return "true" if v else "false"
     if isinstance(v, str):
         return f'"{v}"'
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_show(i) for i in v) + "]"
     return str(v)
 
 

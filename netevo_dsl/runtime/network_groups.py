@@ -351,7 +351,8 @@ def _node_cost(op, node, in_shapes, out_shapes) -> float:
         return float(produced)
     x = in_shapes[0]
     fan_in = int(Dim.of(x[op.neuron_axis % len(x)])) // int(Dim.of(node.param_dict.get("groups", 1)))
-    kernel = int(Dim.of(node.param_dict.get("k", 1))) ** (len(x) - 2)
+    k = node.param_dict.get("k", 1)  # one size for every spatial axis, or one per axis (`k=[1, 7]`)
+    kernel = math.prod(int(Dim.of(v)) for v in (k if isinstance(k, tuple) else (k,) * (len(x) - 2)))
     return float(produced * fan_in * kernel)
 
 

@@ -157,7 +157,8 @@ TORCHVISION_MODELS = {
     "shufflenet_v2_x1_0": ({}, 2, 64),
     "efficientnet_b0": ({}, 2, 64),
     "regnet_y_400mf": ({}, 2, 64),
-    "googlenet": ({"aux_logits": False, "init_weights": False}, 1, 32),  # aux heads run only in training
+    "googlenet": ({"init_weights": False}, 1, 32),  # aux1 / aux2, called in training only, are declared
+    "inception_v3": ({"aux_logits": False, "init_weights": False}, 1, 75),  # 1x7 / 7x1 convs; its aux needs 299
     "mnasnet1_0": ({}, 1, 32),
     "efficientnet_v2_s": ({}, 1, 32),
 }

@@ -193,7 +193,7 @@ def _fill_params(op, in_shape, size_expr_for, rng):
     is a kernel-like size (1 or 3, with "same"-style padding when the op pads).
     """
     required = [p for p in op.params if p.required]
-    if any(p.type not in ("int",) for p in required):
+    if any(p.type not in ("int", "size") for p in required):
         return None
     base = {p.name: p.default for p in op.params if not p.required}
     probe = {**base, **{p.name: 1 for p in required}}
