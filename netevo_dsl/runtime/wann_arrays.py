@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import GenomeError, NetevoError
 from ..ir import nodes as ir
 from ..ir.wann import BIAS, shared_weights, validate_genome
+from ..ir.wann import has_edge_weights as _ir_has_edge_weights
 from ..ops.activations import WANN_ACTIVATIONS
 
 ACTIVATION_IDS = {a.name: a.id for a in WANN_ACTIVATIONS}
@@ -34,6 +35,7 @@ _NAME_LIST = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?: [A-Za-z_][A-Za-z0-9_]*)*\Z")
 _KEYWORDS = frozenset(keyword.kwlist)
 _NAME, _ACTIVATION = operator.attrgetter("name"), operator.attrgetter("activation")
 _SRC, _DST, _ENABLED = operator.attrgetter("src"), operator.attrgetter("dst"), operator.attrgetter("enabled")
+_WEIGHT = operator.attrgetter("weight")
 
 
 class _Rejected(Exception):
@@ -55,6 +57,7 @@ class GenomeArrays:
     # passed the population-wide checks (no edge into an input or out of an output, no duplicate edge,
     # no cycle); a WANN mutation keeps this (tests/evolve/test_wann_mutations.py), so children skip them
     verified: bool = False
+    weighted: bool = False  # some edge has a weight of its own (`w=`); no mutation changes this
 
     @property
     def n_nodes(self) -> int:
@@ -70,7 +73,8 @@ class GenomeArrays:
 
     def same_as(self, other: "GenomeArrays") -> bool:
         """Equal field by field (types and values), `verified` aside."""
-        return (self.n_inputs, self.bias, self.n_outputs) == (other.n_inputs, other.bias, other.n_outputs) and all(
+        return (self.n_inputs, self.bias, self.n_outputs, self.weighted) == \
+            (other.n_inputs, other.bias, other.n_outputs, other.weighted) and all(
             a.dtype == b.dtype and np.array_equal(a, b) for a, b in (
                 (self.activations, other.activations), (self.src, other.src), (self.dst, other.dst),
                 (self.enabled, other.enabled)))
@@ -81,9 +85,10 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _arrays(n_inputs, bias, activations, n_outputs, src, dst, enabled, verified=False) -> GenomeArrays:
+def _arrays(n_inputs, bias, activations, n_outputs, src, dst, enabled, verified=False,
+            weighted=False) -> GenomeArrays:
     return GenomeArrays(n_inputs, bias, _frozen(activations), n_outputs, _frozen(src), _frozen(dst),
-                        _frozen(enabled), verified)
+                        _frozen(enabled), verified, weighted)
 
 
 def read_arrays(genome) -> GenomeArrays | None:
@@ -109,7 +114,8 @@ def read_arrays(genome) -> GenomeArrays | None:
         return None
     bias = index[BIAS] if BIAS in index and index[BIAS] < len(inputs) else -1
     return _arrays(len(inputs), bias, activations, len(outputs), src, dst,
-                   np.fromiter(map(_ENABLED, edges), dtype=bool, count=n))
+                   np.fromiter(map(_ENABLED, edges), dtype=bool, count=n),
+                   weighted=[*map(_WEIGHT, edges)].count(None) != n)
 
 
 # id(genome) -> (weak reference to the genome, its arrays or None); an entry leaves with its genome
@@ -150,6 +156,12 @@ def arrays_of(genome) -> GenomeArrays | None:
     return arrays
 
 
+def has_edge_weights(genome) -> bool:
+    """`ir.wann.has_edge_weights`, from the carried arrays where the genome has them."""
+    arrays = arrays_of(genome)
+    return _ir_has_edge_weights(genome) if arrays is None else arrays.weighted
+
+
 # --- edits: a mutated genome's arrays from its parent's ----------------------------------
 
 
@@ -164,26 +176,26 @@ def split_edge(a: GenomeArrays, i: int, activation: int) -> GenomeArrays:
     return _arrays(
         a.n_inputs, a.bias, np.concatenate((a.activations[:h], (activation,), a.activations[h:])), a.n_outputs,
         np.concatenate((src[:cut], (src[i], new), src[cut:])), np.concatenate((dst[:cut], (new, dst[i]), dst[cut:])),
-        np.concatenate((enabled[:cut], (True, True), enabled[cut:])), a.verified)
+        np.concatenate((enabled[:cut], (True, True), enabled[cut:])), a.verified, a.weighted)
 
 
 def append_edge(a: GenomeArrays, src: int, dst: int) -> GenomeArrays:
     """`add_edge`: an enabled edge src -> dst (local ids) after the others."""
     return _arrays(a.n_inputs, a.bias, a.activations, a.n_outputs, np.append(a.src, src), np.append(a.dst, dst),
-                   np.append(a.enabled, True), a.verified)
+                   np.append(a.enabled, True), a.verified, a.weighted)
 
 
 def enable_edge(a: GenomeArrays, i: int) -> GenomeArrays:
     enabled = a.enabled.copy()
     enabled[i] = True
-    return _arrays(a.n_inputs, a.bias, a.activations, a.n_outputs, a.src, a.dst, enabled, a.verified)
+    return _arrays(a.n_inputs, a.bias, a.activations, a.n_outputs, a.src, a.dst, enabled, a.verified, a.weighted)
 
 
 def set_activation(a: GenomeArrays, k: int, activation: int) -> GenomeArrays:
     """Node k of activations (hidden nodes first, then outputs) gets `activation`."""
     activations = a.activations.copy()
     activations[k] = activation
-    return _arrays(a.n_inputs, a.bias, activations, a.n_outputs, a.src, a.dst, a.enabled, a.verified)
+    return _arrays(a.n_inputs, a.bias, activations, a.n_outputs, a.src, a.dst, a.enabled, a.verified, a.weighted)
 
 
 def addable(a: GenomeArrays) -> tuple[np.ndarray, np.ndarray] | None:
@@ -192,22 +204,43 @@ def addable(a: GenomeArrays) -> tuple[np.ndarray, np.ndarray] | None:
     target: hidden nodes, then outputs; no cycle, no duplicate); None when the genome has a cycle
     (then only the IR's definition applies)."""
     n, n_in = a.n_nodes, a.n_inputs
-    src, dst = a.src.tolist(), a.dst.tolist()
-    below = _reach_masks(n, src, dst)
-    if below is None:
+    reaches = _reachable(n, a.src, a.dst)  # reaches[u, v]: a path leads from u to v
+    if reaches is None:
         return None
     n_sources = n_in + a.n_hidden
-    # reaches[t, s]: target n_in + t reaches node s (then s -> target would close a cycle)
-    width = (n + 7) // 8
-    packed = np.frombuffer(b"".join(m.to_bytes(width, "little") for m in below[n_in:]), dtype=np.uint8)
-    reaches = np.unpackbits(packed.reshape(n - n_in, width), axis=1, count=n, bitorder="little").astype(bool)
-    allowed = ~reaches[:, :n_sources].T  # [source, target]
+    allowed = ~reaches[n_in:, :n_sources].T  # [source, target - n_in]: no edge that closes a cycle
     allowed[np.arange(n_in, n_sources), np.arange(n_sources - n_in)] = False  # no self-loop
     s, d = a.src, a.dst
     keep = (s < n_sources) & (d >= n_in)
     allowed[s[keep], d[keep] - n_in] = False  # no duplicate
     sources, targets = np.nonzero(allowed)  # row-major: sources outer, targets inner
     return sources, targets + n_in
+
+
+_DENSE_REACH = 512  # up to this many nodes, reachability by boolean matrix products; beyond, bit masks
+
+
+def _reachable(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
+    """[n, n] bool: whether a path of one or more edges leads from u to v; None if there is a cycle."""
+    if n > _DENSE_REACH:
+        below = _reach_masks(n, src.tolist(), dst.tolist())
+        return None if below is None else _mask_matrix(below, n)
+    step = np.zeros((n, n), dtype=np.float32)
+    step[src, dst] = 1.0
+    reach = step > 0
+    while True:  # paths of up to 2k edges from those of up to k (a product entry counts at most n nodes: exact)
+        grown = reach | (reach.astype(np.float32) @ reach.astype(np.float32) > 0)
+        if np.array_equal(grown, reach):
+            break
+        reach = grown
+    return None if reach.diagonal().any() else reach
+
+
+def _mask_matrix(masks: list[int], n: int) -> np.ndarray:
+    """[len(masks), n] bool: bit v of masks[u]."""
+    width = (n + 7) // 8
+    packed = np.frombuffer(b"".join(m.to_bytes(width, "little") for m in masks), dtype=np.uint8)
+    return np.unpackbits(packed.reshape(len(masks), width), axis=1, count=n, bitorder="little").astype(bool)
 
 
 def _reach_masks(n: int, src: list[int], dst: list[int]) -> list[int] | None:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import torch
 
 from ..compiler.wann import CompiledWann
-from ..ir.wann import has_edge_weights, validate_genome
+from ..ir.wann import validate_genome
+from .wann_arrays import has_edge_weights
 from .wann_pack import io_mismatch
 
 
 def weighted_rows(genomes: list) -> list[int]:
-    """Population rows whose genome has at least one edge weight of its own."""
+    """Population rows whose genome has at least one edge weight of its own (known from its carried
+    arrays: reading every edge of every genome here cost as much as packing)."""
     return [i for i, g in enumerate(genomes) if g is not None and has_edge_weights(g)]
 
 

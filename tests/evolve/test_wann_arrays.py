@@ -170,3 +170,35 @@ def test_packing_again_and_packing_children_reject_exactly_the_invalid_genomes(d
     assert all(wa.carried(c)[1].verified for i, c in enumerate(children) if i not in bad), "kept by mutation"
     _, _, failures = wa.population_of(children, 3, 2, list(range(len(children))))
     assert set(failures) == {i for i, c in enumerate(children) if validate_genome(c)}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wann_genomes(max_hidden=6, max_edges=20), st.integers(0, 2 ** 16), st.booleans())
+def test_dense_reachability_equals_the_bit_masks_of_kahns_order(genome, k, close):
+    # the two ways `addable` finds what each node reaches: boolean matrix products (small genomes)
+    # and Kahn's order with bit masks (large ones); `addable_edges` is the definition of both
+    hidden = [n.name for n in genome.nodes]
+    if close and len(hidden) > 1:
+        genome = attrs.evolve(genome, edges=tuple(genome.edges) + (ir.WannEdge(hidden[-1], hidden[k % (len(hidden) - 1)]),))
+    a = wa.read_arrays(genome)
+    dense = wa._reachable(a.n_nodes, a.src, a.dst)
+    masks = wa._reach_masks(a.n_nodes, a.src.tolist(), a.dst.tolist())
+    assert (dense is None) == (masks is None) == bool(validate_genome(genome))
+    if dense is not None:
+        expected = [[bool(m >> v & 1) for v in range(a.n_nodes)] for m in masks]
+        assert dense.tolist() == expected
+        assert wa._mask_matrix(masks, a.n_nodes).tolist() == expected  # the large genomes' conversion
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wann_genomes(max_hidden=5, max_edges=15, edge_weights=True), st.integers(0, 2 ** 16))
+def test_the_carried_edge_weight_flag_is_has_edge_weights(genome, seed):
+    from netevo_dsl.ir.wann import has_edge_weights
+
+    rng = random.Random(seed)
+    for _ in range(4):
+        assert wa.has_edge_weights(genome) == has_edge_weights(genome)
+        try:
+            genome = mutate_genome(genome, rng)
+        except RuleError:
+            return
