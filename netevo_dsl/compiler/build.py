@@ -7,6 +7,8 @@ declared (symbolic) shapes with errors that name the spec input.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 
@@ -68,7 +70,10 @@ class CompiledNetwork(nn.Module):
         for node in graph.nodes:
             op = get_op(node.op)
             in_shapes = [graph.shape_of(r) for r in node.inputs]
-            if node.module:
+            if op.parameter:  # a bare nn.Parameter at its path, read (not called) in forward
+                _install_parameter(self, node.name, build_module(node, in_shapes))
+                self._steps.append((node.name, None, node.inputs, node.name))
+            elif node.module:
                 _install(self, node.name, build_module(node, in_shapes))
                 if op.neuron_axis is not None or op.activation:
                     axis = op.neuron_axis if op.neuron_axis is not None else _inherited_axis(graph, node, self.neuron_sites)
@@ -97,7 +102,9 @@ class CompiledNetwork(nn.Module):
             for i, (module_name, functional, refs, out) in enumerate(self._steps):
                 split = [(b, int(k) if k else None) for b, _, k in (r.partition(":") for r in refs)]
                 free = tuple(sorted({b for b, _ in split if last[b] == i and b not in keep}))
-                plan.append((modules[module_name] if module_name is not None else None, functional, split, out, free))
+                module = modules[module_name] if module_name in modules else _parameter_reader(self, module_name) \
+                    if module_name is not None else None
+                plan.append((module, functional, split, out, free))
             self._plan = plan
         return self._plan
 
@@ -210,3 +217,29 @@ def _install(root: nn.Module, path: str, module: nn.Module):
             parent.add_module(part, child)
         parent = child
     parent.add_module(parts[-1], module)
+
+
+def _install_parameter(root: nn.Module, path: str, parameter: nn.Parameter):
+    *parents, name = path.split(".")
+    holder = root
+    for part in parents:
+        if holder._modules.get(part) is None:
+            holder.add_module(part, Scope())
+        holder = holder._modules[part]
+    holder.register_parameter(name, parameter)
+
+
+def _find(root: nn.Module, path: str):
+    module = root
+    for part in path.split("."):
+        module = module._modules.get(part)
+        if module is None:
+            return None
+    return module
+
+
+def _parameter_reader(root: nn.Module, path: str):
+    """A step's callable giving the parameter at `path` (looked up per call: `.to()` may replace it)."""
+    parent, _, name = path.rpartition(".")
+    holder = _find(root, parent) if parent else root
+    return functools.partial(getattr, holder, name)

@@ -141,7 +141,10 @@ class EmitSink:
         node = self.names.add_op(op, tensors, params, out, span)  # the graph's name for this node
         path = (node[0] if isinstance(node, tuple) else node).ref.partition(":")[0]
         args = [t.ref for t in tensors]
-        if op.module:
+        if op.parameter:  # `self.layer_scale = nn.Parameter(...)`, read as `self.layer_scale`
+            self._module(path, op.emit(shapes, params), args)
+            code = accessor(path)
+        elif op.module:
             mask_expr = self.emitter.mask_expr(params.get("mask"), op, shapes, params, self.scope) \
                 if op.weight_bearing else None
             ctor = op.emit(shapes, params, mask_expr) if op.weight_bearing else op.emit(shapes, params)
@@ -175,7 +178,18 @@ def _chain_input(ref: str, attr: str, count: int) -> str | None:
         if not (inner.startswith(head) and inner.endswith(")")):
             return None
         inner = inner[len(head):-1]
+        if not _balanced(inner):  # `self.a[1](self.a[0](x).flatten(1, -1))`: not the call's own parenthesis
+            return None
     return None if f"{accessor(attr)}[" in inner else inner
+
+
+def _balanced(code: str) -> bool:
+    depth = 0
+    for ch in code:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 @attrs.frozen
@@ -475,7 +489,7 @@ def _class_source(name: str) -> str:
 
 _HELPER_ORDER = ["Scope", "Activation", "MaskedLinear", "MaskedConv", "MaskedConv1d", "MaskedConv2d",
                  "PositionalEmbedding", "CausalSelfAttention", "SelfAttention", "GPT2MLP", "TransposedLinear",
-                 "StochasticDepth"]
+                 "StochasticDepth", "LayerNorm2d"]
 
 
 def _helper_sources(names: set[str]) -> list[str]:

@@ -20,8 +20,11 @@ class Scope(nn.Module):
 
     def __init__(self, **modules):
         super().__init__()
-        for name, module in modules.items():
-            self.add_module(name, module)
+        for name, module in modules.items():  # a `parameter` op's tensor sits beside the modules
+            if isinstance(module, nn.Parameter):
+                self.register_parameter(name, module)
+            else:
+                self.add_module(name, module)
 
     def __getitem__(self, key):
         return self._modules[str(key)]
@@ -200,6 +203,15 @@ class StochasticDepth(nn.Module):
 
     def extra_repr(self):
         return f"p={self.p}, mode={self.mode}"
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer normalisation of [B, C, H, W] over the channels at each position (torchvision's convnext LayerNorm2d):
+    the keys `weight`, `bias` of nn.LayerNorm(C)."""
+
+    def forward(self, x):
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
 
 
 class PositionalEmbedding(nn.Module):

@@ -13,6 +13,7 @@ import attrs
 from ..errors import NetevoError
 from ..ops.registry import Unimportable, all_ops, get_op
 from .errors import fresh, identifier, import_error
+from .batch_size import expand_to_batch
 from .multi_output import first_of_tuple, narrow_pieces
 from ..ir.printer import value_name
 from .naming import SpecWriter
@@ -31,6 +32,8 @@ class Call:
     in_shapes: tuple
     out_shape: tuple
     same_tensor: bool = False  # several tensor arguments, all one tensor (attention's query, key and value)
+    attribute: object = None  # a get_attr node's tensor (the module's own parameter, `self.layer_scale`)
+    batched: tuple = ()  # per tensor argument: does it carry the batch (computed from a network input)?
 
     def arg(self, index: int, name: str, default):
         value = self.args[index] if index < len(self.args) else self.kwargs.get(name, default)
@@ -61,9 +64,11 @@ def _resolve(dotted: str):
 
 def _tables():
     """PyTorch class / function / method -> [(op name, TorchImport)], from the op registry."""
-    modules, functions, methods = {}, {}, {}
+    modules, functions, methods, attributes = {}, {}, {}, []
     for op in all_ops():
         for rule in op.torch_import:
+            if rule.attributes:
+                attributes.append((op.name, rule))
             for dotted in rule.modules:
                 if (cls := _resolve(dotted)) is not None:
                     modules.setdefault(cls, []).append((op.name, rule))
@@ -72,7 +77,7 @@ def _tables():
                     functions.setdefault(fn, []).append((op.name, rule))
             for name in rule.methods:
                 methods.setdefault(name, []).append((op.name, rule))
-    return modules, functions, methods
+    return modules, functions, methods, attributes
 
 
 def _describe(node, root) -> str:
@@ -82,6 +87,8 @@ def _describe(node, root) -> str:
         return f"{where}.{cls.__qualname__}"
     if node.op == "call_method":
         return f"Tensor.{node.target}"
+    if node.op == "get_attr":
+        return f"the tensor {node.target}"
     target = node.target
     return f"{getattr(target, '__module__', None) or 'torch'}.{getattr(target, '__name__', target)}"
 
@@ -145,21 +152,23 @@ def import_text(module, example_inputs, name: str | None = None) -> str:
     _shapes(gm, inputs)
     narrow_pieces(gm, _tensor_shape)  # `a, b = x.chunk(2, dim=1)`: one narrow per piece
     first_of_tuple(gm, _tensor_shape)  # `y, _ = self.attn(x, x, x)`
+    expand_to_batch(gm, _tensor_shape)  # `self.class_token.expand(x.shape[0], -1, -1)`
     batch = inputs[0].shape[0] if inputs and inputs[0].dim() else None
+    batched = _batched(gm)
     matched, inputs_of, calls = {}, {}, {}
     for node in gm.graph.nodes:
         if node.op in ("placeholder", "output"):
             continue
-        if node.op == "get_attr":
-            raise import_error("E164", f"forward reads the tensor `{node.target}` directly", node,
-                               "only parameters held by registered layers can be imported")
+        if node.op == "get_attr" and not _is_parameter(_attribute(gm, str(node.target))):
+            raise import_error("E164", f"forward reads the buffer `{node.target}` directly", node,
+                               "parameters read in forward import as `parameter`; buffers only inside layers")
         out_shape = _tensor_shape(node)
         if out_shape is None:
             if not _feeds_only_reshapes(node):
                 raise import_error("E160", f"`{_describe(node, gm)}` gives a value that is not one tensor, "
                                    f"{_where(node)}", node, "the importer covers the ops listed in docs/import.md")
             continue
-        matched[node] = _match(node, gm, tables, out_shape)
+        matched[node] = _match(node, gm, tables, out_shape, batched)
         ins = [a for a in _flat(node.args) + _flat(list(node.kwargs.values()))
                if isinstance(a, fx.Node) and _tensor_shape(a) is not None]
         if len(ins) > 1 and len(set(ins)) == 1 and get_op(matched[node][0]).max_inputs == 1:
@@ -195,7 +204,7 @@ def import_text(module, example_inputs, name: str | None = None) -> str:
         raise import_error("E163", "forward must return a tensor or a tuple of tensors")
     for i, node in enumerate(outs):
         lines.append(f"  output {fresh('out' if len(outs) == 1 else f'out{i}', used)} = {value_name(local[node])}")
-    _check_weights_reached(module, set(calls))
+    _check_weights_reached(module, set(calls) | {str(n.target) for n in matched if n.op == "get_attr"})
     net = name or type(module).__name__.lower()
     if not identifier(net):
         net = "imported"
@@ -320,11 +329,13 @@ def _constant(a):
     return a
 
 
-def _match(node, gm, tables, out_shape):
-    modules, functions, methods = tables
+def _match(node, gm, tables, out_shape, batched=frozenset()):
+    modules, functions, methods, attributes = tables
     module = gm.get_submodule(node.target) if node.op == "call_module" else None
     if node.op == "call_module":
         candidates = modules.get(type(module), [])
+    elif node.op == "get_attr":
+        candidates = attributes
     elif node.op == "call_function":
         candidates = next((v for k, v in functions.items() if k is node.target), [])
     else:
@@ -340,7 +351,9 @@ def _match(node, gm, tables, out_shape):
     call = Call(module=module, args=tuple(_constant(a) for a in node.args),
                 kwargs={k: _constant(v) for k, v in node.kwargs.items()},
                 in_shapes=tuple(_tensor_shape(a) for a in tensors), out_shape=out_shape,
-                same_tensor=len(tensors) > 1 and len(set(tensors)) == 1)
+                same_tensor=len(tensors) > 1 and len(set(tensors)) == 1,
+                attribute=_attribute(gm, node.target) if node.op == "get_attr" else None,
+                batched=tuple(t in batched for t in tensors))
     reasons = []
     for op_name, rule in candidates:
         if rule.tuple_first != bool(node.meta.get("netevo_tuple_first")):
@@ -355,8 +368,32 @@ def _match(node, gm, tables, out_shape):
                        "docs/import.md lists what each op keeps")
 
 
+def _attribute(gm, target: str):
+    holder = gm
+    for part in target.split("."):
+        holder = getattr(holder, part)
+    return holder
+
+
+def _is_parameter(t) -> bool:
+    import torch.nn as nn
+
+    return isinstance(t, nn.Parameter)
+
+
+def _batched(gm) -> set:
+    """The nodes computed from a network input (their tensors carry the batch axis)."""
+    out = set()
+    for node in gm.graph.nodes:
+        if node.op == "placeholder" or any(a in out for a in _flat(list(node.args) + list(node.kwargs.values()))):
+            out.add(node)
+    return out
+
+
 def _check_weights_reached(module, called):
     for key in module.state_dict():
+        if key in called:  # a parameter read in forward (`self.layer_scale`)
+            continue
         owner = key.rpartition(".")[0]
         parts = owner.split(".")
         if not any(".".join(parts[:i]) in called for i in range(1, len(parts) + 1)):  # a called layer, or inside one

@@ -32,7 +32,7 @@ class Unit:
 
 def enclosing_modules(node) -> list[str]:
     """The module paths around a call, outermost first; a layer's own path is not among them."""
-    if node.op == "call_module":
+    if node.op in ("call_module", "get_attr"):  # a layer, or a parameter read in forward: its path is its own
         parts = str(node.target).split(".")
         return [".".join(parts[:i]) for i in range(1, len(parts))]
     return list(node.meta.get("nn_module_stack") or {})
@@ -65,7 +65,8 @@ class SpecWriter:
                                        "a spec block instance is called once; shared modules are not imported")
                 units.append(Unit(child, nodes=[node]))
             else:
-                units.append(Unit(str(node.target).rpartition(".")[2] if node.op == "call_module" else "", node))
+                own = node.op in ("call_module", "get_attr")
+                units.append(Unit(str(node.target).rpartition(".")[2] if own else "", node))
         return units
 
     def outside(self, nodes):

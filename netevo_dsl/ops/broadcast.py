@@ -35,6 +35,8 @@ def _infer(shapes, p):
 def _import(call):
     if len(call.in_shapes) != 2 or any(a is not None for a in call.args) or call.kwargs:
         raise Unimportable("an operand that is not a tensor of the network (a constant or a scalar)")
+    if not all(call.batched):  # a parameter read in forward: `broadcast_mul` (ops/parameter.py)
+        raise Unimportable("an operand without the batch axis; one factor per sample and channel only")
     a, b = (tuple(s) for s in call.in_shapes)
     if a == b:
         raise Unimportable("equal shapes are the op `mul`")

@@ -6,6 +6,8 @@ from .registry import OpDef, ParamDef, ShapeFailure, TorchImport, Unimportable, 
 def _tensors_only(call):
     if any(a is not None for a in call.args) or call.kwargs:
         raise Unimportable("an operand that is not a tensor of the network (a constant or a scalar)")
+    if not all(call.batched):  # a parameter read in forward: `broadcast_add` / `broadcast_mul` (ops/parameter.py)
+        raise Unimportable("an operand without the batch axis; equal shapes of the batch only")
     if any(tuple(s) != tuple(call.in_shapes[0]) for s in call.in_shapes):
         shapes = [list(s) for s in call.in_shapes]
         raise Unimportable(f"operands of shapes {shapes} broadcast; the op needs equal shapes")

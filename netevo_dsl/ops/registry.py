@@ -119,6 +119,7 @@ class TorchImport:
     methods: tuple = ()
     params: Callable = lambda call: {}
     tuple_first: bool = False
+    attributes: bool = False  # fx `get_attr` nodes: a tensor the module holds, read in forward (`self.layer_scale`)
 
 
 @attrs.frozen
@@ -148,6 +149,9 @@ class OpDef:
     # n_params(in_shapes, params) -> trainable parameters (mask buffers and statistics excluded); None: 0.
     n_params: Callable | None = None
     torch_import: tuple = ()  # tuple[TorchImport]: the PyTorch calls `netevo import` maps onto this op
+    # the op is a bare nn.Parameter installed at its path (state-dict key = the path), read in forward without a
+    # call; `build` returns the nn.Parameter and `emit` its constructor (ops/parameter.py)
+    parameter: bool = False
 
     def param(self, name: str) -> ParamDef | None:
         return next((p for p in self.params if p.name == name), None)
@@ -201,11 +205,14 @@ def _load_all():
             dropout,
             embedding,
             linear,
+            layernorm2d,
             norm,
+            parameter,
             pool,
             reduce,
             reshape,
             scale,
+            select,
             self_attention,
         )
 

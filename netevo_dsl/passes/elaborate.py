@@ -517,6 +517,10 @@ class GraphBuilder:
     def add_op(self, op: OpDef, tensors, params, out, span):
         if op.module:
             name = self._module_name()
+            if op.parameter and name.rpartition(".")[2].isdigit():  # `p.0` would sit in a list of modules
+                raise TypeError_(f"`{op.name}` needs a statement of its own, `name = {op.name}(...)`", span,
+                                 "its state-dict key is the statement's name; a statement making several modules "
+                                 "(or a one-statement repeat) numbers them", code="E200")
         else:
             name = self._unique(f"{self._prefix}{self._target}_{op.name}")
             self._use(name)

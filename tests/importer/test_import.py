@@ -161,6 +161,15 @@ TORCHVISION_MODELS = {
     "inception_v3": ({"aux_logits": False, "init_weights": False}, 1, 75),  # 1x7 / 7x1 convs; its aux needs 299
     "mnasnet1_0": ({}, 1, 32),
     "efficientnet_v2_s": ({}, 1, 32),
+    # `parameter` (layer scale, class token, position embedding), layernorm2d, select, expand_batch, broadcasts
+    "convnext_tiny": ({}, 2, 32),
+    "convnext_small": ({}, 1, 32),
+    "convnext_base": ({}, 1, 32),
+    # `image_size` is a constructor argument of torchvision's VisionTransformer (224 by default): 32 gives 2x2
+    # patches of 16 and one of 32, with every layer of the 224 model; batch 1 tells a parameter [1, 5, 768]
+    # from a tensor of the batch by where it comes from, not by its shape
+    "vit_b_16": ({"image_size": 32}, 1, 32),
+    "vit_b_32": ({"image_size": 32}, 2, 32),
 }
 
 
