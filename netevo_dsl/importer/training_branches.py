@@ -63,8 +63,11 @@ def _eval_output_on(gm, trained, module):
     output.args = fx.node.map_arg(eval_output.args, lambda n: seen[n])
     if isinstance(old, fx.Node) and not old.users and old.op == "call_function":
         trained.graph.erase_node(old)  # googlenet's named tuple of the three logits
-    _in_registration_order(trained, set(seen.values()), module)
-    trained.graph.lint()
+    try:
+        _in_registration_order(trained, set(seen.values()), module)
+        trained.graph.lint()
+    except Exception:  # a branch the reordering cannot move: keep the eval-mode graph and its E164
+        return None
     trained.recompile()
     return trained
 
@@ -99,7 +102,12 @@ def _in_registration_order(trained, main: set, module):
     for child in dict.fromkeys(_top_child(n) for n in branch):
         if child not in order:
             continue
-        group = [n for n in branch if _top_child(n) == child]
+        members = {n for n in branch if _top_child(n) == child}
+        first = min(map(nodes.index, members))
+        for n in nodes[first:]:  # `self.aux(x).flatten(1)`: what reads the branch moves with it
+            if n in branch and set(n.all_input_nodes) & members:
+                members.add(n)
+        group = sorted(members, key=nodes.index)
         after = nodes.index(group[-1])
         target = next((n for n in nodes[after + 1:] if n in main and order.get(_top_child(n), -1) > order[child]),
                       None)

@@ -158,3 +158,18 @@ def test_layernorm2d_is_layer_norm_over_the_channels_at_each_position(eps, affin
     with torch.no_grad():
         for model in (compiled, emitted):
             assert torch.allclose(model(x), want, rtol=0, atol=1e-12)
+
+
+def test_a_pipeline_with_a_functional_op_between_modules_emits_every_stage():
+    """convnext's classifier, `layernorm2d |> flatten |> identity |> linear`: the emitter once folded it into one
+    nn.Sequential call and dropped the flatten (a bracket of the flatten taken for the call's own)."""
+    text = "network n {\n  input x: [B, 3, 1, 1]\n  output y = x |> layernorm2d() |> flatten() |> identity() |> linear(out=2)\n}\n"
+    torch.manual_seed(0)
+    compiled, emitted = _both(text, "n")
+    x = torch.randn(4, 3, 1, 1, dtype=torch.float64)
+    state = compiled.state_dict()
+    want = F.linear(F.layer_norm(x.flatten(1), (3,), state["y.0.weight"], state["y.0.bias"]), state["y.2.weight"],
+                    state["y.2.bias"])
+    with torch.no_grad():
+        for model in (compiled, emitted):
+            assert torch.allclose(model(x), want, rtol=0, atol=1e-12)

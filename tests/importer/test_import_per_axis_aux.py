@@ -35,18 +35,19 @@ class Factorised(nn.Module):
 
 
 class WithAuxHead(nn.Module):
-    """An auxiliary classifier that only training-mode forward calls (as googlenet's `aux1`)."""
+    """An auxiliary classifier that only training-mode forward calls (as googlenet's `aux1`), registered after the
+    layer that forward calls after it (as googlenet registers `aux1` after `inception5b`)."""
 
     def __init__(self):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
-        self.aux = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
         self.body = nn.Conv2d(8, 8, 3, padding=1)
+        self.aux = nn.Sequential(nn.Conv2d(8, 4, 1), nn.AdaptiveAvgPool2d(1))
         self.fc = nn.Linear(8, 4)
 
     def forward(self, x):
         x = self.stem(x)
-        aux = self.aux(x) if self.training else None
+        aux = self.aux(x).flatten(1) if self.training else None
         x = F.adaptive_avg_pool2d(F.relu(self.body(x)), 1).flatten(1)
         x = self.fc(x)
         return (x, aux) if self.training else x
@@ -73,9 +74,12 @@ def test_layers_only_training_calls_are_declared_and_unused():
     torch.manual_seed(0)
     model = WithAuxHead()
     spec = _assert_reproduces(model, torch.randn(2, 3, 8, 8, dtype=torch.float64))
+    assert list(ne.compile_module(spec).state_dict()) == list(model.state_dict())  # in the original's order
     lines = [line.strip() for line in ne.format(spec).splitlines()]
-    assert "aux = stem |> adaptive_avgpool() |> flatten() |> identity() |> linear(out=4)" in lines
-    assert not any(re.search(r"\baux\b", line) for line in lines if not line.startswith("aux ="))  # unread
+    assert "aux = stem |> conv2d(out=4, k=1) |> adaptive_avgpool()" in lines
+    reads = [line for line in lines if re.search(r"\baux\b", line) and not line.startswith("aux =")]
+    assert len(reads) == 1 and reads[0].startswith("flatten") and reads[0].partition(" = ")[0] not in " ".join(
+        line.partition(" = ")[2] for line in lines)  # the branch's flatten, which nothing reads
     assert not any(m.training for m in model.modules())  # the training-mode trace left the modes as they were
 
 
