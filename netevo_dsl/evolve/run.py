@@ -44,7 +44,7 @@ class RunResult:
 
 def objective_matrix(settings: Settings, population: list, scores) -> tuple[np.ndarray, dict]:
     """[P, k] objective values, all oriented to be maximised, and the raw values by label."""
-    from ..ir.wann import connection_count
+    from ..runtime.wann_arrays import connection_count  # from the genomes' carried arrays
 
     cols, raw = [], {}
     for o in settings.objectives:
@@ -334,7 +334,7 @@ class Evolution:
         print("\nstopping after this generation's checkpoint (Ctrl-C again to stop now)")
 
     def _wann_generation(self, population, generation, rng):
-        from ..ir.wann import connection_count
+        from ..runtime.wann_arrays import connection_count
 
         s = self.settings
         scores = self.evaluate(population, generation)

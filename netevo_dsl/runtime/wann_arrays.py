@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import GenomeError, NetevoError
 from ..ir import nodes as ir
 from ..ir.wann import BIAS, shared_weights, validate_genome
+from ..ir.wann import connection_count as _ir_connection_count
 from ..ir.wann import has_edge_weights as _ir_has_edge_weights
 from ..ops.activations import WANN_ACTIVATIONS
 
@@ -160,6 +161,12 @@ def has_edge_weights(genome) -> bool:
     """`ir.wann.has_edge_weights`, from the carried arrays where the genome has them."""
     arrays = arrays_of(genome)
     return _ir_has_edge_weights(genome) if arrays is None else arrays.weighted
+
+
+def connection_count(genome) -> int:
+    """`ir.wann.connection_count` (enabled edges), from the carried arrays where the genome has them."""
+    arrays = arrays_of(genome)
+    return _ir_connection_count(genome) if arrays is None else int(np.count_nonzero(arrays.enabled))
 
 
 # --- edits: a mutated genome's arrays from its parent's ----------------------------------

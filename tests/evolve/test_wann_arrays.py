@@ -202,3 +202,17 @@ def test_the_carried_edge_weight_flag_is_has_edge_weights(genome, seed):
             genome = mutate_genome(genome, rng)
         except RuleError:
             return
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wann_genomes(max_hidden=5, max_edges=15), st.integers(0, 2 ** 16))
+def test_the_carried_connection_count_is_connection_count(genome, seed):
+    from netevo_dsl.ir.wann import connection_count
+
+    rng = random.Random(seed)
+    for _ in range(4):
+        assert wa.connection_count(genome) == connection_count(genome)
+        try:
+            genome = mutate_genome(genome, rng)
+        except RuleError:
+            return

@@ -20,6 +20,7 @@ import keyword
 import operator as operator_module
 
 import attrs
+import numpy as np
 
 from ...ir import nodes as ir
 from ...ir.wann import output_names
@@ -101,7 +102,9 @@ def _carry(parent: ir.WannGenome, child: ir.WannGenome, edit, where: int, activa
 @operator("wann", "add_node")
 def add_node(ctx: Context):
     g = ctx.item
-    enabled = [i for i, e in enumerate(g.edges) if e.enabled]
+    parent = arrays.arrays_of(g)
+    enabled = [i for i, e in enumerate(g.edges) if e.enabled] if parent is None else \
+        np.flatnonzero(parent.enabled).tolist()
     if not enabled:
         return
     i = ctx.rng.choice(enabled)
@@ -195,14 +198,15 @@ def add_edge(ctx: Context):
 @operator("wann", "enable_edge")
 def enable_edge(ctx: Context):
     g = ctx.item
-    disabled = [i for i, e in enumerate(g.edges) if not e.enabled]
+    parent = arrays.arrays_of(g)
+    disabled = [i for i, e in enumerate(g.edges) if not e.enabled] if parent is None else \
+        np.flatnonzero(~parent.enabled).tolist()
     if not disabled:
         return
     i = ctx.rng.choice(disabled)
     edges = list(g.edges)
     edges[i] = attrs.evolve(edges[i], enabled=True)
     new = attrs.evolve(g, edges=tuple(edges))
-    parent = arrays.arrays_of(g)
     if parent is not None:
         arrays.carry(new, arrays.enable_edge(parent, i))
     yield ctx.replace_item(new), f"enable_edge {edges[i].src} -> {edges[i].dst}"
