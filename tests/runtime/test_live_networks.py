@@ -17,6 +17,8 @@ from netevo_dsl.runtime.network_groups import network_groups
 from netevo_dsl.runtime.network_program import GroupProgram
 from netevo_dsl.runtime.tasks import make_task
 
+from .test_live_episodes import assert_same_bits
+
 WEIGHTS = (-2.3, -0.6, 0.4, 1.1, 3.7)  # at 3.7 a deep square chain overflows, at 0.4 it does not
 N_OBS = {"swingup": 5, "cartpole": 4}
 
@@ -53,13 +55,6 @@ def both_rollouts(name: str, specs: list, dtype, max_steps: int, seed: int):
             policy = LiveGroupPolicy(program, rows, weights, task.repeats)
             results.append((plain, task.rollout(policy, (len(plan.members), len(weights)), dtype), policy))
     return results
-
-
-def assert_same_bits(plain: dict, compacted: dict) -> None:
-    assert plain.keys() == compacted.keys()
-    for key, value in plain.items():
-        assert value.dtype == compacted[key].dtype and value.shape == compacted[key].shape, key
-        assert torch.equal(torch.nan_to_num(value, nan=7.0), torch.nan_to_num(compacted[key], nan=7.0)), key
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
