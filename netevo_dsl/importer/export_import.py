@@ -50,6 +50,7 @@ def import_text(module, example_inputs, name: str | None = None, fx_error: Netev
     _split_pieces(graph, values)
     _positions(graph, module, values, user_inputs)
     _causal_masks(graph, values, user_inputs)
+    _merge_heads(graph, values)
     _dead_code(graph)
     for node in graph.nodes:
         if isinstance(values.get(node), torch.Tensor):
@@ -106,7 +107,48 @@ def import_text(module, example_inputs, name: str | None = None, fx_error: Netev
     if net in writer.blocks.values():
         net = fresh(f"{net}_net", set(writer.blocks.values()))
     blocks = "".join("\n" + text for text in writer.block_text)
-    return "version 1\n" + blocks + "\nnetwork " + net + " {\n" + "\n".join(lines) + "\n}\n"
+    text = "version 1\n" + blocks + "\nnetwork " + net + " {\n" + "\n".join(lines) + "\n}\n"
+    return _symbolic_length(text, module, names, tensors)
+
+
+def _symbolic_length(text: str, module, names, tensors) -> str:
+    """`text` with its one input of token ids `[B, N]` written `[B, T]` when the model takes any length there: the
+    named spec checks and compiles, and the model and the compiled spec both run on ids one longer (a spec whose
+    reshapes carry N stops there). Else `text` unchanged. The model's modes are restored after the probe."""
+    import re
+
+    import torch
+
+    from .. import check, compile_module, parse
+
+    (ids,) = tensors if len(tensors) == 1 else (None,)
+    line = re.compile(rf"^  input {re.escape(names[0])}: \[B, \d+\]$", re.M)
+    network = text[text.rindex("\nnetwork "):]
+    if ids is None or ids.dim() != 2 or ids.is_floating_point() or len(line.findall(text)) != 1 \
+            or "T" in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", network):
+        return text
+    candidate = line.sub(f"  input {names[0]}: [B, T]", text)
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+    try:
+        spec = parse(candidate)
+        check(spec)
+        compiled = compile_module(spec, dtype=dtype).to(ids.device).eval()
+    except NetevoError:
+        return text
+    longer = torch.randint(0, int(ids.max()) + 1, (ids.shape[0], ids.shape[1] + 1), dtype=ids.dtype,
+                           generator=torch.Generator().manual_seed(0)).to(ids.device)  # the user's RNG untouched
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(**{names[0]: longer})
+            compiled(longer)
+    except Exception:  # the model (or its spec) does not run at another length: keep the example's
+        return text
+    finally:
+        for m, training in modes:
+            m.training = training
+    return candidate
 
 
 # --- export and one run -------------------------------------------------------------------------------
@@ -413,6 +455,61 @@ def _causal_masks(graph, values, user_inputs):
                 node.args = (*node.args[:5], True, *node.args[6:])
             else:
                 node.kwargs = {**node.kwargs, "is_causal": True}
+
+
+_SDPA = "aten.scaled_dot_product_attention.default"
+_VIEWS = {"aten.view.default", "aten.reshape.default", "aten._unsafe_view.default"}
+
+
+def _merge_heads(graph, values):
+    """transformers' heads: q, k and v each `x.view(B, T, H, D).transpose(1, 2)`, SDPA, then `.transpose(1, 2)` and
+    a reshape to [B, T, H * D]: one `split_heads_attention(xq, xk, xv, H)` call, the `sdpa` op with `heads`."""
+    from ..ops.attention import split_heads_attention
+
+    for node in list(graph.nodes):
+        if str(node.target) != _SDPA or any(a is not None for a in node.args[3:4]) \
+                or (node.args[4] if len(node.args) > 4 else node.kwargs.get("dropout_p", 0.0)) \
+                or node.kwargs.get("enable_gqa"):
+            continue
+        split = [_split_heads(a, values) for a in node.args[:3]]
+        if None in split or len({h for _, h in split}) != 1 or len(node.users) != 1:
+            continue
+        back = next(iter(node.users))
+        if not _swaps_1_2(back, values) or len(back.users) != 1:
+            continue
+        merged = next(iter(back.users))
+        b, t = values[back].shape[:2]
+        if str(merged.target) not in _VIEWS or tuple(values[merged].shape) != (b, t, values[back].shape[2:].numel()):
+            continue
+        causal = node.args[5] if len(node.args) > 5 else node.kwargs.get("is_causal", False)
+        with graph.inserting_after(merged):
+            call = graph.create_node("call_function", split_heads_attention, tuple(x for x, _ in split),
+                                     {"heads": split[0][1], "is_causal": bool(causal),
+                                      "scale": node.kwargs.get("scale")})
+        call.meta = dict(node.meta)
+        values[call] = values[merged]
+        merged.replace_all_uses_with(call)
+
+
+def _swaps_1_2(node, values) -> bool:
+    if str(node.target) != "aten.transpose.int":
+        return False
+    n = values[node].dim()
+    return n == 4 and {node.args[1] % n, node.args[2] % n} == {1, 2}
+
+
+def _split_heads(node, values):
+    """(x, H) when `node` is `x.view(B, T, H, D).transpose(1, 2)` of x [B, T, H * D], used once; else None."""
+    if not _swaps_1_2(node, values) or len(node.users) != 1:
+        return None
+    view = node.args[0]
+    if str(view.target) not in _VIEWS or len(view.users) != 1:
+        return None
+    x = view.args[0]
+    b, t, h, d = values[view].shape
+    if values[x].dim() != 3 or tuple(values[x].shape) != (b, t, h * d):
+        return None
+    return x, h
 
 
 def _dead_code(graph):

@@ -141,13 +141,24 @@ register(OpDef(
     doc="Fully connected layer over the last axis with its weight stored (in, out), as GPT-2's Conv1D: y = x W + b."))
 
 
-# --- sdpa: softmax(q k^T * scale [+ causal mask]) v on [..., T, D] tensors (heads already split) ----------------
+# --- sdpa: softmax(q k^T * scale [+ causal mask]) v, on per-head tensors or with `heads` on [B, T, E] ---------
+
+
+def split_heads_attention(q, k, v, heads, is_causal=False, scale=None):
+    """Attention of [B, T, E] query, key and value in `heads` heads: each tensor's last axis split into (heads, E /
+    heads), F.scaled_dot_product_attention per head, the heads merged back: `sdpa(q, k, v, heads=...)`. The export
+    importer writes this call for transformers' view -> transpose -> SDPA -> transpose -> reshape."""
+    import torch.nn.functional as F
+
+    q, k, v = (t.unflatten(-1, (heads, -1)).transpose(-3, -2) for t in (q, k, v))
+    return F.scaled_dot_product_attention(q, k, v, is_causal=is_causal, scale=scale).transpose(-3, -2).flatten(-2)
 
 
 def _sdpa_infer(shapes, p):
     q, k, v = shapes
+    heads = p["heads"]
     for shape, what in ((q, "query"), (k, "key"), (v, "value")):
-        rank(shape, 3, 4, what=what)
+        rank(shape, *((3,) if heads is not None else (3, 4)), what=what)
     if not len(q) == len(k) == len(v):
         raise ShapeFailure(f"query, key and value have ranks {len(q)}, {len(k)}, {len(v)}", "give them one rank")
     for i in range(len(q) - 2):
@@ -158,6 +169,9 @@ def _sdpa_infer(shapes, p):
         raise ShapeFailure(f"query and key head sizes differ ({q[-1]} vs {k[-1]})", "q k^T needs one head size")
     if Dim.of(k[-2]) != Dim.of(v[-2]):
         raise ShapeFailure(f"key and value lengths differ ({k[-2]} vs {v[-2]})", "each key needs one value")
+    if heads is not None:
+        for shape, what in ((q, "query"), (v, "value")):
+            divisible(f"sdpa {what} width vs heads", shape[-1], heads, "`heads` must divide the last axis")
     if p["scale"] is not None and not float(p["scale"]) > 0.0:
         raise ShapeFailure(f"`scale` must be positive, got {p['scale']}")
     return (*q[:-1], v[-1])
@@ -167,13 +181,19 @@ def _sdpa(tensors, p):
     import torch.nn.functional as F
 
     q, k, v = tensors
+    if p["heads"] is not None:
+        return split_heads_attention(q, k, v, int(p["heads"]), is_causal=bool(p["causal"]), scale=p["scale"])
     return F.scaled_dot_product_attention(q, k, v, is_causal=bool(p["causal"]), scale=p["scale"])
 
 
 def _sdpa_emit(xs, p):
     extra = (", is_causal=True" if p["causal"] else "") + (f", scale={src(float(p['scale']))}"
                                                            if p["scale"] is not None else "")
-    return f"F.scaled_dot_product_attention({xs[0]}, {xs[1]}, {xs[2]}{extra})"
+    if p["heads"] is None:
+        return f"F.scaled_dot_product_attention({xs[0]}, {xs[1]}, {xs[2]}{extra})"
+    h = src(p["heads"])
+    q, k, v = (f"{x}.unflatten(-1, ({h}, -1)).transpose(-3, -2)" for x in xs)
+    return f"F.scaled_dot_product_attention({q}, {k}, {v}{extra}).transpose(-3, -2).flatten(-2)"
 
 
 def _sdpa_import(call):
@@ -183,22 +203,28 @@ def _sdpa_import(call):
         raise Unimportable(f"dropout_p={call.arg(4, 'dropout_p', 0.0)}: the op has no attention dropout")
     if call.arg(7, "enable_gqa", False):
         raise Unimportable("enable_gqa=True: query, key and value need the same heads")
-    scale = call.arg(6, "scale", None)
-    if scale is not None and float(scale) == call.in_shapes[0][-1] ** -0.5:
+    heads = call.kwargs.get("heads")  # split_heads_attention's
+    scale = call.arg(6, "scale", None) if heads is None else call.kwargs.get("scale")
+    head_size = call.in_shapes[0][-1] // (heads or 1)
+    if scale is not None and float(scale) == head_size ** -0.5:
         scale = None  # the default 1/sqrt(head size)
-    return {"causal": bool(call.arg(5, "is_causal", False)), "scale": None if scale is None else float(scale)}
+    causal = call.arg(5, "is_causal", False) if heads is None else call.kwargs.get("is_causal", False)
+    return {"heads": heads, "causal": bool(causal), "scale": None if scale is None else float(scale)}
 
 
 register(OpDef(
     name="sdpa",
-    params=(ParamDef("causal", "bool", False, doc="position i attends to positions <= i"),
+    params=(ParamDef("heads", "int", None, minimum=1, doc="split [B, T, E] into heads and merge them back"),
+            ParamDef("causal", "bool", False, doc="position i attends to positions <= i"),
             ParamDef("scale", "float", None, doc="default 1/sqrt(head size)")),
     infer=_sdpa_infer, min_inputs=3, max_inputs=3, module=False, functional=_sdpa, emit_functional=_sdpa_emit,
     coupling="none", neuron_axis=None,
     macs=lambda shapes, out, p: math.prod(shapes[0][:-2]) * shapes[0][-2] * shapes[1][-2] * (shapes[0][-1]
                                                                                           + shapes[2][-1]),
     torch_import=(TorchImport(functions=("torch.nn.functional.scaled_dot_product_attention",
-                                         "torch.ops.aten.scaled_dot_product_attention.default"),
+                                         "torch.ops.aten.scaled_dot_product_attention.default",
+                                         "netevo_dsl.ops.attention.split_heads_attention"),
                               params=_sdpa_import),),
-    doc="Scaled dot-product attention softmax(q k^T * scale) v on [B, heads, T, D] (or [B, T, D]) query, key and "
-        "value, as torch's F.scaled_dot_product_attention; `causal` masks the positions after each query."))
+    doc="Scaled dot-product attention softmax(q k^T * scale) v, as torch's F.scaled_dot_product_attention, on "
+        "[B, heads, T, D] (or [B, T, D]) query, key and value; with `heads`, on [B, T, E] split into that many heads "
+        "and merged back. `causal` masks the positions after each query."))

@@ -68,3 +68,20 @@ def test_linear_t_loads_a_transformers_conv1d():
     x = torch.randn(3, 5, dtype=torch.float64)
     with torch.no_grad():
         assert torch.allclose(direct(x), conv(x), rtol=0, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(heads=st.integers(1, 3), t=st.integers(1, 5), d=st.integers(1, 4), causal=st.booleans(), seed=st.integers(0, 99))
+def test_sdpa_with_heads_is_attention_per_head(heads, t, d, causal, seed):
+    """`heads=h` on [B, T, E]: head i is the features i*E/h .. (i+1)*E/h of q, k and v (Vaswani et al. 2017, sec.
+    3.2.2, without the projections), each attended alone, the results laid side by side."""
+    e = heads * d
+    text = (f"network n {{\n  input q: [B, {t}, {e}]\n  input k: [B, {t}, {e}]\n  input v: [B, {t}, {e}]\n"
+            f"  output y = sdpa(q, k, v, heads={heads}{', causal=true' if causal else ''})\n}}\n")
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, t, e, generator=g, dtype=torch.float64) for _ in range(3))
+    want = torch.cat([_attention(q[..., i * d:(i + 1) * d], k[..., i * d:(i + 1) * d], v[..., i * d:(i + 1) * d],
+                                 causal, None) for i in range(heads)], dim=-1)
+    with torch.no_grad():
+        for net in _both(text):
+            assert torch.allclose(net(q, k, v), want, rtol=0, atol=1e-12)

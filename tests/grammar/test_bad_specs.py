@@ -270,6 +270,8 @@ BAD = [
     ("sdpa_rank_two", "E040", 3, "sdpa: query has rank 2, expected rank 3 or 4", net("output y = sdpa(x, x, x)")),
     ("sdpa_scale_negative", "E040", 3, "sdpa: `scale` must be positive, got -1.0",
      "network n {\n  input q: [B, 2, 5, 8]\n  output y = sdpa(q, q, q, scale=-1.0)\n}\n"),
+    ("sdpa_heads_not_dividing", "E040", 3, "sdpa query width vs heads: 10 is not divisible by 4",
+     "network n {\n  input q: [B, 5, 10]\n  output y = sdpa(q, q, q, heads=4)\n}\n"),
     ("linear_t_out_zero", "E034", 3, "linear_t: `out` must be at least 1, got 0", net("output y = linear_t(x, out=0)")),
 ]
 

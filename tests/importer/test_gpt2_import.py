@@ -46,15 +46,17 @@ def test_gpt2_imports_exactly(n_layer, n_head, n_embd):
     spec = ne.from_module(model, ids)
     text = ne.format(spec)
     assert ne.format(ne.parse(text)) == text  # what `netevo import` writes passes `netevo fmt --check`
-    assert "input input_ids: [B, 7]" in text and "output logits = lm_head" in text
-    assert "sdpa(" in text and "causal=true" in text and "pos_embedding(" in text and "linear_t(" in text
+    assert "input input_ids: [B, T]" in text and "output logits = lm_head" in text  # any batch, any length
+    assert f"sdpa(narrow, narrow_1, narrow_2, heads={n_head}, causal=true)" in text
+    assert "pos_embedding(wte, context=32)" in text and "linear_t(" in text
     compiled = ne.compile_module(spec, dtype=torch.float64).eval()
     emitted = _emitted(spec).double().eval()
     for net in (compiled, emitted):
         net.load_state_dict(model.state_dict(), strict=True)
         assert list(net.state_dict()) == list(model.state_dict())  # the same keys, in the same order
     with torch.no_grad():
-        for x in (ids, torch.randint(0, 100, (5, 7), generator=torch.Generator().manual_seed(2))):
+        for shape in ((5, 7), (3, 32), (1, 1)):  # other batch sizes and lengths, up to n_positions
+            x = torch.randint(0, 100, shape, generator=torch.Generator().manual_seed(sum(shape)))
             want = model(x).logits
             scale = want.abs().max().item()
             for net in (compiled, emitted):

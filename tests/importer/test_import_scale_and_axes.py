@@ -217,15 +217,4 @@ def test_what_the_ops_cannot_keep_is_refused_at_the_users_line(model, code, word
 # torchvision models these ops complete (with the activations, stochastic depth, mean and contiguous of the
 # other batches of issue 17); 64x64 inputs keep them fast.
 # the torchvision models these ops import are checked in test_import.py's TORCHVISION_MODELS
-
-
-def test_gpt2_from_transformers_is_refused_with_a_clear_error_not_a_traceback():
-    """GPT2LMHeadModel (issue 17) does not import yet: torch.fx cannot trace transformers' forward (docs/import.md
-    says what is missing). The refusal is a NetevoError naming the model, and nothing else escapes."""
-    transformers = pytest.importorskip("transformers")
-    config = transformers.GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=20, n_positions=16,
-                                     bos_token_id=0, eos_token_id=0)
-    torch.manual_seed(0)
-    with pytest.raises(NetevoError) as info:
-        ne.from_module(transformers.GPT2LMHeadModel(config).eval(), torch.randint(0, 20, (2, 5)))
-    assert info.value.code == "E163" and "torch.fx cannot trace GPT2LMHeadModel" in info.value.message
+# transformers' GPT2LMHeadModel imports through torch.export: tests/importer/test_gpt2_import.py
