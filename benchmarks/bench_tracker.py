@@ -20,6 +20,7 @@ module hooks (trace=False), same interleaved protocol.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -33,6 +34,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from netevo_dsl.runtime import stats_kernel  # noqa: E402
 from netevo_dsl.runtime.tracker import NeuronTracker  # noqa: E402
 
 BATCH = 512
@@ -67,6 +69,7 @@ WORKLOADS = {"MLP 784-256-128-10": mlp, "CNN 2xconv(16,32)+linear": cnn}
 TORCHVISION_MODES = {"stats (fx graph)": dict(), "stats (module hooks)": dict(trace=False)}
 MODES = {
     "stats": dict(),
+    "stats (torch path)": dict(kernel=False),  # the eager reductions, as without numba
     "stats+corr (f64)": dict(correlation=True),
     "stats+corr (f32 products)": dict(correlation=True, corr_dtype=torch.float32),
 }
@@ -83,15 +86,21 @@ def train_step(model, inputs, targets, optimizer):
     optimizer.step()
 
 
-def time_once(step, model, inputs, targets, optimizer, tracker) -> float:
+def time_once(step, model, inputs, targets, optimizer, tracker, kernel: bool = True) -> float:
     if tracker is not None:
         tracker.start()
+    saved, stats_kernel.ENABLED = stats_kernel.ENABLED, kernel and stats_kernel.ENABLED
     start = clock()
     step(model, inputs, targets, optimizer)
     elapsed = clock() - start
+    stats_kernel.ENABLED = saved
     if tracker is not None:
         tracker.stop()
     return elapsed
+
+
+def tracker_options(options: dict) -> dict:
+    return {key: value for key, value in options.items() if key != "kernel"}
 
 
 def measure(make, step, reps: int, warmup: int, modes: dict | None = None) -> dict[str, dict]:
@@ -101,13 +110,14 @@ def measure(make, step, reps: int, warmup: int, modes: dict | None = None) -> di
     targets = torch.randint(0, 10, (len(inputs),))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     modes = MODES if modes is None else modes
-    trackers = {"off": None} | {name: NeuronTracker(model, **options) for name, options in modes.items()}
+    trackers = {"off": None} | {name: NeuronTracker(model, **tracker_options(options)) for name, options in modes.items()}
+    kernel = {"off": True} | {name: options.get("kernel", True) for name, options in modes.items()}
     times = {name: [] for name in trackers}
     for rep in range(warmup + reps):
         names = list(trackers)
         names = names[rep % len(names) :] + names[: rep % len(names)]  # rotate the order every repetition
         for name in names:
-            elapsed = time_once(step, model, inputs, targets, optimizer, trackers[name])
+            elapsed = time_once(step, model, inputs, targets, optimizer, trackers[name], kernel[name])
             if rep >= warmup:
                 times[name].append(elapsed)
     result = {}
@@ -123,7 +133,7 @@ def memory(make, batches: int) -> dict[str, int]:
     model, inputs = make()
     result = {}
     for name, options in MODES.items():
-        tracker = NeuronTracker(model, **options)
+        tracker = NeuronTracker(model, **tracker_options(options))
         stored = 0
         with tracker, torch.no_grad():
             for _ in range(batches):
@@ -145,6 +155,13 @@ def cpu_name() -> str:
     return names[0] if names else "unknown"
 
 
+def kernel_name() -> str:
+    if not stats_kernel.available():
+        return "none (numba is not installed): the eager torch path"
+    state = "on" if stats_kernel.ENABLED else "off (NETEVO_STATS_KERNEL=0)"
+    return f"numba {importlib.metadata.version('numba')}, {state}"
+
+
 def clock_name(chosen) -> str:
     return next(name for name, function in CLOCKS.items() if function is chosen)
 
@@ -163,16 +180,25 @@ def report(reps: int, warmup: int, memory_batches: int, modes: dict, steps: list
         f"load average (1, 5, 15 min) at start: {load_average()}",
         f"batch {BATCH}, {reps} interleaved repetitions after {warmup} warm-up, {clock_name(clock)} time; "
         "ratio = median over repetitions of (time with tracker) / (time without, same repetition)",
+        f"statistics kernel: {kernel_name()}",
         "",
         "| workload | step | no tracker (ms) | " + " | ".join(f"{m} (ms, ratio)" for m in modes) + " |",
         "|---|---|---|" + "---|" * len(modes),
     ]
+    goal = {}
     for workload, make in workloads.items():
-        for step_name, step in (STEPS[key] for key in steps):
+        for step_key in steps:
+            step_name, step = STEPS[step_key]
             result = measure(make, step, reps, warmup, modes)
             cells = [f"{result[m]['ms']:.2f}, **{result[m]['ratio']:.3f}x**" for m in modes]
             lines.append(f"| {workload} | {step_name} | {result['off']['ms']:.2f} | " + " | ".join(cells) + " |")
+            if step_key == "forward" and "stats" in result:
+                goal[workload.split()[0]] = result["stats"]["ratio"]
     lines.append(f"\nload average at the end of the timings: {load_average()}")
+    if goal:
+        figures = ", ".join(f"{name} **{ratio:.3f}x**" for name, ratio in goal.items())
+        verdict = "met" if all(ratio <= 1.15 for ratio in goal.values()) else "not met"
+        lines.append(f"\nIssue 18 goal, forward-only overhead of statistics <= 1.15x: {figures} ({verdict})")
     if not memory_batches:
         return "\n".join(lines) + "\n"
     lines += [

@@ -34,6 +34,7 @@ import math
 import torch
 
 from netevo_dsl.errors import UsageError
+from netevo_dsl.runtime import stats_kernel
 
 F64 = torch.float64
 
@@ -153,6 +154,14 @@ def add_batch(x: torch.Tensor, scratch: Scratch, moments=None, comoments=None) -
     shift are added to the running sums (directly for (samples, width)
     batches, through RowPartials otherwise), and the batch's count is added last.
     """
+    if comoments is None and moments is not None and moments.kernel is not None:
+        if moments.count == 0 and x.ndim in (2, 3) and x.shape[0]:
+            moments.begin(as_3d(x))
+        n = moments.kernel.add(x)  # one pass over the batch instead of ten (see stats_kernel.py)
+        if n is not None:
+            if n:
+                moments.end_batch(n)
+            return
     x3 = as_3d(x)
     n = sample_count(x3)
     if n == 0:
@@ -313,16 +322,41 @@ class NeuronMoments(_ShiftedSums):
         self.nonnegative = bool(nonnegative)
         self.bounds = (float(bounds[0]), float(bounds[1])) if bounds is not None else None
         self.saturation_margin = float(saturation_margin)
-        f64 = dict(dtype=F64, device=device)
-        self.squares_rel = torch.zeros(self.width, **f64)  # sum((x - shift)^2)
-        self.min = torch.full((self.width,), math.inf, **f64)
-        self.max = torch.full((self.width,), -math.inf, **f64)
+        # The sums are rows of one float64 block, which stats_kernel updates in one call.
         # Counts live in float64: exact up to 2**53 samples, and adding a float
         # batch count needs no dtype conversion on the hot path.
-        self.firing = torch.zeros(self.width, **f64)
-        self.nonzero = torch.zeros(self.width, **f64)
-        self.saturated = torch.zeros(self.width, **f64) if self.bounds is not None else None
+        self.state = torch.zeros(stats_kernel.ROWS, self.width, dtype=F64, device=device)
+        self.sum_rel = self.state[stats_kernel.SUM]
+        self.squares_rel = self.state[stats_kernel.SQUARES]  # sum((x - shift)^2)
+        self.min = self.state[stats_kernel.MIN].fill_(math.inf)
+        self.max = self.state[stats_kernel.MAX].fill_(-math.inf)
+        self.firing = self.state[stats_kernel.FIRING]
+        self.nonzero = self.state[stats_kernel.NONZERO]
+        self.saturated = self.state[stats_kernel.SATURATED] if self.bounds is not None else None
+        self.kernel = self._new_kernel()
         self.scratch = Scratch()
+
+    def _new_kernel(self) -> "stats_kernel.Kernel | None":
+        if self.state.device.type != "cpu":
+            return None
+        same_counts = self.nonnegative and not self.threshold
+        return stats_kernel.Kernel(self.state, self.shift, self.threshold, self.bounds, self.saturation_margin, same_counts)
+
+    def __getstate__(self) -> dict:
+        return self.__dict__ | {"kernel": None}  # it holds numpy views of this object's tensors
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        for row, name in self._STATE_ROWS:  # plain pickle does not keep views: make them views again
+            if getattr(self, name) is not None:
+                setattr(self, name, self.state[row].copy_(getattr(self, name)))
+        self.kernel = self._new_kernel()
+
+    _STATE_ROWS = [
+        (stats_kernel.SUM, "sum_rel"), (stats_kernel.SQUARES, "squares_rel"), (stats_kernel.MIN, "min"),
+        (stats_kernel.MAX, "max"), (stats_kernel.FIRING, "firing"), (stats_kernel.NONZERO, "nonzero"),
+        (stats_kernel.SATURATED, "saturated"),
+    ]  # fmt: skip
 
     # --- updates ------------------------------------------------------------------
 

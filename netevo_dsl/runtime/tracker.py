@@ -136,6 +136,7 @@ class NeuronTracker:
         for name, indices in (neurons or {}).items():
             self._layer(name).subset = torch.as_tensor(list(indices), dtype=torch.long).unique(sorted=True)
         self._handles: list = []
+        self._started = False
         self._saved_forward = _NO_FORWARD
         self._in_root_forward = False
 
@@ -206,14 +207,16 @@ class NeuronTracker:
 
     @property
     def active(self) -> bool:
-        return bool(self._handles)
+        return self._started
 
     def start(self) -> "NeuronTracker":
         """Observe the sites (idempotent). Without start() the model runs untouched."""
-        if self._handles:
+        if self._started:
             return self
-        self._handles.append(self.model.register_forward_pre_hook(self._enter_root))
-        self._handles.append(self.model.register_forward_hook(self._leave_root))
+        self._started = True
+        if self._groups:  # call counting for hooked modules; the fx path needs no hook on the model
+            self._handles.append(self.model.register_forward_pre_hook(self._enter_root))
+            self._handles.append(self.model.register_forward_hook(self._leave_root))
         if self.method == "fx":
             if not all(graph_is_current(graph, self.model) for graph in self._graphs.values()):
                 self._graphs.clear()  # a module or parameter was replaced: trace again
@@ -228,6 +231,7 @@ class NeuronTracker:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._started = False
         if self.model.__dict__.get("forward") == self._traced_forward:
             del self.model.forward
             if self._saved_forward is not _NO_FORWARD:
@@ -259,7 +263,7 @@ class NeuronTracker:
                     self._index_sites()
             found = [(node, site) for node, site in found if site.name in self._by_name]
             graph = self._graphs[self.model.training] = instrument(traced, found, self._observe_traced)
-        return graph(*args, **kwargs)
+        return graph.forward(*args, **kwargs)  # not graph(...): a second module call per pass costs ~1%
 
     def _observe_traced(self, name: str, value) -> None:
         self._record(self._by_name[name], value)

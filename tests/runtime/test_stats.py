@@ -21,6 +21,18 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True, params=["kernel", "torch"])
+def stats_path(request, monkeypatch):
+    """Every test here runs through both paths of `add_batch`: the one-pass numba kernel
+    (stats_kernel.py; skipped where numba is not installed) and the eager torch reductions."""
+    from netevo_dsl.runtime import stats_kernel
+
+    if request.param == "kernel" and not stats_kernel.available():
+        pytest.skip("numba is not installed: only the torch path runs")
+    monkeypatch.setattr(stats_kernel, "ENABLED", request.param == "kernel")
+    return request.param
+
+
 def stream(data: torch.Tensor, sizes):
     """Split rows into batches of the given sizes (the last takes the rest)."""
     batches, start = [], 0
