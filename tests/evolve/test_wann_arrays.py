@@ -216,3 +216,30 @@ def test_the_carried_connection_count_is_connection_count(genome, seed):
             genome = mutate_genome(genome, rng)
         except RuleError:
             return
+
+
+def test_large_genomes_candidates_from_the_arrays_are_the_irs():
+    # genomes the size of the digits workload, where operators take their candidates from the arrays
+    from netevo_dsl.evolve.mutations.wann import ARRAY_CANDIDATES, addable_edges
+    from netevo_dsl.testing.wann_strategies import random_genome
+
+    rng = random.Random(5)
+    for k in range(12):
+        g = random_genome(rng, 64, 10, rng.randint(0, 30), rng.randint(60, 200), name=f"g{k}")
+        a = wa.read_arrays(g)
+        assert len(a.src) >= ARRAY_CANDIDATES
+        names = [*g.inputs, *(n.name for n in g.nodes), *(o.name for o in g.outputs)]
+        assert [(names[s], names[d]) for s, d in zip(*wa.addable(a))] == addable_edges(g)
+        assert np.flatnonzero(a.enabled).tolist() == [i for i, e in enumerate(g.edges) if e.enabled]
+        for _ in range(5):
+            child = mutate_genome(g, rng, check_child=False)
+            assert _same(wa.carried(child)[1], wa.read_arrays(child))
+            g = child
+
+
+def test_choosing_an_index_draws_as_choosing_from_the_list():
+    # add_edge draws `rng.choice(range(n))` where it used to draw `rng.choice(candidates)`: one
+    # `_randbelow(n)` either way (CPython's random.choice), so runs keep their children
+    for seed in range(50):
+        items = [object() for _ in range(1 + seed % 17)]
+        assert items[random.Random(seed).choice(range(len(items)))] is random.Random(seed).choice(items)

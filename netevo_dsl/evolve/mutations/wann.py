@@ -88,6 +88,13 @@ def descendants(genome: ir.WannGenome) -> dict[str, set[str]]:
 
 
 _NAME = operator_module.attrgetter("name")
+# from this many edges on, an operator finds its candidates in the parent's arrays (numpy); below, a
+# Python pass over the IR is faster (XOR's genomes: numpy's per-call cost would dominate)
+ARRAY_CANDIDATES = 64
+
+
+def _large(parent) -> bool:
+    return parent is not None and len(parent.src) >= ARRAY_CANDIDATES
 
 
 def _carry(parent: ir.WannGenome, child: ir.WannGenome, edit, where: int, activation: str) -> None:
@@ -103,8 +110,8 @@ def _carry(parent: ir.WannGenome, child: ir.WannGenome, edit, where: int, activa
 def add_node(ctx: Context):
     g = ctx.item
     parent = arrays.arrays_of(g)
-    enabled = [i for i, e in enumerate(g.edges) if e.enabled] if parent is None else \
-        np.flatnonzero(parent.enabled).tolist()
+    enabled = np.flatnonzero(parent.enabled).tolist() if _large(parent) else \
+        [i for i, e in enumerate(g.edges) if e.enabled]
     if not enabled:
         return
     i = ctx.rng.choice(enabled)
@@ -172,7 +179,7 @@ def addable_edges(g: ir.WannGenome) -> list[tuple[str, str]]:
 def add_edge(ctx: Context):
     g = ctx.item
     parent = arrays.arrays_of(g)
-    pairs = None if parent is None else arrays.addable(parent)  # the same candidates, from the arrays
+    pairs = arrays.addable(parent) if _large(parent) else None  # the same candidates, from the arrays
     if pairs is None:
         candidates = addable_edges(g)
         if not candidates:
@@ -199,8 +206,8 @@ def add_edge(ctx: Context):
 def enable_edge(ctx: Context):
     g = ctx.item
     parent = arrays.arrays_of(g)
-    disabled = [i for i, e in enumerate(g.edges) if not e.enabled] if parent is None else \
-        np.flatnonzero(~parent.enabled).tolist()
+    disabled = np.flatnonzero(~parent.enabled).tolist() if _large(parent) else \
+        [i for i, e in enumerate(g.edges) if not e.enabled]
     if not disabled:
         return
     i = ctx.rng.choice(disabled)
