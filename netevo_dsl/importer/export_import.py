@@ -437,18 +437,27 @@ def _causal_masks(graph, values, user_inputs):
         if str(node.target) != "aten.scaled_dot_product_attention.default" or len(node.args) < 4:
             continue
         mask = node.args[3]
-        if not isinstance(mask, type(node)) or not _constant(mask, user_inputs):
+        if not isinstance(mask, type(node)):
             continue
+        if not _constant(mask, user_inputs):
+            raise import_error("E162", f"`{node.target}` {_where(node)} cannot be imported: an attention mask "
+                               "computed from an input of the model (a padding mask)", node,
+                               "the `sdpa` op keeps the causal mask only; import without the mask input")
         q, k, m = values[node.args[0]], values[node.args[1]], values[mask]
         allowed = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril()
         try:
             m = m.cpu().expand(*q.shape[:-2], q.shape[-2], k.shape[-2])
         except RuntimeError:
-            continue
-        if m.dtype == torch.bool:
+            m = None
+        if m is None:
+            causal = False
+        elif m.dtype == torch.bool:
             causal = bool((m == allowed).all())
         else:
             causal = bool((m[..., allowed] == 0).all()) and bool(torch.isneginf(m[..., ~allowed]).all())
+        if not causal:
+            raise import_error("E162", f"`{node.target}` {_where(node)} cannot be imported: an attention mask that is "
+                               "not the causal one", node, "the `sdpa` op keeps the causal mask only")
         if causal:
             node.args = (*node.args[:3], None, *node.args[4:])
             if len(node.args) > 5:

@@ -86,7 +86,7 @@ def test_an_attention_mask_given_as_an_input_is_refused():
     ids = torch.randint(0, 100, (2, 5))
     with pytest.raises(NetevoError) as e:
         ne.from_module(model, {"input_ids": ids, "attention_mask": torch.ones(2, 5, dtype=torch.long)})
-    assert e.value.code in ("E160", "E162")
+    assert e.value.code == "E162" and "padding mask" in e.value.message
 
 
 def test_cli_imports_gpt2_from_a_factory(tmp_path):
@@ -106,3 +106,72 @@ def test_cli_imports_gpt2_from_a_factory(tmp_path):
     with torch.no_grad():
         want = model(ids).logits
         assert torch.allclose(net(ids), want, rtol=0, atol=1e-5 * want.abs().max().item())  # float32 here
+
+
+# --- the torch.export path on models of the user's own (no transformers needed; fx fails on their branch) ---
+
+
+class Branchy(torch.nn.Module):
+    """A branch on a size: torch.fx cannot trace it (a Proxy in `if`), torch.export can."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.act, self.out = torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = self.act(self.fc(x))
+        if x.shape[-1] > 4:
+            h = h + h
+        return self.out(h)
+
+
+class MaskedAttention(torch.nn.Module):
+    """SDPA with a constant mask: `tril` is the causal one (kept), `triu` (each query sees the keys after it) is not."""
+
+    def __init__(self, mask="triu", scalar=False):
+        super().__init__()
+        self.qkv, self.mask, self.scalar = torch.nn.Linear(8, 24), mask, scalar
+
+    def forward(self, x):
+        if x.shape[1] > 1 and self.scalar:  # fx cannot trace this branch; export can
+            x = x * 2.0
+        q, k, v = self.qkv(x).split(8, dim=2)
+        mask = getattr(torch.ones(x.shape[1], x.shape[1], dtype=torch.bool), self.mask)()
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def test_a_model_fx_cannot_trace_imports_through_torch_export():
+    torch.manual_seed(0)
+    model = Branchy().double().eval()
+    x = torch.randn(2, 6, dtype=torch.float64)
+    spec = ne.from_module(model, x)
+    net = ne.compile_module(spec, dtype=torch.float64).eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    with torch.no_grad():
+        for batch in (x, torch.randn(5, 6, dtype=torch.float64)):
+            want = model(batch)
+            assert torch.allclose(net(batch), want, rtol=0, atol=1e-9 * want.abs().max().item())
+
+
+def test_export_path_refusals_are_located_errors():
+    x = torch.randn(2, 4, 8, dtype=torch.float64)
+    with pytest.raises(NetevoError) as e:
+        ne.from_module(MaskedAttention("triu").double().eval(), x)
+    assert e.value.code == "E162" and "attention mask that is not the causal one" in e.value.message
+    with pytest.raises(NetevoError) as e:  # `x * 2.0` is ATen's mul by a scalar, which no op declares
+        ne.from_module(MaskedAttention("tril", scalar=True).double().eval(), x)
+    assert e.value.code in ("E160", "E162") and "aten.mul" in e.value.message
+    assert e.value.span is not None and e.value.span.file == __file__  # the user's line, from export's stack trace
+
+
+def test_a_causal_mask_built_by_the_user_imports_as_sdpa_causal():
+    torch.manual_seed(0)
+    model = MaskedAttention("tril").double().eval()
+    x = torch.randn(2, 4, 8, dtype=torch.float64)
+    spec = ne.from_module(model, x)
+    assert "sdpa(narrow, narrow_1, narrow_2, causal=true)" in ne.format(spec)
+    net = ne.compile_module(spec, dtype=torch.float64).eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    with torch.no_grad():
+        want = model(x)
+        assert torch.allclose(net(x), want, rtol=0, atol=1e-9 * want.abs().max().item())
