@@ -489,7 +489,7 @@ def _class_source(name: str) -> str:
 
 _HELPER_ORDER = ["Scope", "Activation", "MaskedLinear", "MaskedConv", "MaskedConv1d", "MaskedConv2d",
                  "PositionalEmbedding", "CausalSelfAttention", "SelfAttention", "GPT2MLP", "TransposedLinear",
-                 "StochasticDepth", "LayerNorm2d"]
+                 "StochasticDepth", "LayerNorm2d", "RelativePositionAttention"]
 
 
 def _helper_sources(names: set[str]) -> list[str]:

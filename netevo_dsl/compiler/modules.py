@@ -305,3 +305,30 @@ def make_mask(kind, out, fan_in, **p):
     if kind == "bits":
         return torch.tensor([[c == "1" for c in row] for row in p["rows"]], dtype=torch.bool).reshape(out, fan_in)
     return torch.ones(out, fan_in, dtype=torch.bool)
+
+
+class RelativePositionAttention(nn.Module):
+    """Multi-head self-attention within windows of P = size * size positions, [B, G, P, D] -> [B, G, P, D], with a
+    learned bias per head and relative offset (maxvit's window and grid attention; Shaw et al. 2018, Liu et al.
+    2021). Keys as torchvision's: relative_position_bias_table ((2 size - 1)^2, heads), relative_position_index
+    (P, P), to_qkv, merge. Keys are scaled by D ** -0.5, D the feature size (not the head size), as there."""
+
+    def __init__(self, dim, head_dim, positions):
+        super().__init__()
+        self.heads, self.head_dim = dim // head_dim, head_dim
+        size = math.isqrt(positions)
+        self.to_qkv = nn.Linear(dim, 3 * self.heads * head_dim)
+        self.merge = nn.Linear(self.heads * head_dim, dim)
+        self.scale = dim ** -0.5
+        self.relative_position_bias_table = nn.Parameter(torch.empty((2 * size - 1) ** 2, self.heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        rows, cols = torch.arange(positions) // size, torch.arange(positions) % size
+        offset = (rows[:, None] - rows[None, :] + size - 1) * (2 * size - 1) + (cols[:, None] - cols[None, :] + size - 1)
+        self.register_buffer("relative_position_index", offset)
+
+    def forward(self, x):
+        b, g, p, d = x.shape
+        q, k, v = self.to_qkv(x).reshape(b, g, p, 3, self.heads, self.head_dim).permute(3, 0, 1, 4, 2, 5)
+        bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)].reshape(p, p, -1)
+        weights = torch.softmax(q @ (k * self.scale).transpose(-2, -1) + bias.permute(2, 0, 1), dim=-1)
+        return self.merge((weights @ v).permute(0, 1, 3, 2, 4).reshape(b, g, p, d))

@@ -35,7 +35,13 @@ def enclosing_modules(node) -> list[str]:
     if node.op in ("call_module", "get_attr"):  # a layer, or a parameter read in forward: its path is its own
         parts = str(node.target).split(".")
         return [".".join(parts[:i]) for i in range(1, len(parts))]
-    return list(node.meta.get("nn_module_stack") or {})
+    # with every container on the way, called or not: `blocks` of `for block in self.blocks` (an nn.ModuleList),
+    # as a layer's own path gives it
+    around: list[str] = []
+    for path in node.meta.get("nn_module_stack") or {}:
+        parts = path.split(".")
+        around += [p for p in (".".join(parts[:i]) for i in range(1, len(parts) + 1)) if p not in around]
+    return around
 
 
 class SpecWriter:

@@ -210,6 +210,7 @@ def _load_all():
             parameter,
             pool,
             reduce,
+            relative_attention,
             reshape,
             scale,
             select,

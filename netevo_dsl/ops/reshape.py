@@ -107,5 +107,11 @@ register(OpDef(
     emit_functional=lambda xs, p, s=src: f"{xs[0]}.transpose({s(p['dim0'])}, {s(p['dim1'])})",
     coupling="reshape", channels=Channels(axis_map=_transpose_axes),
     torch_import=(TorchImport(functions=("torch.transpose", "torch.ops.aten.transpose.int"), methods=("transpose",),
-                              params=lambda c: {"dim0": c.arg(1, "dim0", None), "dim1": c.arg(2, "dim1", None)}),),
+                              params=lambda c: {"dim0": c.arg(1, "dim0", None), "dim1": c.arg(2, "dim1", None)}),
+                  # torch.swapaxes / swapdims, and maxvit's SwapAxes layer (imported whole: no weights, no module)
+                  TorchImport(functions=("torch.swapaxes", "torch.swapdims"), methods=("swapaxes", "swapdims"),
+                              params=lambda c: {f"dim{i}": c.arg(i + 1, f"axis{i}" if f"axis{i}" in c.kwargs else f"dim{i}",
+                                                                 None) for i in (0, 1)}),
+                  TorchImport(modules=("torchvision.models.maxvit.SwapAxes",),
+                              params=lambda c: {"dim0": int(c.module.a), "dim1": int(c.module.b)})),
     doc="Swap two axes."))

@@ -239,6 +239,10 @@ BAD = [
      "network n {\n  input x: [B, 3, 8, 8]\n  output y = avgpool2d(x, k=[2, 1.5])\n}\n"),
     ("scale_without_number", "E032", 3, "scale needs `by`", net("output y = scale(x)")),
     ("scale_by_a_string", "E033", 3, "scale: `by` must be a number", net('output y = scale(x, by="half")')),
+    ("relative_attention_window_not_square", "E040", 3, "needs a square window: 8 positions is not size * size",
+     "network n {\n  input x: [B, 4, 8, 16]\n  output y = relative_attention(x, head_dim=4)\n}\n"),
+    ("relative_attention_head_dim_not_dividing", "E040", 3, "features vs head_dim: 16 is not divisible by 5",
+     "network n {\n  input x: [B, 4, 9, 16]\n  output y = relative_attention(x, head_dim=5)\n}\n"),
     # --- issue 17's parameter, broadcasts, expand_batch, select, layernorm2d (convnext, vit)
     ("parameter_size_zero", "E040", 3, "parameter sizes are at least 1, got [3, 0]",
      net("p = parameter(shape=[3, 0])", "output y = broadcast_add(x, p)")),

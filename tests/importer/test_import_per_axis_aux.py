@@ -89,3 +89,73 @@ def test_a_training_mode_that_changes_the_main_path_is_still_refused():
         ne.from_module(model, torch.randn(2, 3, 8, 8))
     assert info.value.code == "E164" and "aux" in info.value.message
     assert not any(m.training for m in model.modules())
+
+
+# --- maxvit: window attention with a relative position bias, swapaxes, an nn.ModuleList called in a loop ---------
+
+
+class ListOfBlocks(nn.Module):
+    """`for block in self.blocks: x = block(x)` over an nn.ModuleList whose blocks call functions
+    (`F.relu`, `torch.swapaxes`) as well as layers: the keys `blocks.0.fc.weight`, ..."""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 6)
+
+        def forward(self, x):
+            return torch.swapaxes(F.relu(self.fc(x)), 1, 2).swapaxes(1, 2) + x
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([self.Block() for _ in range(3)])
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def test_a_module_list_called_in_a_loop_keeps_its_keys():
+    torch.manual_seed(0)
+    model = ListOfBlocks()
+    spec = _assert_reproduces(model, torch.randn(2, 5, 6, dtype=torch.float64))
+    assert list(ne.compile_module(spec).state_dict()) == list(model.state_dict())
+    assert "transpose(" in ne.format(spec)
+
+
+def _torchvision():
+    from .test_import import _torchvision as tv
+
+    return tv()
+
+
+def test_relative_attention_equals_torchvisions_layer():
+    """torchvision's RelativePositionalMultiHeadAttention is the oracle (float64, its own weights and index)."""
+    maxvit = _torchvision().models.maxvit
+    torch.manual_seed(0)
+    layer = maxvit.RelativePositionalMultiHeadAttention(8, 4, 9).double().eval()  # 2 heads, 3x3 windows
+    with torch.no_grad():
+        layer.relative_position_bias_table.normal_()  # a bias that matters
+    spec = ne.parse("network n {\n  input x: [B, 5, 9, 8]\n  output y = relative_attention(x, head_dim=4)\n}\n")
+    compiled = ne.compile_module(spec, dtype=torch.float64).eval()
+    ours = {k.partition(".")[2]: v for k, v in compiled.state_dict().items()}
+    assert torch.equal(ours["relative_position_index"], layer.relative_position_index)  # built, not only loaded
+    compiled.load_state_dict({f"y.{k}": v for k, v in layer.state_dict().items()}, strict=True)
+    x = torch.randn(2, 5, 9, 8, dtype=torch.float64)
+    with torch.no_grad():
+        want = layer(x)
+        assert torch.allclose(compiled(x), want, rtol=0, atol=1e-12 * want.abs().max().item())
+
+
+def test_a_small_maxvit_imports_exactly():
+    """torchvision's MaxVit class at a small configuration (maxvit_t itself needs 224x224; the coverage run has it):
+    MBConv with squeeze-excitation, window and grid attention with relative position bias, swapaxes."""
+    maxvit = _torchvision().models.maxvit
+    torch.manual_seed(0)
+    model = maxvit.MaxVit(input_size=(56, 56), stem_channels=8, partition_size=7, block_channels=[8, 16],
+                          block_layers=[1, 1], head_dim=4, stochastic_depth_prob=0.2, num_classes=10)
+    spec = _assert_reproduces(model, torch.randn(1, 3, 56, 56, dtype=torch.float64))
+    assert list(ne.compile_module(spec).state_dict()) == list(model.state_dict())
+    assert "relative_attention(" in ne.format(spec)
