@@ -175,3 +175,17 @@ def test_a_causal_mask_built_by_the_user_imports_as_sdpa_causal():
     with torch.no_grad():
         want = model(x)
         assert torch.allclose(net(x), want, rtol=0, atol=1e-9 * want.abs().max().item())
+
+
+def test_mutants_of_the_imported_gpt2_compile_and_their_source_runs():
+    """The rest of netevo on the import: `ne.mutants` (width, activation, layer rules) on GPT-2's spec; every
+    mutant compiles, and its emitted source runs on token ids of another length."""
+    spec = ne.from_module(tiny_gpt2(n_layer=1).double(), torch.randint(0, 100, (2, 7)))
+    mutants = ne.mutants(spec, 6, seed=3)
+    assert len(mutants) == 6 and len({m.hash for m in mutants}) == 6
+    ids = torch.randint(0, 100, (3, 11))
+    for mutant in mutants:
+        with torch.no_grad():
+            out = _emitted(mutant.spec).eval()(ids)
+            assert out.shape == (3, 11, 100) and torch.isfinite(out).all()
+            assert ne.compile_module(mutant.spec).eval()(ids).shape == (3, 11, 100)
