@@ -203,7 +203,7 @@ def _export(module, names, tensors, fx_error):
             return tuple(t for _, t in _tensor_leaves(getattr(self, _ROOT)(**dict(zip(names, xs)))))
 
     cls = type(module).__name__
-    before = f"torch.fx cannot trace {cls} ({fx_error.message})" if fx_error else f"{cls}"
+    before = fx_error.message if fx_error else f"{cls}"
     modes = [(m, m.training) for m in module.modules()]
     module.eval()  # dropout as the identity, no attention dropout, as the spec is compared in eval mode
     try:

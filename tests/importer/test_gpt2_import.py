@@ -189,3 +189,23 @@ def test_mutants_of_the_imported_gpt2_compile_and_their_source_runs():
             out = _emitted(mutant.spec).eval()(ids)
             assert out.shape == (3, 11, 100) and torch.isfinite(out).all()
             assert ne.compile_module(mutant.spec).eval()(ids).shape == (3, 11, 100)
+
+
+class Untraceable(torch.nn.Module):
+    """A branch on the data: neither torch.fx nor torch.export can trace it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.fc(x)
+        return x
+
+
+def test_a_model_neither_tracer_can_trace_is_refused_naming_both():
+    with pytest.raises(NetevoError) as e:
+        ne.from_module(Untraceable(), torch.randn(2, 4))
+    assert e.value.code == "E163"
+    assert "torch.fx cannot trace Untraceable" in e.value.message and "torch.export cannot either" in e.value.message
