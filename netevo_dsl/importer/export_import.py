@@ -1,5 +1,5 @@
 """torch.export where torch.fx cannot trace (transformers' GPT-2): the ATen graph made into calls the fx importer
-matches and names (docs/import.md, "torch.export").
+matches and names (docs/import.md, "transformers' GPT-2: the torch.export path").
 
 The graph is rewritten before matching, using the values of one run on the example inputs:
 - the nodes of a layer whose class some op imports whole (`OpDef.torch_import` modules: Linear, Conv1D,
@@ -9,7 +9,10 @@ The graph is rewritten before matching, using the values of one run on the examp
   constant tensors (transformers' empty key/value cache);
 - the pieces of a `split` become one `torch.narrow` each;
 - `x + embedding(arange(T))` (learned positions) becomes one call of that embedding on x (`pos_embedding`);
-- an attention mask computed from constants alone that is the lower triangle becomes `is_causal=True`;
+- an attention mask computed from constants alone that is the lower triangle becomes `is_causal=True` (any other
+  mask is refused);
+- heads split and merged around SDPA (`view`, `transpose`, SDPA, `transpose`, `reshape`) become one
+  `split_heads_attention` call: the `sdpa` op with `heads`;
 - what the output does not need is dropped (the mask and position computations).
 Every call left is matched against the ops' `torch_import` (ATen spellings as `torch.ops.aten.*` names).
 """
@@ -21,7 +24,7 @@ import types
 
 from ..errors import NetevoError
 from ..ir.printer import value_name
-from ..ops.registry import all_ops, get_op
+from ..ops.registry import all_ops
 from .errors import fresh, identifier, import_error
 from .naming import SpecWriter
 
