@@ -103,13 +103,16 @@ class PackedPopulation:
         return torch.empty(self.n_rows, self.n_weights, n_samples, dtype=self.weights.dtype,
                            device=self.weights.device)
 
-    def forward(self, inputs: torch.Tensor, buffer: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, buffer: torch.Tensor | None = None, *,
+                fresh_outputs: bool = False) -> torch.Tensor:
         """Outputs [P, W, B, O] of every packed genome at every weight.
 
         inputs: [B, n_obs] when `shared_inputs`, else [P, W, B, n_obs].
         `buffer` (from `buffer(B)`) is reused between calls, and so is the result's
         storage (a view of [P, O, W, B]): fresh pages cost more than the arithmetic on
-        some machines. Use the result before the next call.
+        some machines. Use the result before the next call. Calls on several threads at
+        once need a buffer each and `fresh_outputs` (the result never in storage the pack
+        keeps).
         """
         W, B, n_obs = self.n_weights, inputs.shape[-2], self.n_obs
         V = buffer if buffer is not None else self.buffer(B)
@@ -141,6 +144,8 @@ class PackedPopulation:
         P, O = self.output_rows.shape
         if self.output_range is not None:  # outputs are one contiguous block, genome by genome
             outputs = V[self.output_range[0]: self.output_range[1]]
+        elif fresh_outputs:
+            outputs = torch.index_select(V, 0, self.output_rows.view(-1))
         else:
             if self._outputs is None or self._outputs.shape != (P * O, W, B):
                 self._outputs = V.new_empty(P * O, W, B)

@@ -153,6 +153,22 @@ _NEEDS = {"test_reward": "test_logp", "train_accuracy": "correct", "test_accurac
           "ensemble_train_accuracy": "ensemble", "ensemble_test_accuracy": "ensemble"}
 
 
+class Scratch:
+    """Named scratch tensors, reused from block to block: fresh large allocations cost page
+    faults on every block."""
+
+    def __init__(self):
+        self._space: dict = {}
+
+    def get(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
+        """A tensor of `shape` with `like`'s dtype and device; its contents are undefined."""
+        n = math.prod(shape)
+        space = self._space.get(name)
+        if space is None or space.numel() < n or space.dtype != like.dtype or space.device != like.device:
+            space = self._space[name] = torch.empty(n, dtype=like.dtype, device=like.device)
+        return space[:n].view(shape)
+
+
 class ClassificationScorer:
     """Accumulates rewards and accuracies over blocks of samples.
 
@@ -184,13 +200,21 @@ class ClassificationScorer:
         self._logp_sums = torch.zeros(1 + ("test_logp" in self.needs), P * W, dtype=acc, device=device)
         self._pending = None  # values of a segment that the last block ended inside
         self.n_batch = int(batch_mask.sum())
-        self._workspace = None
+        self._scratch = Scratch()  # for blocks scored one after another (`add`)
 
     def add(self, outputs: torch.Tensor, samples: slice) -> None:
         """outputs: [P, W, b, O] for the samples in `samples` (a slice of the task's samples)."""
+        self.accept(self.block_scores(outputs, samples, self._scratch), samples)
+
+    def block_scores(self, outputs: torch.Tensor, samples: slice, scratch: "Scratch | None" = None) -> dict:
+        """A block's share of the scores, for `accept`. It reads the scorer without changing it,
+        so blocks may be scored on several threads at once, each with its own `scratch`; the
+        block's masked log-probabilities are then its own tensor (`scratch` None) or reused
+        space that the next block overwrites (`scratch` given: accept first)."""
         # Work on [P, O, W, b]: the batched evaluator's outputs are laid out that way, and
         # reductions over a middle dimension vectorise where reductions over a short
         # strided last dimension do not.
+        scratch = Scratch() if scratch is None else scratch
         x = outputs.permute(0, 3, 1, 2)
         if self.task.n_outputs == 1:  # one logit for the second class against an implicit 0
             x = torch.cat([torch.zeros_like(x), x], dim=1)
@@ -198,40 +222,57 @@ class ClassificationScorer:
         high = x.amax(1)  # [P, W, b]; amax propagates NaN and +inf
         # NaN and +inf survive amax, -inf survives amin: two small reductions find them all
         low = x.amin(1)
-        self.nonfinite |= ~(torch.isfinite(high.amax(-1)) & torch.isfinite(low.amin(-1)))
-        probs = torch.sub(x, high.unsqueeze(1), out=self._buffer(x))
+        part = {"nonfinite": ~(torch.isfinite(high.amax(-1)) & torch.isfinite(low.amin(-1)))}
         # exp of large negative numbers takes a slow path on the CPU; below e^-80 a class's share
         # of the softmax is immaterial (1e-35), so it is floored there, when any value is that low
         # (on a GPU always: the floor is cheap there, and asking would wait for the device).
-        if probs.is_cuda or not bool(((high - low) < 80.0).all()):
-            probs.clamp_min_(-80.0)
-        probs.exp_()
-        total = ordered_sum(probs, 1)  # not .sum(1): see ordered_sum
+        floor = x.is_cuda or not bool(((high - low) < 80.0).all())
+        probs = None
+        if "ensemble" in self.needs:  # the ensemble reads every class's probability
+            probs = torch.sub(x, high.unsqueeze(1), out=scratch.get("probs", x.shape, x))
+            if floor:
+                probs.clamp_min_(-80.0)
+            total = ordered_sum(probs.exp_(), 1)  # not .sum(1): see ordered_sum
+        else:  # the same operations one class at a time, on slices that stay in cache
+            total = _exp_sum(x, high, floor, scratch.get("term", high.shape, high))
         at_label, earlier = _label_slices(x, runs, earlier="correct" in self.needs)
-        label_logp = at_label - high - total.log()
+        if probs is None:  # at_label - high - log(total) in scratch space: the same operations
+            label_logp = torch.sub(at_label, high, out=scratch.get("term", high.shape, high)).sub_(total.log_())
+        else:  # the ensemble still reads total
+            label_logp = at_label - high - total.log()
         P, W, b = x.shape[0], x.shape[2], x.shape[3]
         # every per-sample quantity against (minibatch, train, test) membership, one product each
         membership = self.membership[:, samples].t()  # [b, 3]
         # counts are whole numbers, exact in float64 in any order: one product each. The log-
         # probability sums are not, so they go through `_add_segment_sums`, whose order of
         # additions is fixed per individual (not by the block size, the batch or the metrics).
-        logp = label_logp.view(1, -1, b).to(torch.float64)
         rows = membership[:, 0::2] if "test_logp" in self.needs else membership[:, :1]
-        self._add_logp(logp * rows.t().unsqueeze(1), samples.stop)  # [1 or 2, P * W, b]: minibatch, test
+        # float32 * float64 converts, then multiplies: the bits of .to(float64) * rows, in one pass
+        shape = (rows.shape[1], P * W, b)
+        masked = scratch.get("masked", shape, self.membership) if scratch is self._scratch else None
+        part["masked"] = torch.mul(label_logp.view(1, -1, b), rows.t().unsqueeze(1), out=masked)
         if "correct" in self.needs:
             correct = _predicts(at_label, earlier, high)
-            correct_sums = correct.view(-1, b).to(torch.float64) @ membership  # [P * W, 3]
-            self.train_correct += correct_sums[:, 1].view(P, W)
-            self.test_correct += correct_sums[:, 2].view(P, W)
+            part["correct"] = (correct.view(-1, b).to(torch.float64) @ membership).view(P, W, 3)
         if "ensemble" in self.needs:
             # W times the mean softmax over weights (a sum is cheaper than a mean over this
             # dimension; the tolerance of `_predicts` is scaled to match)
             ensemble_sum = ordered_sum(probs.div_(total.unsqueeze(1)), 2)  # [P, O, b]
             at_label_m, earlier_m = _label_slices(ensemble_sum.unsqueeze(2), runs)
             ensemble = _predicts(at_label_m, earlier_m, ensemble_sum.amax(1, keepdim=True), scale=W).squeeze(1)
-            ensemble_sums = ensemble.view(-1, b).to(torch.float64) @ membership  # [P, 3]
-            self.ensemble_train_correct += ensemble_sums[:, 1]
-            self.ensemble_test_correct += ensemble_sums[:, 2]
+            part["ensemble"] = ensemble.view(-1, b).to(torch.float64) @ membership  # [P, 3]
+        return part
+
+    def accept(self, part: dict, samples: slice) -> None:
+        """Add a block's `block_scores`; blocks must come in sample order."""
+        self.nonfinite |= part["nonfinite"]
+        self._add_logp(part["masked"], samples.stop)  # [1 or 2, P * W, b]: minibatch, test
+        if "correct" in part:
+            self.train_correct += part["correct"][..., 1]
+            self.test_correct += part["correct"][..., 2]
+        if "ensemble" in part:
+            self.ensemble_train_correct += part["ensemble"][:, 1]
+            self.ensemble_test_correct += part["ensemble"][:, 2]
 
     def _add_logp(self, masked: torch.Tensor, stop: int) -> None:
         """Sums of whole segments; a block that ends inside a segment leaves the rest of it
@@ -248,13 +289,6 @@ class ClassificationScorer:
                 masked = torch.nn.functional.pad(masked, (0, whole + SEGMENT - masked.shape[-1]))
         if masked.shape[-1]:
             _add_segment_sums(self._logp_sums, masked)
-
-    def _buffer(self, like: torch.Tensor) -> torch.Tensor:
-        """Reused scratch space: fresh large allocations cost page faults on every block."""
-        if self._workspace is None or self._workspace.numel() < like.numel() or \
-                self._workspace.dtype != like.dtype:
-            self._workspace = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
-        return self._workspace[: like.numel()].view(like.shape)
 
     def finish(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """reward [P, W] and metrics; `self.nonfinite` [P, W] flags outputs that overflowed."""
@@ -296,6 +330,23 @@ def ordered_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
     total = x.select(dim, 0).clone()
     for k in range(1, x.shape[dim]):
         total.add_(x.select(dim, k))
+    return total
+
+
+def _exp_sum(x: torch.Tensor, high: torch.Tensor, floor: bool, scratch: torch.Tensor) -> torch.Tensor:
+    """sum over classes of exp(x - high) (floored at e^-80 when `floor`), class after class.
+
+    x: [P, C, W, b]; high: [P, W, b]. The elementwise operations and the order of the additions
+    are `ordered_sum`'s over the whole softmax numerator, so the bits are the same; but only two
+    [P, W, b] tensors are written (the running total and one class's term), not [P, C, W, b]."""
+    total = torch.empty_like(high)
+    for k in range(x.shape[1]):
+        term = torch.sub(x[:, k], high, out=total if k == 0 else scratch)
+        if floor:
+            term.clamp_min_(-80.0)
+        term.exp_()
+        if k:
+            total.add_(term)
     return total
 
 
