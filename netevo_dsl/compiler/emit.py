@@ -489,7 +489,8 @@ def _class_source(name: str) -> str:
 
 _HELPER_ORDER = ["Scope", "Activation", "MaskedLinear", "MaskedConv", "MaskedConv1d", "MaskedConv2d",
                  "PositionalEmbedding", "CausalSelfAttention", "SelfAttention", "GPT2MLP", "TransposedLinear",
-                 "StochasticDepth", "LayerNorm2d", "RelativePositionAttention"]
+                 "StochasticDepth", "LayerNorm2d", "RelativePositionAttention",
+                 "ShiftedWindowAttention", "PatchMerging"]
 
 
 def _helper_sources(names: set[str]) -> list[str]:

@@ -332,3 +332,104 @@ class RelativePositionAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)].reshape(p, p, -1)
         weights = torch.softmax(q @ (k * self.scale).transpose(-2, -1) + bias.permute(2, 0, 1), dim=-1)
         return self.merge((weights @ v).permute(0, 1, 3, 2, 4).reshape(b, g, p, d))
+
+
+class ShiftedWindowAttention(nn.Module):
+    """Swin's (shifted) window attention on [B, H, W, C] (Liu et al. 2021; v2: Liu et al. 2022, cosine attention
+    with a learned logit scale and a bias from a small MLP over log-spaced relative coordinates). The input is
+    padded to whole windows, rolled by -shift, attended within each window with a bias per head and relative
+    offset (and -100 between positions from different regions of a shifted window), then rolled back and cut.
+    Keys as torchvision's ShiftedWindowAttention(V2)."""
+
+    def __init__(self, dim, window, shift, heads, qkv_bias=True, proj_bias=True, attention_dropout=0.0,
+                 dropout=0.0, v2=False):
+        super().__init__()
+        self.window, self.shift, self.heads, self.v2 = tuple(window), tuple(shift), heads, v2
+        self.attention_dropout, self.dropout = attention_dropout, dropout
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        wh, ww = self.window
+        if v2:
+            offsets = torch.stack(torch.meshgrid(torch.arange(1 - wh, wh, dtype=torch.float32),
+                                                 torch.arange(1 - ww, ww, dtype=torch.float32), indexing="ij"), -1)
+            offsets = offsets / torch.tensor([wh - 1, ww - 1], dtype=torch.float32) * 8
+            self.register_buffer("relative_coords_table",
+                                 (torch.sign(offsets) * torch.log2(offsets.abs() + 1.0) / 3.0).unsqueeze(0))
+        else:
+            self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * wh - 1) * (2 * ww - 1), heads))
+            nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        rows, cols = torch.arange(wh * ww) // ww, torch.arange(wh * ww) % ww
+        index = (rows[:, None] - rows[None, :] + wh - 1) * (2 * ww - 1) + (cols[:, None] - cols[None, :] + ww - 1)
+        self.register_buffer("relative_position_index", index.flatten())
+        if v2:
+            self.logit_scale = nn.Parameter(torch.log(10 * torch.ones((heads, 1, 1))))
+            self.cpb_mlp = nn.Sequential(nn.Linear(2, 512), nn.ReLU(inplace=True), nn.Linear(512, heads, bias=False))
+
+    def position_bias(self):
+        n = self.window[0] * self.window[1]
+        table = self.cpb_mlp(self.relative_coords_table).reshape(-1, self.heads) if self.v2 \
+            else self.relative_position_bias_table
+        bias = table[self.relative_position_index].reshape(n, n, -1).permute(2, 0, 1).unsqueeze(0)
+        return 16 * torch.sigmoid(bias) if self.v2 else bias
+
+    def region_mask(self, height, width, shift, like):
+        """0 between positions of one region of a rolled window, -100 between regions, per window: (nW, N, N)."""
+        (wh, ww), label = self.window, like.new_zeros((height, width))
+        bounds = [((0, -w), (-w, -s), (-s, None)) for w, s in zip(self.window, shift)]
+        for i, (h0, h1) in enumerate(bounds[0]):
+            for j, (w0, w1) in enumerate(bounds[1]):
+                label[h0:h1, w0:w1] = 3 * i + j
+        label = label.reshape(height // wh, wh, width // ww, ww).transpose(1, 2).reshape(-1, wh * ww)
+        differs = label[:, None, :] != label[:, :, None]
+        return differs.to(like.dtype) * -100.0
+
+    def forward(self, x):
+        b, height, width, c = x.shape
+        (wh, ww), heads = self.window, self.heads
+        x = F.pad(x, (0, 0, 0, (ww - width % ww) % ww, 0, (wh - height % wh) % wh))
+        ph, pw = x.shape[1], x.shape[2]
+        shift = [0 if w >= size else s for w, s, size in zip(self.window, self.shift, (ph, pw))]
+        if sum(shift) > 0:
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+        windows = (ph // wh) * (pw // ww)
+        x = x.reshape(b, ph // wh, wh, pw // ww, ww, c).transpose(2, 3).reshape(b * windows, wh * ww, c)
+        qkv_bias = self.qkv.bias
+        if self.v2 and qkv_bias is not None:  # v2 has no key bias: its middle third is held at zero
+            qkv_bias = torch.cat([qkv_bias[:c], torch.zeros_like(qkv_bias[c:2 * c]), qkv_bias[2 * c:]])
+        q, k, v = F.linear(x, self.qkv.weight, qkv_bias).reshape(x.shape[0], x.shape[1], 3, heads, c // heads) \
+            .permute(2, 0, 3, 1, 4)
+        if self.v2:
+            scale = torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
+            attn = (F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)) * scale
+        else:
+            attn = (q * (c // heads) ** -0.5) @ k.transpose(-2, -1)
+        attn = attn + self.position_bias()
+        if sum(shift) > 0:
+            n = attn.shape[-1]
+            attn = (attn.reshape(b, windows, heads, n, n) + self.region_mask(ph, pw, shift, x)[None, :, None]) \
+                .reshape(-1, heads, n, n)
+        attn = F.dropout(F.softmax(attn, dim=-1), p=self.attention_dropout, training=self.training)
+        x = (attn @ v).transpose(1, 2).reshape(x.shape[0], x.shape[1], c)
+        x = F.dropout(F.linear(x, self.proj.weight, self.proj.bias), p=self.dropout, training=self.training)
+        x = x.reshape(b, ph // wh, pw // ww, wh, ww, c).transpose(2, 3).reshape(b, ph, pw, c)
+        if sum(shift) > 0:
+            x = torch.roll(x, shifts=(shift[0], shift[1]), dims=(1, 2))
+        return x[:, :height, :width, :].contiguous()
+
+
+class PatchMerging(nn.Module):
+    """Swin's patch merging on [..., H, W, C]: each 2x2 patch's four positions side by side (odd sizes padded with
+    zeros), [..., ceil(H/2), ceil(W/2), 4C], then LayerNorm and a linear map to 2C (v2: the linear map first).
+    Keys as torchvision's PatchMerging(V2): reduction, norm."""
+
+    def __init__(self, dim, eps=1e-5, v2=False):
+        super().__init__()
+        self.v2 = v2
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(2 * dim if v2 else 4 * dim, eps=eps)
+
+    def forward(self, x):
+        height, width = x.shape[-3], x.shape[-2]
+        x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
+        x = torch.cat([x[..., i::2, j::2, :] for j in (0, 1) for i in (0, 1)], -1)
+        return self.norm(self.reduction(x)) if self.v2 else self.reduction(self.norm(x))

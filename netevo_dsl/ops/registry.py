@@ -215,6 +215,7 @@ def _load_all():
             scale,
             select,
             self_attention,
+            swin,
         )
 
 

@@ -241,6 +241,20 @@ BAD = [
     ("scale_by_a_string", "E033", 3, "scale: `by` must be a number", net('output y = scale(x, by="half")')),
     ("relative_attention_window_not_square", "E040", 3, "needs a square window: 8 positions is not size * size",
      "network n {\n  input x: [B, 4, 8, 16]\n  output y = relative_attention(x, head_dim=4)\n}\n"),
+    ("swin_window_three_axes", "E205", 3, "`window` is [height, width]: two integers, at least 1",
+     "network n {\n  input x: [B, 8, 8, 16]\n  output y = shifted_window_attention(x, heads=2, window=[4, 4, 4], "
+     "shift=[0, 0])\n}\n"),
+    ("swin_negative_shift", "E205", 3, "`shift` is [height, width]: two integers, at least 0",
+     "network n {\n  input x: [B, 8, 8, 16]\n  output y = shifted_window_attention(x, heads=2, window=[4, 4], "
+     "shift=[-2, 2])\n}\n"),
+    ("swin_v2_window_of_one", "E205", 3, "v2 needs windows of at least 2 positions per axis",
+     "network n {\n  input x: [B, 8, 8, 16]\n  output y = shifted_window_attention(x, heads=2, window=[1, 4], "
+     "shift=[0, 0], v2=true)\n}\n"),
+    ("swin_heads_not_dividing", "E040", 3, "channels vs heads: 16 is not divisible by 3",
+     "network n {\n  input x: [B, 8, 8, 16]\n  output y = shifted_window_attention(x, heads=3, window=[4, 4], "
+     "shift=[0, 0])\n}\n"),
+    ("patch_merging_rank_three", "E040", 3, "patch_merging: input has rank 3, expected rank 4",
+     "network n {\n  input x: [B, 8, 16]\n  output y = patch_merging(x)\n}\n"),
     ("relative_attention_head_dim_not_dividing", "E040", 3, "features vs head_dim: 16 is not divisible by 5",
      "network n {\n  input x: [B, 4, 9, 16]\n  output y = relative_attention(x, head_dim=5)\n}\n"),
     # --- issue 17's parameter, broadcasts, expand_batch, select, layernorm2d (convnext, vit)
