@@ -88,17 +88,21 @@ class Kernel:
         compiled = _compiled or _functions()
         if not compiled:
             return None
-        values = x.detach().numpy()
-        if x.ndim == 2 or x.shape[2] == 1:
-            values = values.reshape(x.shape[0], self.width)
-            if values.shape[0]:
-                compiled.add_rows(values, self.shift, *limits, self.same_counts, self.saturate, self.state)
-            return values.shape[0]
-        batch, _, inner = x.shape
-        if batch * inner:
-            compiled.add_maps(values.reshape(batch, self.width * inner), inner, self.shift, *limits,
-                              self.same_counts, self.saturate, self.state)  # fmt: skip
-        return batch * inner
+        inner = 1 if x.ndim == 2 else x.shape[2]
+        values = x.detach().numpy().reshape(x.shape[0], self.width * inner)
+        return self.add_array(values, inner) if values.size else 0
+
+    def add_array(self, values, inner: int) -> int:
+        """Add a batch already checked and laid out: a C-contiguous float32 / float64 numpy array
+        (batch, width * inner); the number of samples added. For callers that repeat add()'s checks
+        once per shape (the tracker) and then skip them."""
+        limits = self.limits[torch.float32 if values.dtype == np.float32 else torch.float64]
+        compiled = _compiled or _functions()
+        if inner == 1:
+            compiled.add_rows(values, self.shift, *limits, self.same_counts, self.saturate, self.state)
+        else:
+            compiled.add_maps(values, inner, self.shift, *limits, self.same_counts, self.saturate, self.state)
+        return values.shape[0] * inner
 
 
 def _bound_below(value: float, dtype):

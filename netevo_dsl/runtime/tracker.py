@@ -52,6 +52,7 @@ from netevo_dsl.runtime.sites import (  # noqa: F401  (re-exported: the tracker'
     producer_axis_and_width,
     trace_sites,
 )
+from netevo_dsl.runtime import stats_kernel
 from netevo_dsl.runtime.stats import F64, StreamingStats
 
 SCHEMA_VERSION = 1
@@ -71,6 +72,39 @@ def _check_rate(name: str, value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise UsageError(f"`{name}` must be between 0 and 1, got {value}")
     return float(value)
+
+
+@attrs.define(eq=False)
+class _FastPath:
+    """How a site's output goes straight to the statistics kernel, for outputs shaped, typed and
+    laid out like one that went the whole way (`_record`'s checks, view and `add_batch`)."""
+
+    stats: StreamingStats
+    shape: torch.Size
+    dtype: torch.dtype
+    layout: tuple[int, int]  # the kernel's (batch, width * inner) array
+    inner: int
+
+    @classmethod
+    def of(cls, layer: TrackedLayer, value: torch.Tensor, view: torch.Tensor) -> "_FastPath | None":
+        stats = layer.stats
+        kernel = stats.moments.kernel
+        if stats.comoments is not None or kernel is None or not stats.count or kernel.add(view[:0]) is None:
+            return None  # add() declines batches like this one: they keep the torch path
+        if not value.is_contiguous():
+            return None
+        inner = 1 if view.ndim == 2 else view.shape[2]
+        return cls(stats, value.shape, value.dtype, (view.shape[0], view.shape[1] * inner), inner)
+
+    def takes(self, layer: TrackedLayer, output) -> bool:
+        return (
+            type(output) is torch.Tensor and layer.stats is self.stats and output.shape == self.shape
+            and output.dtype == self.dtype and output.is_cpu and output.is_contiguous() and stats_kernel.ENABLED
+        )  # fmt: skip
+
+    def add(self, output: torch.Tensor) -> None:
+        moments = self.stats.moments
+        moments.count += moments.kernel.add_array(output.detach().numpy().reshape(self.layout), self.inner)
 
 
 @attrs.define(eq=False)
@@ -137,6 +171,7 @@ class NeuronTracker:
             self._layer(name).subset = torch.as_tensor(list(indices), dtype=torch.long).unique(sorted=True)
         self._handles: list = []
         self._started = False
+        self._fast: dict[str, _FastPath | None] = {}  # per site: the kernel's call for outputs shaped like the last
         self._saved_forward = _NO_FORWARD
         self._in_root_forward = False
 
@@ -319,6 +354,10 @@ class NeuronTracker:
         self._record(group.sites[call], output)
 
     def _record(self, layer: TrackedLayer, output) -> None:
+        fast = self._fast.get(layer.name)
+        if fast is not None and fast.takes(layer, output):
+            fast.add(output)
+            return
         value = _first_tensor(output)
         if value is None or not value.is_floating_point():
             raise UsageError(
@@ -330,6 +369,8 @@ class NeuronTracker:
             with torch.inference_mode(False):  # state must stay usable outside inference mode
                 layer.stats = self._new_stats(layer, view.device)
         layer.stats.update(view)
+        if value is output and layer.subset is None:
+            self._fast[layer.name] = _FastPath.of(layer, value, view)
 
     def _neuron_view(self, layer: TrackedLayer, value: torch.Tensor) -> torch.Tensor:
         """A layer output as (samples, neurons), or (batch, neurons, inner) when the neuron
