@@ -20,7 +20,15 @@ intra-op threads), interleaved; each time is the fastest of `--repeat` runs.
 
 Also: the multiply-adds of the forward pass per second (the genomes' useful work: enabled edges x
 samples x weights), timed apart from packing and scoring, next to this machine's float32 matmul rate
-(`torch.mm` of 1024 x 1024 matrices) at the same thread count.
+(`torch.mm` of 1024 x 1024 matrices) at the same thread count. The phases run one block after another
+with torch's threads splitting each operation; with more than one thread `evaluate` instead runs the
+sample blocks on a pool, one block per thread, so at 2 threads the table also gives `evaluate`'s own
+split: packing, and the blocks' forward and scoring together (its time less packing's).
+
+`--baseline DIR` also times another checkout's `evaluate` (reward only), interleaved with this one's
+on the same genomes: DIR holds that commit's `netevo_dsl` (e.g. `git worktree add DIR <commit>`, or
+`git archive <commit> netevo_dsl | tar -x -C DIR`), imported as a separate package. Its rewards must
+equal this checkout's bit for bit (the script stops otherwise).
 """
 from __future__ import annotations
 
@@ -28,7 +36,9 @@ import argparse
 import importlib
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -45,6 +55,7 @@ from benchmarks.common import torch_machine  # noqa: E402
 from netevo_dsl.ir.wann import output_names  # noqa: E402
 from netevo_dsl.runtime.evaluate import evaluate  # noqa: E402
 from netevo_dsl.runtime.tasks import make_task  # noqa: E402
+from netevo_dsl.runtime.wann_pack import pack_population  # noqa: E402
 from netevo_dsl.testing.wann_strategies import random_genome  # noqa: E402
 
 WEIGHTS = (-2.0, -1.0, -0.5, 0.5, 1.0, 2.0)
@@ -97,6 +108,30 @@ def authors_rewards(ind, task_cls, genomes, x, y) -> np.ndarray:
     return out
 
 
+def import_baseline(folder: Path):
+    """(evaluate, make_task, random_genome) of the checkout at `folder`, its `netevo_dsl` copied to a
+    temporary folder as the package `netevo_baseline` (its imports are relative, so it runs as itself)."""
+    if not (folder / "netevo_dsl" / "runtime" / "evaluate.py").is_file():
+        sys.exit(f"no netevo_dsl/runtime/evaluate.py under {folder}: pass --baseline /path/to/checkout")
+    copy = Path(tempfile.mkdtemp(prefix="netevo_baseline_"))
+    shutil.copytree(folder / "netevo_dsl", copy / "netevo_baseline", ignore=shutil.ignore_patterns("__pycache__"))
+    sys.path.insert(0, str(copy))
+    modules = [importlib.import_module(f"netevo_baseline.{name}")
+               for name in ("runtime.evaluate", "runtime.tasks", "testing.wann_strategies")]
+    return modules[0].evaluate, modules[1].make_task, modules[2].random_genome
+
+
+def interleaved_best(repeat: int, fns: dict) -> tuple[dict, dict]:
+    """Fastest of `repeat` runs of each function, the functions taking turns; and their last results."""
+    best, results = {name: float("inf") for name in fns}, {}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best, results
+
+
 def best_of(repeat: int, fn):
     best, result = float("inf"), None
     for _ in range(repeat):
@@ -123,6 +158,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("-o", "--output", type=Path)
+    ap.add_argument("--baseline", type=Path, help="another checkout whose evaluate is timed alongside (reward only)")
     args = ap.parse_args()
     if args.authors is None:
         sys.exit("pass --authors /path/to/WANNRelease/WANN or set NETEVO_WANN_AUTHORS")
@@ -138,23 +174,42 @@ def main() -> None:
     matrices = [authors_matrices(g) for g in population]
     weights = torch.tensor(WEIGHTS)
     evaluate(population[:10], task, weights, device="cpu")  # warm-up
+    baseline = None
+    if args.baseline is not None:
+        base_evaluate, base_make_task, base_random_genome = import_baseline(args.baseline)
+        rng = random.Random(0)  # the same genomes, as the baseline's own IR objects
+        base_population = [base_random_genome(rng, 64, 10, 30, 150, name=f"g{i}", output_activation="linear")
+                           for i in range(args.genomes)]
+        base_task = base_make_task(("digits", {"test_fraction": 0.0, "batch_size": 1797, "scale": 16}))
+        baseline = lambda: base_evaluate(base_population, base_task, weights, device="cpu",  # noqa: E731
+                                         metrics=["reward"])
+        baseline()  # warm-up
     rows, rewards = [], None
     for threads in args.threads:
         torch.set_num_threads(threads)
         with threadpool_limits(threads):
             theirs_s, theirs = best_of(args.repeat, lambda: authors_rewards(ind, task_module.Task, matrices, x, y))
             ours_s, scores = best_of(args.repeat, lambda: evaluate(population, task, weights, device="cpu"))
-            lean_s, lean = best_of(args.repeat, lambda: evaluate(population, task, weights, device="cpu",
-                                                                 metrics=["reward"]))
+            timed = {"lean": lambda: evaluate(population, task, weights, device="cpu", metrics=["reward"])}
+            if baseline is not None:
+                timed["base"] = baseline
+            best, results = interleaved_best(args.repeat, timed)
+            lean_s, lean = best["lean"], results["lean"]
         assert torch.equal(lean.per_weight.nan_to_num(7.0), scores.per_weight.nan_to_num(7.0))
+        if baseline is not None:
+            assert torch.equal(results["base"].per_weight.nan_to_num(7.0), lean.per_weight.nan_to_num(7.0)), \
+                "the baseline's rewards differ from this checkout's"
         phase = phases(population, task, args.repeat)
         phase["scoring reward only"] = phases(population, task, args.repeat, ["reward"])["scoring"]
+        # evaluate's own split (reward only): its packing alone, and the rest (the sample blocks)
+        pack_s, _ = best_of(args.repeat, lambda: pack_population(population, task.n_inputs, task.n_outputs, weights))
+        phase["evaluate pack"], phase["evaluate blocks"] = pack_s, lean_s - pack_s
         rewards = (theirs, scores.per_weight.numpy())
         work = len(population) * len(WEIGHTS)
         macs = sum(sum(e.enabled for e in g.edges) for g in population) * len(y) * len(WEIGHTS)
         dense_macs = sum(int(np.sqrt(m[0].size)) * (len(m[1]) - 1 - m[2]) for m in matrices) * len(y) * len(WEIGHTS)
         rows.append(dict(threads=threads, work=work, theirs=work / theirs_s, ours=work / ours_s, lean=work / lean_s,
-                         phase=phase, macs=macs,
+                         base=work / best["base"] if baseline is not None else None, phase=phase, macs=macs,
                          dense=dense_macs, theirs_s=theirs_s, peak=matmul_rate(threads)))
         torch.set_num_threads(threads)
     ours_f64 = evaluate(population[:20], task, weights, device="cpu", dtype=torch.float64).per_weight.numpy()
@@ -184,9 +239,20 @@ def write(args, rows, diff32, diff64, n_inf, ours_at_inf) -> str:
               f"{diff64:.2e} (netevo in float64, first 20 genomes), over the pairs where the authors' reward is "
               f"finite; in {n_inf} of {rows[0]['work']} (genome, weight) pairs their softmax underflows to 0 for a "
               "label and their reward is -inf, where netevo's log-softmax gives "
-              + (f"{ours_at_inf.max():.1f} at most." if n_inf else "nothing to compare."), "",
-              "| threads | netevo pack / forward / scoring (reward only) ms | forward multiply-adds/s "
-              "| authors' dense multiply-adds/s | float32 matmul multiply-adds/s | forward / matmul |",
+              + (f"{ours_at_inf.max():.1f} at most." if n_inf else "nothing to compare.")]
+    if rows[0]["base"] is not None:
+        lines += ["", f"Against the baseline checkout `{args.baseline}` (reward only, interleaved, the same genomes, "
+                  "rewards bit for bit equal):", "",
+                  "| threads | baseline (individual x weight / s) | this checkout | speed-up | baseline / authors |",
+                  "|---|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(f"| {r['threads']} | {r['base']:,.0f} | {r['lean']:,.0f} | {r['lean'] / r['base']:.2f}x | "
+                         f"{r['base'] / r['theirs']:.1f}x |")
+    lines += ["", "`evaluate` itself (reward only): packing / the sample blocks' forward and scoring, ms: " +
+              "; ".join(f"{r['threads']} thread(s) {1e3 * r['phase']['evaluate pack']:.0f} / "
+                        f"{1e3 * r['phase']['evaluate blocks']:.0f}" for r in rows), "",
+              "| threads | netevo pack / forward / scoring (reward only) ms, one block after another | forward "
+              "multiply-adds/s | authors' dense multiply-adds/s | float32 matmul multiply-adds/s | forward / matmul |",
               "|---|---|---:|---:|---:|---:|"]
     for r in rows:
         p = r["phase"]
