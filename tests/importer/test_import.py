@@ -159,6 +159,7 @@ TORCHVISION_MODELS = {
     "regnet_y_400mf": ({}, 2, 64),
     "googlenet": ({"init_weights": False}, 1, 32),  # aux1 / aux2, called in training only, are declared
     "inception_v3": ({"aux_logits": False, "init_weights": False}, 1, 75),  # 1x7 / 7x1 convs; its aux needs 299
+    "swin_t": ({}, 1, 32),  # shifted_window_attention, patch_merging; maps of 8x8 down to 1x1 (padded windows)
     "mnasnet1_0": ({}, 1, 32),
     "efficientnet_v2_s": ({}, 1, 32),
     # `parameter` (layer scale, class token, position embedding), layernorm2d, select, expand_batch, broadcasts
