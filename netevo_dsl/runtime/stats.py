@@ -154,14 +154,16 @@ def add_batch(x: torch.Tensor, scratch: Scratch, moments=None, comoments=None) -
     shift are added to the running sums (directly for (samples, width)
     batches, through RowPartials otherwise), and the batch's count is added last.
     """
-    if comoments is None and moments is not None and moments.kernel is not None:
+    if moments is not None and moments.kernel is not None:
         if moments.count == 0 and x.ndim in (2, 3) and x.shape[0]:
             moments.begin(as_3d(x))
         n = moments.kernel.add(x)  # one pass over the batch instead of ten (see stats_kernel.py)
         if n is not None:
             if n:
                 moments.end_batch(n)
-            return
+            if comoments is None:
+                return
+            moments = None  # done: the co-moments take the torch path below, about their own shift
     x3 = as_3d(x)
     n = sample_count(x3)
     if n == 0:

@@ -15,8 +15,8 @@ instruction instead of four float64 ones, and no rounding of the limit to float3
 path compares float32 batches against float32-rounded limits, off for values next to a limit).
 
 It takes CPU float32 / float64 batches, contiguous, shaped (samples, width) or
-(batch, width, inner), for moments without co-moments; everything else (CUDA, other dtypes,
-non-contiguous views, correlation) takes the torch path. numba is optional
+(batch, width, inner), for the moments (co-moments, when tracked, take the torch path after it);
+everything else (CUDA, other dtypes, non-contiguous views) takes the torch path. numba is optional
 (`pip install netevo[fast]`): without it, or with NETEVO_STATS_KERNEL=0 in the environment, the
 torch path runs. The first batch of each kind (rows or maps, float32 or float64) compiles the
 kernel, about a second; numba caches the compiled code on disk where it can write.
