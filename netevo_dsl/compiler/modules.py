@@ -323,7 +323,7 @@ class RelativePositionAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.empty((2 * size - 1) ** 2, self.heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         rows, cols = torch.arange(positions) // size, torch.arange(positions) % size
-        offset = (rows[:, None] - rows[None, :] + size - 1) * (2 * size - 1) + (cols[:, None] - cols[None, :] + size - 1)
+        offset = (rows[:, None] - rows[None, :] + size - 1) * (2 * size - 1) + cols[:, None] - cols[None, :] + size - 1
         self.register_buffer("relative_position_index", offset)
 
     def forward(self, x):

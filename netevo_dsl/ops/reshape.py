@@ -110,8 +110,8 @@ register(OpDef(
                               params=lambda c: {"dim0": c.arg(1, "dim0", None), "dim1": c.arg(2, "dim1", None)}),
                   # torch.swapaxes / swapdims, and maxvit's SwapAxes layer (imported whole: no weights, no module)
                   TorchImport(functions=("torch.swapaxes", "torch.swapdims"), methods=("swapaxes", "swapdims"),
-                              params=lambda c: {f"dim{i}": c.arg(i + 1, f"axis{i}" if f"axis{i}" in c.kwargs else f"dim{i}",
-                                                                 None) for i in (0, 1)}),
+                              params=lambda c: {f"dim{i}": c.arg(i + 1, f"axis{i}" if f"axis{i}" in c.kwargs
+                                                                 else f"dim{i}", None) for i in (0, 1)}),
                   TorchImport(modules=("torchvision.models.maxvit.SwapAxes",),
                               params=lambda c: {"dim0": int(c.module.a), "dim1": int(c.module.b)})),
     doc="Swap two axes."))

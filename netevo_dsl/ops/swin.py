@@ -34,9 +34,8 @@ def _attention_build(shapes, p):
 
 
 def _attention_emit(shapes, p):
-    extra = [f"{name}={src(p[key])}" for name, key, default in (
-        ("qkv_bias", "qkv_bias", True), ("proj_bias", "proj_bias", True), ("attention_dropout", "attention_dropout", 0.0),
-        ("dropout", "dropout", 0.0), ("v2", "v2", False)) if p[key] != default]
+    defaults = {"qkv_bias": True, "proj_bias": True, "attention_dropout": 0.0, "dropout": 0.0, "v2": False}
+    extra = [f"{name}={src(p[name])}" for name, default in defaults.items() if p[name] != default]
     return (f"ShiftedWindowAttention({src(shapes[0][-1])}, {src(tuple(p['window']))}, {src(tuple(p['shift']))}, "
             f"{src(p['heads'])}" + "".join(", " + e for e in extra) + ")")
 
@@ -71,7 +70,8 @@ register(OpDef(
     infer=_attention_infer, build=_attention_build, emit=_attention_emit, helper_classes=("ShiftedWindowAttention",),
     coupling="attention", neuron_axis=-1,
     # the channels move together in and out (qkv's columns, proj's rows); the heads' own channels are not declared
-    channels=Channels(sites=(ChannelSite("qkv.weight", 1, "in", "consume"), ChannelSite("proj.weight", 0, "out", "produce"),
+    channels=Channels(sites=(ChannelSite("qkv.weight", 1, "in", "consume"),
+                             ChannelSite("proj.weight", 0, "out", "produce"),
                              ChannelSite("proj.bias", 0, "out", "produce")),
                       mixes_channels=True),  # C / heads sets the 1/sqrt(head size) scale
     n_params=_attention_params,
