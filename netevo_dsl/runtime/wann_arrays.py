@@ -374,47 +374,57 @@ class _Population:
 
 def _relax_longest_paths(depth: np.ndarray, src: np.ndarray, dst: np.ndarray, limit: np.ndarray) -> np.ndarray:
     """depth[dst] = max(depth[dst], depth[src] + 1) over every edge, in topological order (Kahn's
-    algorithm, one frontier at a time: each edge is visited once). Returns the nodes left without an
-    order, those on or behind a cycle, and those whose depth reached `limit` (a DAG's longest path is
-    shorter than its node count, so in a genome without a cycle none does)."""
+    algorithm, one frontier at a time: each edge is visited once, where relaxation swept all edges once
+    per level). Returns the nodes left without an order, those on or behind a cycle, and those whose
+    depth reached `limit` (a DAG's longest path is shorter than its node count, so in a genome without
+    a cycle none does)."""
     n = len(depth)
     if len(src) == 0:
         return np.zeros(n, dtype=bool)
     indegree = np.bincount(dst, minlength=n)
     out_count = np.bincount(src, minlength=n)
     out_start = np.cumsum(out_count) - out_count
-    targets_by_src = dst[np.argsort(src, kind="stable")]
+    targets_by_src = dst[np.argsort(src)]
     frontier = np.flatnonzero(indegree == 0)
     while len(frontier):
-        counts = out_count[frontier]
-        frontier, counts = frontier[counts > 0], counts[counts > 0]
+        frontier, edges = _out_edges(frontier, out_start, out_count)
         if not len(frontier):
             break
-        # the out-edges of every frontier node, one run per node
-        first = np.cumsum(counts) - counts
-        edge = np.repeat(out_start[frontier] - first, counts) + np.arange(int(counts.sum()))
-        targets = targets_by_src[edge]
+        counts = out_count[frontier]
+        targets = targets_by_src[edges]
         np.maximum.at(depth, targets, np.repeat(depth[frontier] + 1, counts))
-        indegree -= np.bincount(targets, minlength=n)
-        reached = np.unique(targets)
+        reached, hits = np.unique(targets, return_counts=True)
+        indegree[reached] -= hits
         frontier = reached[indegree[reached] == 0]
     return (indegree > 0) | (depth >= limit)
 
 
+def _out_edges(nodes: np.ndarray, start: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The nodes with at least one edge, and the positions of all their edges (edges grouped by node:
+    node k's are start[k]:start[k] + count[k]), node by node."""
+    nodes = nodes[count[nodes] > 0]
+    counts = count[nodes]
+    first = np.cumsum(counts) - counts
+    return nodes, np.repeat(start[nodes] - first, counts) + np.arange(int(counts.sum()))
+
+
 def _live_nodes(is_output: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Outputs and every node with an enabled path to one."""
+    """Outputs and every node with an enabled path to one: backwards from the outputs, one frontier
+    at a time (each edge visited once)."""
     live = is_output.copy()
     if len(src) == 0:
         return live
-    order = np.argsort(src, kind="stable")
-    src, dst = src[order], dst[order]
-    sources, starts = np.unique(src, return_index=True)
-    while True:
-        reaches = np.maximum.reduceat(live[dst].astype(np.uint8), starts).astype(bool)
-        grown = reaches & ~live[sources]
-        if not grown.any():
-            return live
-        live[sources[grown]] = True
+    n = len(live)
+    in_count = np.bincount(dst, minlength=n)
+    in_start = np.cumsum(in_count) - in_count
+    sources_by_dst = src[np.argsort(dst)]
+    frontier = np.flatnonzero(live)
+    while len(frontier):
+        _, edges = _out_edges(frontier, in_start, in_count)
+        sources = sources_by_dst[edges]
+        frontier = np.unique(sources[~live[sources]])
+        live[frontier] = True
+    return live
 
 
 def population_of(genomes: list, n_obs: int, n_outputs: int, indices: list[int]):

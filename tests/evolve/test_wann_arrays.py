@@ -243,3 +243,22 @@ def test_choosing_an_index_draws_as_choosing_from_the_list():
     for seed in range(50):
         items = [object() for _ in range(1 + seed % 17)]
         assert items[random.Random(seed).choice(range(len(items)))] is random.Random(seed).choice(items)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(wann_genomes(max_hidden=6, max_edges=20), min_size=1, max_size=6))
+def test_live_nodes_are_those_with_an_enabled_path_to_an_output(genomes):
+    # the definition, per genome in Python over the IR: outputs, then every enabled source of a live node
+    pop = wa._Population.build([wa.arrays_of(g) for g in genomes], n_obs=3)
+    live = wa._live_nodes(pop.is_output, pop.src[pop.enabled], pop.dst[pop.enabled])
+    expected = []
+    for g in genomes:
+        names = [*g.inputs, *(n.name for n in g.nodes), *(o.name for o in g.outputs)]
+        reach = {o.name for o in g.outputs}
+        grown = True
+        while grown:
+            new = {e.src for e in g.edges if e.enabled and e.dst in reach} - reach
+            reach |= new
+            grown = bool(new)
+        expected += [name in reach for name in names]
+    assert live.tolist() == expected
