@@ -7,6 +7,14 @@ repetitions so that drifting machine load hits every mode alike. The overhead
 is the median over repetitions of (time with tracking) / (time without, same
 repetition).
 
+Statistics run through the one-pass numba kernel (runtime/stats_kernel.py) when numba is
+installed; the mode "stats (torch path)" times the eager torch reductions in the same run (the
+kernel switched off for that mode only), and the header says which kernel ran. The last line
+gives issue 18's figure: the forward-only overhead of "stats" on each workload, goal <= 1.15x:
+
+    python benchmarks/bench_tracker.py --threads 1 --reps 30 --warmup 3 --clock cpu \
+        --modes stats "stats (torch path)" --steps forward --memory-batches 0
+
 Memory compares the tracker's accumulated state after N batches with the old
 tool's design of keeping every activation (samples * width * 4 bytes).
 
