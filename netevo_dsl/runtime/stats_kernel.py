@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -53,6 +54,9 @@ def _functions():
         try:
             from netevo_dsl.runtime import stats_numba as _module
         except ImportError:  # numba is an optional dependency
+            _module = False
+        except Exception as error:  # e.g. numba finds nowhere to cache compiled code: correct, only slower
+            warnings.warn(f"the statistics kernel is off ({type(error).__name__}: {error}); the torch path runs")
             _module = False
         _compiled = _module
     return _compiled
