@@ -70,6 +70,17 @@ def test_per_axis_sizes_and_scale_import_exactly():
     assert "scale(" in text and f"by={8 ** -0.5!r}" in text and "by=0.5" in text
 
 
+class NumberProducts(nn.Module):
+    def forward(self, x):
+        return torch.mul(x, 2.5).mul(3) * -0.125
+
+
+def test_every_form_of_a_tensor_times_a_number_is_scale():
+    spec = _assert_reproduces(NumberProducts(), torch.randn(2, 5, dtype=torch.float64))
+    text = ne.format(spec)
+    assert "by=2.5" in text and "by=3.0" in text and "by=-0.125" in text
+
+
 def test_layers_only_training_calls_are_declared_and_unused():
     torch.manual_seed(0)
     model = WithAuxHead()
