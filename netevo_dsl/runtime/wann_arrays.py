@@ -81,15 +81,13 @@ class GenomeArrays:
                 (self.enabled, other.enabled)))
 
 
-def _frozen(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
-
-
 def _arrays(n_inputs, bias, activations, n_outputs, src, dst, enabled, verified=False,
             weighted=False) -> GenomeArrays:
-    return GenomeArrays(n_inputs, bias, _frozen(activations), n_outputs, _frozen(src), _frozen(dst),
-                        _frozen(enabled), verified, weighted)
+    """Arrays made here are frozen; those shared with the parent already are."""
+    for array in (activations, src, dst, enabled):
+        if array.flags.writeable:
+            array.flags.writeable = False
+    return GenomeArrays(n_inputs, bias, activations, n_outputs, src, dst, enabled, verified, weighted)
 
 
 def read_arrays(genome) -> GenomeArrays | None:

@@ -93,8 +93,9 @@ _NAME = operator_module.attrgetter("name")
 ARRAY_CANDIDATES = 64
 
 
-def _large(parent) -> bool:
-    return parent is not None and len(parent.src) >= ARRAY_CANDIDATES
+def _large_parent(g: ir.WannGenome):
+    """The genome's arrays when it is large enough for candidates from them to pay, else None."""
+    return arrays.arrays_of(g) if len(g.edges) >= ARRAY_CANDIDATES else None
 
 
 def _carry(parent: ir.WannGenome, child: ir.WannGenome, edit, where: int, activation: str) -> None:
@@ -109,9 +110,9 @@ def _carry(parent: ir.WannGenome, child: ir.WannGenome, edit, where: int, activa
 @operator("wann", "add_node")
 def add_node(ctx: Context):
     g = ctx.item
-    parent = arrays.arrays_of(g)
-    enabled = np.flatnonzero(parent.enabled).tolist() if _large(parent) else \
-        [i for i, e in enumerate(g.edges) if e.enabled]
+    parent = _large_parent(g)
+    enabled = [i for i, e in enumerate(g.edges) if e.enabled] if parent is None else \
+        np.flatnonzero(parent.enabled).tolist()
     if not enabled:
         return
     i = ctx.rng.choice(enabled)
@@ -178,14 +179,15 @@ def addable_edges(g: ir.WannGenome) -> list[tuple[str, str]]:
 @operator("wann", "add_edge")
 def add_edge(ctx: Context):
     g = ctx.item
-    parent = arrays.arrays_of(g)
-    pairs = arrays.addable(parent) if _large(parent) else None  # the same candidates, from the arrays
+    parent = _large_parent(g)
+    pairs = None if parent is None else arrays.addable(parent)  # the same candidates, from the arrays
     if pairs is None:
         candidates = addable_edges(g)
         if not candidates:
             return
         src, dst = ctx.rng.choice(candidates)
         new = attrs.evolve(g, edges=tuple(g.edges) + (ir.WannEdge(src, dst),))
+        parent = arrays.arrays_of(g)
         if parent is not None:
             names = [*g.inputs, *map(_NAME, g.nodes), *map(_NAME, g.outputs)]  # the arrays' local ids
             arrays.carry(new, arrays.append_edge(parent, names.index(src), names.index(dst)))
@@ -205,15 +207,16 @@ def add_edge(ctx: Context):
 @operator("wann", "enable_edge")
 def enable_edge(ctx: Context):
     g = ctx.item
-    parent = arrays.arrays_of(g)
-    disabled = np.flatnonzero(~parent.enabled).tolist() if _large(parent) else \
-        [i for i, e in enumerate(g.edges) if not e.enabled]
+    parent = _large_parent(g)
+    disabled = [i for i, e in enumerate(g.edges) if not e.enabled] if parent is None else \
+        np.flatnonzero(~parent.enabled).tolist()
     if not disabled:
         return
     i = ctx.rng.choice(disabled)
     edges = list(g.edges)
     edges[i] = attrs.evolve(edges[i], enabled=True)
     new = attrs.evolve(g, edges=tuple(edges))
+    parent = arrays.arrays_of(g)
     if parent is not None:
         arrays.carry(new, arrays.enable_edge(parent, i))
     yield ctx.replace_item(new), f"enable_edge {edges[i].src} -> {edges[i].dst}"
