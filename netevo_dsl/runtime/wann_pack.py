@@ -33,9 +33,11 @@ Disabled edges are simply absent. All outputs form the last level; when they
 share an activation they are one contiguous block of rows, genome by genome,
 and are read without a copy.
 
-Packing is vectorised over the population with numpy (depths, cycle check,
-liveness); only reading each genome's names and edges is a Python loop, and a
-genome that fails a fast check is handed to `validate_genome` for its messages.
+Packing starts from each genome's integer arrays (`wann_arrays`: read from the
+IR once per genome and carried with it; WANN mutations edit the parent's), and
+is vectorised over the population with numpy (depths and cycle check by Kahn's
+algorithm, liveness backwards from the outputs); a genome that fails a fast
+check is handed to `validate_genome` for its messages.
 """
 from __future__ import annotations
 
