@@ -40,7 +40,7 @@ def import_text(module, example_inputs, name: str | None = None, fx_error: Netev
     """The `.net` text of `module` exported at `example_inputs` (a tensor, a tuple, or a dict by forward name)."""
     import torch
 
-    from .fx_import import _check_weights_reached, _flat
+    from .fx_import import _check_weights_reached, _flat, batch_shape_text, count_layer_call, spec_text, top_level_names
 
     names, tensors = _inputs(module, example_inputs)
     out_names, ep = _export(module, names, tensors, fx_error)
@@ -75,21 +75,13 @@ def import_text(module, example_inputs, name: str | None = None, fx_error: Netev
                if isinstance(a, type(node)) and isinstance(values.get(a), torch.Tensor)]
         inputs_of[node] = ins
         if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-            layer = module.get_submodule(node.target)
-            if calls[node.target] > 1 and (any(True for _ in layer.parameters()) or any(True for _ in layer.buffers())):
-                raise import_error("E165", f"module `{node.target}` is called more than once", node,
-                                   "a spec layer is called once; shared layers are not imported")
+            count_layer_call(calls, node, module)
 
     def shape_of(node):
-        shape = tuple(values[node].shape)
-        if not shape or shape[0] != batch:
-            raise import_error("E161", f"`{node}` is not a tensor with the batch axis first", node)
-        return "[B" + "".join(f", {d}" for d in shape[1:]) + "]"
+        return batch_shape_text(tuple(values[node].shape), batch, node)
 
     writer = SpecWriter(module, matched, inputs_of, shape_of)
-    used = {n for n, _ in module.named_children()} | {n for n, _ in module.named_parameters(recurse=False)} \
-        | {n for n, _ in module.named_buffers(recurse=False)}
+    used = top_level_names(module)
     local, lines = {}, []
     for node, input_name in zip(user_inputs, names):
         if not values[node].dim() or values[node].shape[0] != batch:
@@ -104,14 +96,7 @@ def import_text(module, example_inputs, name: str | None = None, fx_error: Netev
     for node, out_name in zip(outs, out_names):
         lines.append(f"  output {fresh(out_name if identifier(out_name) else 'out', used)} = {value_name(local[node])}")
     _check_weights_reached(module, set(calls))
-    net = name or type(module).__name__.lower()
-    if not identifier(net):
-        net = "imported"
-    if net in writer.blocks.values():
-        net = fresh(f"{net}_net", set(writer.blocks.values()))
-    blocks = "".join("\n" + text for text in writer.block_text)
-    text = "version 1\n" + blocks + "\nnetwork " + net + " {\n" + "\n".join(lines) + "\n}\n"
-    return _symbolic_length(text, module, names, tensors)
+    return _symbolic_length(spec_text(module, name, writer, lines), module, names, tensors)
 
 
 def _symbolic_length(text: str, module, names, tensors) -> str:

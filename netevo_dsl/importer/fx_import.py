@@ -175,22 +175,13 @@ def import_text(module, example_inputs, name: str | None = None) -> str:
             ins = ins[:1]  # one tensor in several argument slots: self-attention's query, key and value
         inputs_of[node] = ins
         if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-            layer = gm.get_submodule(node.target)
-            has_state = any(True for _ in layer.parameters()) or any(True for _ in layer.buffers())
-            if calls[node.target] > 1 and has_state:
-                raise import_error("E165", f"module `{node.target}` is called more than once", node,
-                                   "a spec layer is called once; shared layers are not imported")
+            count_layer_call(calls, node, gm)
 
     def shape_of(node):
-        shape = _tensor_shape(node)
-        if not shape or shape[0] != batch:
-            raise import_error("E161", f"`{node}` is not a tensor with the batch axis first", node)
-        return "[B" + "".join(f", {d}" for d in shape[1:]) + "]"
+        return batch_shape_text(_tensor_shape(node), batch, node)
 
     writer = SpecWriter(module, matched, inputs_of, shape_of)
-    used = {n for n, _ in module.named_children()} | {n for n, _ in module.named_parameters(recurse=False)} \
-        | {n for n, _ in module.named_buffers(recurse=False)}
+    used = top_level_names(module)
     local, lines = {}, []
     for node in placeholders:
         if _tensor_shape(node) is None or not _tensor_shape(node) or _tensor_shape(node)[0] != batch:
@@ -205,14 +196,42 @@ def import_text(module, example_inputs, name: str | None = None) -> str:
     for i, node in enumerate(outs):
         lines.append(f"  output {fresh('out' if len(outs) == 1 else f'out{i}', used)} = {value_name(local[node])}")
     _check_weights_reached(module, set(calls) | {str(n.target) for n in matched if n.op == "get_attr"})
+    text = spec_text(module, name, writer, lines)
+    return symbolic_sizes(text, module, inputs[0]) if len(inputs) == 1 else text
+
+
+def count_layer_call(calls: dict, node, gm) -> None:
+    """Count a `call_module` node's call of its layer; a layer with state called twice is refused (E165)."""
+    calls[node.target] = calls.get(node.target, 0) + 1
+    layer = gm.get_submodule(node.target)
+    has_state = any(True for _ in layer.parameters()) or any(True for _ in layer.buffers())
+    if calls[node.target] > 1 and has_state:
+        raise import_error("E165", f"module `{node.target}` is called more than once", node,
+                           "a spec layer is called once; shared layers are not imported")
+
+
+def batch_shape_text(shape, batch: int, node) -> str:
+    """A value's shape as spec text `[B, ...]`; its first axis must be the batch (else E161)."""
+    if not shape or shape[0] != batch:
+        raise import_error("E161", f"`{node}` is not a tensor with the batch axis first", node)
+    return "[B" + "".join(f", {d}" for d in shape[1:]) + "]"
+
+
+def top_level_names(module) -> set:
+    """The names the model's own children, parameters and buffers take (a fresh name must avoid them)."""
+    return {n for n, _ in module.named_children()} | {n for n, _ in module.named_parameters(recurse=False)} \
+        | {n for n, _ in module.named_buffers(recurse=False)}
+
+
+def spec_text(module, name: str | None, writer: SpecWriter, lines: list) -> str:
+    """The spec: its blocks, then the network `name` (default: the model's class, lower case) of `lines`."""
     net = name or type(module).__name__.lower()
     if not identifier(net):
         net = "imported"
     if net in writer.blocks.values():  # a block of the same class (a bare nn.Sequential holding a Sequential)
         net = fresh(f"{net}_net", set(writer.blocks.values()))
     blocks = "".join("\n" + text for text in writer.block_text)
-    text = "version 1\n" + blocks + "\nnetwork " + net + " {\n" + "\n".join(lines) + "\n}\n"
-    return symbolic_sizes(text, module, inputs[0]) if len(inputs) == 1 else text
+    return "version 1\n" + blocks + "\nnetwork " + net + " {\n" + "\n".join(lines) + "\n}\n"
 
 
 # The sizes after batch and channels of an input of each rank, as `netevo import` writes them when the

@@ -228,7 +228,7 @@ _DENSE_REACH = 512  # up to this many nodes, reachability by boolean matrix prod
 def _reachable(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
     """[n, n] bool: whether a path of one or more edges leads from u to v; None if there is a cycle."""
     if n > _DENSE_REACH:
-        below = _reach_masks(n, src.tolist(), dst.tolist())
+        below = reach_masks(n, src.tolist(), dst.tolist())
         return None if below is None else _mask_matrix(below, n)
     step = np.zeros((n, n), dtype=np.float32)
     step[src, dst] = 1.0
@@ -248,7 +248,7 @@ def _mask_matrix(masks: list[int], n: int) -> np.ndarray:
     return np.unpackbits(packed.reshape(len(masks), width), axis=1, count=n, bitorder="little").astype(bool)
 
 
-def _reach_masks(n: int, src: list[int], dst: list[int]) -> list[int] | None:
+def reach_masks(n: int, src: list[int], dst: list[int]) -> list[int] | None:
     """Per node, the nodes reachable from it over the edges, as bit masks; None if there is a cycle."""
     succ: list[list[int]] = [[] for _ in range(n)]
     indegree = [0] * n

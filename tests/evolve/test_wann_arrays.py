@@ -182,7 +182,7 @@ def test_dense_reachability_equals_the_bit_masks_of_kahns_order(genome, k, close
         genome = attrs.evolve(genome, edges=tuple(genome.edges) + (ir.WannEdge(hidden[-1], hidden[k % (len(hidden) - 1)]),))
     a = wa.read_arrays(genome)
     dense = wa._reachable(a.n_nodes, a.src, a.dst)
-    masks = wa._reach_masks(a.n_nodes, a.src.tolist(), a.dst.tolist())
+    masks = wa.reach_masks(a.n_nodes, a.src.tolist(), a.dst.tolist())
     assert (dense is None) == (masks is None) == bool(validate_genome(genome))
     if dense is not None:
         expected = [[bool(m >> v & 1) for v in range(a.n_nodes)] for m in masks]

@@ -12,33 +12,12 @@ from hypothesis import strategies as st
 from netevo_dsl.runtime import stats_kernel
 from netevo_dsl.runtime.stats import NeuronMoments
 
+from .test_stats import numpy_definitions  # the statistics from their definitions, numpy float64
+
 pytest.importorskip("numba")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def definitions(values: np.ndarray, threshold: float, bounds, margin: float) -> dict[str, np.ndarray]:
-    """Per-neuron statistics of (samples, neurons) values from their definitions, in float64
-    (numpy's two-pass mean and variance; NaN propagates into them and into min and max)."""
-    values = values.astype(np.float64)
-    result = {
-        "mean": values.mean(axis=0),
-        "var": values.var(axis=0),
-        "min": values.min(axis=0),
-        "max": values.max(axis=0),
-        "firing_rate": (values > threshold).mean(axis=0),
-        "zero_fraction": (values == 0).mean(axis=0),
-    }
-    if bounds is not None:
-        span = margin * (bounds[1] - bounds[0])
-        result["saturation"] = ((values <= bounds[0] + span) | (values >= bounds[1] - span)).mean(axis=0)
-    return result
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def samples_of(batch: torch.Tensor) -> np.ndarray:
@@ -99,7 +78,7 @@ def test_kernel_equals_the_definitions(kind, threshold, bounds, dtype, inner, ba
     assert (result["count"] == len(values)).all()
     if not len(values):
         return
-    expected = definitions(values, threshold, bounds, margin)
+    expected = numpy_definitions(values, threshold, bounds, margin)
     assert sorted(result) == sorted(list(expected) + ["count"])
     np.testing.assert_allclose(result["mean"], expected["mean"], rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(result["var"], expected["var"], rtol=1e-9, atol=1e-15)

@@ -16,12 +16,7 @@ from netevo_dsl.runtime.report import text_report, write_report
 from netevo_dsl.runtime.tracker import NeuronTracker
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 class Reuse(nn.Module):
