@@ -408,21 +408,18 @@ def _out_edges(nodes: np.ndarray, start: np.ndarray, count: np.ndarray) -> tuple
 
 def _live_nodes(is_output: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Outputs and every node with an enabled path to one: backwards from the outputs, one frontier
-    at a time (each edge visited once)."""
+    at a time (each step masks all edges: measured faster than a walk over edges sorted by
+    destination for a population's few dozen steps at most)."""
     live = is_output.copy()
-    if len(src) == 0:
-        return live
-    n = len(live)
-    in_count = np.bincount(dst, minlength=n)
-    in_start = np.cumsum(in_count) - in_count
-    sources_by_dst = src[np.argsort(dst)]
-    frontier = np.flatnonzero(live)
-    while len(frontier):
-        _, edges = _out_edges(frontier, in_start, in_count)
-        sources = sources_by_dst[edges]
-        frontier = np.unique(sources[~live[sources]])
-        live[frontier] = True
-    return live
+    frontier = live
+    while True:
+        reached = np.zeros(len(live), dtype=bool)
+        reached[src[frontier[dst]]] = True
+        reached &= ~live
+        if not reached.any():
+            return live
+        live |= reached
+        frontier = reached
 
 
 def population_of(genomes: list, n_obs: int, n_outputs: int, indices: list[int]):

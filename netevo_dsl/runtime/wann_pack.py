@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 from ..ops.activations import WANN_ACTIVATIONS
 from .wann_arrays import (  # noqa: F401  (io_mismatch, rejection_reason: re-exported)
-    ACTIVATION_IDS, _live_nodes, _Population, _relax_longest_paths, io_mismatch, population_of, rejection_reason,
+    ACTIVATION_IDS, _live_nodes, _Population, io_mismatch, population_of, rejection_reason,
 )
 
 
@@ -220,8 +220,7 @@ def _layout(packed, pop: "_Population | None", n_obs: int, n_outputs: int, weigh
         pack.output_rows = torch.zeros(0, n_outputs, dtype=torch.long, device=weights.device)
         return pack
     src, dst = pop.src[pop.enabled], pop.dst[pop.enabled]
-    depth = (~pop.is_input).astype(np.int64)  # inputs 0; a node without sources 1
-    _relax_longest_paths(depth, src, dst, np.full(len(depth), len(depth) + 2))
+    depth = _depths(pop.is_input, src, dst)  # inputs 0; a node without sources 1
     live = _live_nodes(pop.is_output, src, dst)
     # Every output goes to one last level (none feeds another node, so this is a valid order):
     # sorted by (activation, genome), the outputs then form one contiguous block of rows in
@@ -240,16 +239,22 @@ def _layout(packed, pop: "_Population | None", n_obs: int, n_outputs: int, weigh
     keep = live[dst]
     src, dst = src[keep], dst[keep]
     # the order a node sums its sources in: inputs first, then each in the genome's edge order
-    # (edges are numbered genome by genome, in order), whatever else is packed
+    # (edges are numbered genome by genome, in order), whatever else is packed. All edges sorted
+    # once by (destination row, that order): each level's edges are then one run, node by node.
     rank = np.flatnonzero(keep) + len(keep) * ~pop.is_input[src]
-    from_input = pop.is_input[src]
+    dst_row = row[dst]
+    order = np.argsort(dst_row * (2 * len(keep)) + rank, kind="stable")
+    src_row, dst_row, from_input = row[src][order], dst_row[order], pop.is_input[src][order]
+    sources = np.bincount(dst_row - n_input_rows, minlength=len(computed))  # edges into each computed row
+    not_input_before = np.concatenate([[0], np.cumsum(~from_input)])  # edges from non-inputs before each edge
     row_depth, row_act = depth[computed], pop.activation[computed]
     starts = np.flatnonzero(np.diff(row_depth, prepend=-1))
     stops = np.append(starts[1:], len(computed))
+    edge_starts = np.searchsorted(dst_row, starts + n_input_rows)
+    edge_stops = np.append(edge_starts[1:], len(dst_row))
     device, W = weights.device, len(weights)
-    for first, stop in zip(starts.tolist(), stops.tolist()):
+    for first, stop, a, z in zip(starts.tolist(), stops.tolist(), edge_starts.tolist(), edge_stops.tolist()):
         lo, hi = first + n_input_rows, stop + n_input_rows
-        in_level = (row[dst] >= lo) & (row[dst] < hi)
         acts = row_act[first:stop]
         bounds = np.flatnonzero(np.diff(acts, prepend=-1)).tolist() + [stop - first]
         # A level fed by shared inputs alone is gathered once for all weights; any other
@@ -257,12 +262,12 @@ def _layout(packed, pop: "_Population | None", n_obs: int, n_outputs: int, weigh
         # f(w * (sum of its sources)), as the reference does, with its sources in the same
         # order: a node's value never depends on which other genomes share its pack (scaling
         # inside the gather, sum of w * source, rounded differently, and only some levels did).
-        inputs_only = shared_inputs and bool(np.all(from_input[in_level]))
-        edge_src, edge_dst, edge_rank = row[src[in_level]], row[dst[in_level]] - lo, rank[in_level]
+        inputs_only = shared_inputs and not_input_before[z] == not_input_before[a]
+        gather = _gather(src_row[a:z], sources[first:stop], 1 if inputs_only else W, device)
         pack.levels.append(Level(
             lo, hi,
-            from_inputs=_gather(edge_src, edge_dst, hi - lo, 1, device, edge_rank) if inputs_only else None,
-            from_rows=None if inputs_only else _gather(edge_src, edge_dst, hi - lo, W, device, edge_rank),
+            from_inputs=gather if inputs_only else None,
+            from_rows=None if inputs_only else gather,
             groups=[(int(acts[a]), lo + a, lo + b) for a, b in zip(bounds[:-1], bounds[1:])],
         ))
     output_rows = row[np.flatnonzero(pop.is_output)]  # genome by genome, in output order
@@ -276,28 +281,46 @@ def _layout(packed, pop: "_Population | None", n_obs: int, n_outputs: int, weigh
     return pack
 
 
-def _gather(src_rows: np.ndarray, dst_local: np.ndarray, n_nodes: int, W: int, device, rank: np.ndarray,
-            scale: torch.Tensor | None = None) -> Gather | None:
-    """Bags (node k, weight j) at k * W + j over table rows src * W + j, in `rank` order within
-    a bag, each row times scale[j] when `scale` is given; None if no edges."""
+def _depths(is_input: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Longest-path depth of every node of a DAG: inputs 0, other nodes without sources 1, the rest
+    1 + their deepest source's. Kahn's algorithm one whole frontier at a time: frontier t holds the
+    nodes whose last source was in frontier t - 1, so a node's depth is its frontier's number (inputs
+    start frontier 0, the other nodes without sources join frontier 1). Each step masks all edges
+    (a depth is a few dozen steps at most): measured faster than visiting each edge once through
+    edges sorted by source, whose sort and per-step index arithmetic cost more (RESULTS.md)."""
+    n = len(is_input)
+    depth = np.zeros(n, dtype=np.int64)
+    indegree = np.bincount(dst, minlength=n)
+    sourceless = ~is_input & (indegree == 0)
+    frontier, step = is_input, 0
+    while True:
+        depth[frontier] = step
+        hits = np.bincount(dst[frontier[src]], minlength=n)
+        indegree -= hits
+        frontier = (indegree == 0) & (hits > 0)
+        if step == 0:
+            frontier |= sourceless
+        if not frontier.any():
+            return depth
+        step += 1
+
+
+def _gather(src_rows: np.ndarray, counts: np.ndarray, W: int, device) -> Gather | None:
+    """Bags (node k, weight j) at k * W + j over table rows src * W + j; `src_rows` are the edges
+    node by node, each node's in summation order, `counts` the edges of each node. None if no edges."""
     if len(src_rows) == 0:
         return None
-    order = np.lexsort((rank, dst_local))
-    src_rows, dst_local = src_rows[order], dst_local[order]
-    counts = np.bincount(dst_local, minlength=n_nodes)
     first = np.cumsum(counts) - counts
-    position = np.arange(len(src_rows)) - first[dst_local]
+    if W == 1:
+        return Gather(torch.as_tensor(src_rows, device=device), torch.as_tensor(first, device=device))
+    node = np.repeat(np.arange(len(counts)), counts)
+    position = np.arange(len(src_rows)) - first[node]
     j = np.arange(W)
-    slot = (W * first[dst_local] + position)[:, None] + j[None, :] * counts[dst_local][:, None]  # [E, W]
+    slot = (W * first[node] + position)[:, None] + j[None, :] * counts[node][:, None]  # [E, W]
     indices = np.empty(len(src_rows) * W, dtype=np.int64)
     indices[slot.ravel()] = (src_rows[:, None] * W + j[None, :]).ravel()
     offsets = (W * first[:, None] + j[None, :] * counts[:, None]).ravel()
-    per_row = None
-    if scale is not None:
-        weight_of = np.empty(len(src_rows) * W, dtype=np.int64)
-        weight_of[slot.ravel()] = np.broadcast_to(j, slot.shape).ravel()
-        per_row = scale[torch.as_tensor(weight_of, device=scale.device)]
-    return Gather(torch.as_tensor(indices, device=device), torch.as_tensor(offsets, device=device), per_row)
+    return Gather(torch.as_tensor(indices, device=device), torch.as_tensor(offsets, device=device))
 
 
 def plan_chunks(n_genomes: int, rows_per_genome: float, n_weights: int, min_samples: int, dtype_bytes: int,
