@@ -337,7 +337,7 @@ def ordered_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 # Bytes of one [rows, W, b] slice that `_exp_sum` works on at a time: its four such tensors (a
 # class's logits, the maximum, the term, the total) then stay in a core's L2 cache through the
-# ten classes' passes (measured 1.4x faster than whole [P, W, b] passes for digits blocks).
+# ten classes' passes (a digits block: 1.4x faster than whole [P, W, b] passes at one thread; RESULTS.md).
 EXP_SUM_BYTES = 384 << 10
 
 
@@ -348,8 +348,8 @@ def _exp_sum(x: torch.Tensor, high: torch.Tensor, floor: bool, scratch: torch.Te
     x: [P, C, W, b]; high: [P, W, b]. The elementwise operations and the order of the additions
     are `ordered_sum`'s over the whole softmax numerator, so the bits are the same; but only two
     [P, W, b] tensors are written (the running total and one class's term), not [P, C, W, b], and
-    on the CPU a few individuals at a time (`slice_bytes` per [rows, W, b] slice), so that the passes stay in cache (on a
-    GPU every slice would cost kernel launches)."""
+    on the CPU a few individuals at a time (`slice_bytes` per [rows, W, b] slice), so that the
+    passes stay in cache (on a GPU every slice would cost kernel launches)."""
     total = torch.empty_like(high)
     rows = x.shape[0] if x.is_cuda else max(1, slice_bytes // max(1, high[:1].numel() * high.element_size()))
     for a in range(0, x.shape[0], rows):
