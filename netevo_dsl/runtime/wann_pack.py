@@ -73,7 +73,11 @@ class Level:
     stop: int
     from_inputs: Gather | None  # bag k: shared-input sources of node k (no weight dimension)
     from_rows: Gather | None  # bag k * W + j: sources of node k in V at weight j
-    groups: list[tuple[int, int, int]]  # (activation id, first row, stop row)
+    groups: list[tuple[int, int, int]]  # (activation id, first row, stop row), covering the level in order
+
+    def __post_init__(self):
+        self.sizes = [stop - first for _, first, stop in self.groups]  # for one `split` per level and step
+        self.functions = [_SCALED_BY_ID[act] for act, _, _ in self.groups]
 
 
 @dataclass
@@ -91,6 +95,7 @@ class PackedPopulation:
     linear_outputs: Level | None = None  # the last level, when it is exactly the outputs, all linear
     scales: dict = field(default_factory=dict)  # named per-weight constants, each [1, W, 1]
     _outputs: torch.Tensor | None = None  # reused [P * O, W, B] output buffer
+    _rows: dict = field(default_factory=dict)  # per value buffer: each level's group views (`_group_rows`)
 
     def __post_init__(self):
         w = self.weights.view(1, -1, 1)
@@ -127,22 +132,21 @@ class PackedPopulation:
             grouped[:, :n_obs] = inputs.permute(0, 3, 1, 2)
             grouped[:, n_obs] = 1.0
         table = V.view(self.n_rows * W, B)
-        for level in self.levels:
+        scales = self.scales
+        for level, outs in zip(self.levels, self._group_rows(V)):
             K = level.stop - level.start
             if level.from_rows is not None:  # f(w * s), the reference's rounding (see `_layout`)
                 s = level.from_rows.sum(table).view(K, W, B)
                 if level is self.linear_outputs:  # the outputs themselves: w * s in place, no copy into V
-                    return s.mul_(self.scales["w"]).view(len(self.members), self.n_outputs, W, B).permute(0, 2, 3, 1)
-                for act, first, stop in level.groups:
-                    apply_scaled(act, s[first - level.start: stop - level.start], self.scales, V[first:stop])
-                continue
+                    return s.mul_(scales["w"]).view(len(self.members), self.n_outputs, W, B).permute(0, 2, 3, 1)
             # f(w * s) where s, a sum over shared inputs only, is the same for every weight
-            if level.from_inputs is not None:
+            elif level.from_inputs is not None:
                 s = level.from_inputs.sum(input_table).view(K, 1, B)
             else:  # no node of this level has an enabled source
                 s = V.new_zeros(K, 1, B)
-            for act, first, stop in level.groups:
-                apply_scaled(act, s[first - level.start: stop - level.start], self.scales, V[first:stop])
+            pieces = (s,) if len(level.sizes) == 1 else s.split_with_sizes(level.sizes)
+            for function, piece, out in zip(level.functions, pieces, outs):
+                function(piece, scales, out)
         P, O = self.output_rows.shape
         if self.output_range is not None:  # outputs are one contiguous block, genome by genome
             outputs = V[self.output_range[0]: self.output_range[1]]
@@ -153,6 +157,19 @@ class PackedPopulation:
                 self._outputs = V.new_empty(P * O, W, B)
             outputs = torch.index_select(V, 0, self.output_rows.view(-1), out=self._outputs)
         return outputs.view(P, O, W, B).permute(0, 2, 3, 1)
+
+
+    def _group_rows(self, V: torch.Tensor) -> list:
+        """Per level, the views of `V` its activation groups write, made once per buffer (a control
+        rollout calls the forward a thousand times on one buffer; slicing them each step cost about
+        as much as the small steps' arithmetic)."""
+        key = (V.data_ptr(), tuple(V.shape), V.stride())
+        rows = self._rows.get(key)
+        if rows is None:
+            if len(self._rows) >= 4:  # buffers of earlier sizes or threads
+                self._rows.clear()
+            rows = self._rows[key] = [[V[first:stop] for _, first, stop in level.groups] for level in self.levels]
+        return rows
 
 
 # f(w * s) written into `out` [k, W, B]; s is [k, W, B] or [k, 1, B] (a sum over shared
@@ -189,10 +206,6 @@ _SCALED = {
     "square": lambda s, c, out: _squared_times(s, c["w^2"], out),
 }
 _SCALED_BY_ID = {a.id: _SCALED[a.name] for a in WANN_ACTIVATIONS}
-
-
-def apply_scaled(act_id: int, s: torch.Tensor, constants: dict, out: torch.Tensor) -> None:
-    _SCALED_BY_ID[act_id](s, constants, out)
 
 
 def pack_population(
