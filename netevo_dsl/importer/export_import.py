@@ -18,13 +18,11 @@ Every call left is matched against the ops' `torch_import` (ATen spellings as `t
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import types
 
 from ..errors import NetevoError
 from ..ir.printer import value_name
-from ..ops.registry import all_ops
 from .errors import fresh, identifier, import_error
 from .naming import SpecWriter
 
@@ -40,13 +38,14 @@ def import_text(module, example_inputs, name: str | None = None, fx_error: Netev
     """The `.net` text of `module` exported at `example_inputs` (a tensor, a tuple, or a dict by forward name)."""
     import torch
 
-    from .fx_import import _check_weights_reached, _flat, batch_shape_text, count_layer_call, spec_text, top_level_names
+    from .fx_import import (_check_weights_reached, _flat, _tables, batch_shape_text, count_layer_call, spec_text,
+                            top_level_names)
 
     names, tensors = _inputs(module, example_inputs)
     out_names, ep = _export(module, names, tensors, fx_error)
     values, user_inputs, state = _run(ep, tensors)
     graph = ep.graph_module.graph
-    tables = _tables()
+    tables = _tables()[:3]  # the fx importer's (ATen overloads resolve too); bare parameters are refused here
     _collapse_layers(graph, module, values, state, set(tables[0]))
     _drop_no_ops(graph, values, user_inputs)
     _dead_code(graph)  # shape assertions and casts no longer read: `x + embedding(arange(T))` has one use
@@ -238,39 +237,6 @@ def _run(ep, tensors):
     with torch.no_grad():
         Recorder(ep.graph_module).run(*flat)
     return values, user_inputs, state
-
-
-def _resolve(dotted: str):
-    if dotted.startswith("torch.ops."):
-        import torch
-
-        target = torch
-        for part in dotted.split(".")[1:]:
-            target = getattr(target, part, None)
-            if target is None:
-                return None
-        return target
-    module, _, attr = dotted.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return None  # an optional package (transformers) or an older torch without it
-
-
-def _tables():
-    """PyTorch class / function (ATen overloads included) / method -> [(op name, TorchImport)], from the registry."""
-    modules, functions, methods = {}, {}, {}
-    for op in all_ops():
-        for rule in op.torch_import:
-            for dotted in rule.modules:
-                if (cls := _resolve(dotted)) is not None:
-                    modules.setdefault(cls, []).append((op.name, rule))
-            for dotted in rule.functions:
-                if (fn := _resolve(dotted)) is not None:
-                    functions.setdefault(fn, []).append((op.name, rule))
-            for name in rule.methods:
-                methods.setdefault(name, []).append((op.name, rule))
-    return modules, functions, methods
 
 
 # --- rewrites -----------------------------------------------------------------------------------------

@@ -55,11 +55,21 @@ def _where(node) -> str:
 
 
 def _resolve(dotted: str):
+    """The object a dotted name in a `torch_import` rule names, or None where it does not exist here."""
+    if dotted.startswith("torch.ops."):  # ATen overloads (the torch.export path): attributes, not modules
+        import torch
+
+        target = torch
+        for part in dotted.split(".")[1:]:
+            target = getattr(target, part, None)
+            if target is None:
+                return None
+        return target
     module, _, attr = dotted.rpartition(".")
     try:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError):
-        return None  # an older torch without it
+        return None  # an optional package (transformers) or an older torch without it
 
 
 def _tables():
